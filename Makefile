@@ -1,0 +1,40 @@
+# The two commands: `make serve` (PORT=8080 by default) and `make test`. Both do all set-up, idempotently.
+PORT ?= 8080
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: serve test test-fast lint setup system-deps clean-venv
+
+serve: $(STAMP)
+	$(BIN)/modelyard serve --port $(PORT)
+
+setup: $(STAMP)
+	$(BIN)/modelyard setup
+
+test: $(STAMP)
+	$(BIN)/modelyard setup
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest
+
+# Unit tests only: no engine, no model.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not engine"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+$(STAMP): pyproject.toml
+	@bash scripts/system-deps.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,111 @@
+"""The ASGI application: a flat routing table over the runtime's handlers, plus the ASGI lifespan.
+
+Routing is a dictionary lookup on the exact path; the only parameterised route is ``/v1/models/{id}``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from modelyard.api.asgi import Receive, Scope, Send, send_bytes, send_error
+from modelyard.errors import method_not_allowed, not_found_route
+from modelyard.runtime import Runtime
+
+log = logging.getLogger("modelyard")
+
+_MODELS_PREFIX = "/v1/models/"
+
+
+class ModelyardApp:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._draining = False
+        self._routes = {
+            "/v1/chat/completions": ("POST", self._chat),
+            "/v1/completions": ("POST", self._completions),
+            "/v1/embeddings": ("POST", self._embeddings),
+            "/v1/models": ("GET", self._models),
+            "/health": ("GET", self._health),
+            "/ready": ("GET", self._ready),
+            "/metrics": ("GET", self._metrics),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        route = self._routes.get(path)
+        if route is not None:
+            method, handler = route
+            if scope["method"] == method or (method == "GET" and scope["method"] == "HEAD"):
+                await handler(scope, receive, send)
+            else:
+                await send_error(send, method_not_allowed(scope["method"], path), [(b"allow", method.encode())])
+            return
+        if path.startswith(_MODELS_PREFIX) and scope["method"] == "GET":
+            assert self.runtime.handlers is not None
+            await self.runtime.handlers.get_model(scope, receive, send, path[len(_MODELS_PREFIX) :])
+            return
+        await send_error(send, not_found_route(path))
+
+    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.runtime.handlers is not None
+        await self.runtime.handlers.chat(scope, receive, send)
+
+    async def _completions(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.runtime.handlers is not None
+        await self.runtime.handlers.completions(scope, receive, send)
+
+    async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.runtime.handlers is not None
+        await self.runtime.handlers.embeddings(scope, receive, send)
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.runtime.handlers is not None
+        await self.runtime.handlers.list_models(scope, receive, send)
+
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Liveness: the gateway process answers. Engine trouble is a readiness matter, not a reason to restart us."""
+        await send_bytes(send, 200, b'{"status":"ok"}')
+
+    async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ready = self.runtime.ready and not self._draining
+        body = {
+            "ready": ready,
+            "draining": self._draining,
+            "engines": [s.describe() for s in self.runtime.supervisors],
+        }
+        headers = [] if ready else [(b"retry-after", b"2")]
+        await send_bytes(send, 200 if ready else 503, orjson.dumps(body), headers)
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics = self.runtime.metrics
+        await send_bytes(send, 200, metrics.render(), content_type=metrics.content_type.encode())
+
+    def begin_drain(self) -> None:
+        """Called on SIGTERM: report not-ready so load balancers stop sending while in-flight work finishes."""
+        self._draining = True
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self._draining = True
+                await self.runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

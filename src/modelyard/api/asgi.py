@@ -1,0 +1,117 @@
+"""Raw ASGI helpers for the hot path.
+
+The inference routes are plain ASGI callables rather than framework endpoints: a request object, middleware
+stack and response class per call cost more than the proxying itself at thousands of requests per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from modelyard.errors import APIError, body_too_large
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+CLIENT_CLOSED = 499  # nginx's convention for "client closed the request before the response finished"
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes:
+    """Read the whole body, refusing with 413 as soon as it is known to exceed ``limit``."""
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise body_too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise body_too_large(limit)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    content_type: bytes = b"application/json",
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), *(headers or ())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, error: APIError, extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [(k.encode(), v.encode()) for k, v in error.headers.items()]
+    await send_bytes(send, error.status, error.body(), headers + (extra_headers or []))
+
+
+async def run_until_disconnect(receive: Receive, send: Send, work: Callable[[Send], Awaitable[int]]) -> int:
+    """Run ``work`` (which sends the response) but cancel it the moment the client goes away.
+
+    Cancelling closes the upstream connection, which is what makes the engine stop generating for a client
+    that is no longer listening. A "disconnect" that servers report once the response is complete is not a
+    client going away, so work that already finished its response is left to finish its bookkeeping.
+    """
+    completed = False
+
+    async def tracking_send(message: Message) -> None:
+        nonlocal completed
+        await send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            completed = True
+
+    work_task = asyncio.ensure_future(work(tracking_send))
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    try:
+        await asyncio.wait((work_task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        if not work_task.done() and completed:
+            await work_task
+    except asyncio.CancelledError:
+        work_task.cancel()
+        watcher.cancel()
+        raise
+    if work_task.done():
+        watcher.cancel()
+        return work_task.result()
+    work_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await work_task
+    return CLIENT_CLOSED
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,0 +1,147 @@
+"""``modelyard`` command line: set-up steps and ``serve``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from modelyard import __version__, paths
+from modelyard.cli.progress import build_progress
+from modelyard.engines.llamacpp_build import BuildError, EngineBuild, ensure_engine
+from modelyard.engines.llamacpp_server import ModelFileError
+from modelyard.engines.llamacpp_source import SourceError
+from modelyard.registry.default_model import ModelAssemblyError, ensure_default_model
+from modelyard.settings import ServeSettings, SettingsError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Run open-weight LLMs in production.")
+engine_app = typer.Typer(no_args_is_help=True, help="The llama.cpp engine build.")
+app.add_typer(engine_app, name="engine")
+
+
+def _console() -> Console:
+    return Console(stderr=True)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _prepare_engine(console: Console) -> EngineBuild:
+    started = time.monotonic()
+    with build_progress("Building llama.cpp", console) as progress:
+        build = ensure_engine(paths.cache_dir(), progress=progress, log=console.print)
+    console.print(f"Engine: llama.cpp {build.version} at {build.root} ({time.monotonic() - started:.1f} s)")
+    return build
+
+
+def _fail(message: str) -> typer.Exit:
+    _console().print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+@app.command()
+def version() -> None:
+    """Print modelyard's version."""
+    print(__version__)
+
+
+@engine_app.command("build")
+def engine_build() -> None:
+    """Build llama.cpp (llama-server, llama-perplexity, llama-quantize, llama-bench) or reuse the cached build."""
+    try:
+        _prepare_engine(_console())
+    except (BuildError, SourceError) as exc:
+        raise _fail(str(exc)) from None
+
+
+@engine_app.command("path")
+def engine_path(tool: Annotated[str, typer.Argument(help="Binary name")] = "llama-server") -> None:
+    """Print the path of a cached engine binary (builds it first if needed)."""
+    try:
+        build = ensure_engine(paths.cache_dir(), log=_console().print)
+    except (BuildError, SourceError) as exc:
+        raise _fail(str(exc)) from None
+    print(build.binary(tool))
+
+
+@app.command()
+def setup() -> None:
+    """Do every one-time step: build (or reuse) the engine and assemble the default model."""
+    console = _console()
+    try:
+        _prepare_engine(console)
+        model = ensure_default_model(paths.cache_dir(), log=console.print)
+    except (BuildError, SourceError, ModelAssemblyError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"Default model: {model}")
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(envvar="MODELYARD_PORT", help="Port of the gateway.")] = 8080,
+    host: Annotated[str, typer.Option(envvar="MODELYARD_HOST", help="Interface to bind.")] = "127.0.0.1",
+    model: Annotated[
+        Path | None, typer.Option(envvar="MODELYARD_MODEL", help="A local GGUF to serve instead of the default.")
+    ] = None,
+    model_name: Annotated[
+        str | None, typer.Option(envvar="MODELYARD_MODEL_NAME", help="Name clients use (default: file stem).")
+    ] = None,
+    ctx_size: Annotated[int, typer.Option(envvar="MODELYARD_CTX_SIZE", help="Engine context, all slots.")] = 16384,
+    parallel: Annotated[int, typer.Option(envvar="MODELYARD_PARALLEL", help="Engine parallel slots.")] = 8,
+    threads: Annotated[int | None, typer.Option(envvar="MODELYARD_THREADS", help="Engine CPU threads.")] = None,
+    embeddings: Annotated[
+        bool, typer.Option(envvar="MODELYARD_EMBEDDINGS", help="Run the engine in embedding mode.")
+    ] = False,
+    max_body_bytes: Annotated[
+        int, typer.Option(envvar="MODELYARD_MAX_BODY_BYTES", help="Largest accepted request body.")
+    ] = 4 * 1024 * 1024,
+    shutdown_grace: Annotated[
+        float, typer.Option(envvar="MODELYARD_SHUTDOWN_GRACE", help="Seconds in-flight requests get at stop.")
+    ] = 30.0,
+    restart_backoff: Annotated[
+        float, typer.Option(envvar="MODELYARD_RESTART_BACKOFF", help="First engine restart delay, seconds.")
+    ] = 1.0,
+    log_level: Annotated[str, typer.Option(envvar="MODELYARD_LOG_LEVEL")] = "info",
+) -> None:
+    """Serve a model through the OpenAI-compatible gateway (builds the engine and model on first run)."""
+    from modelyard.server import run_gateway  # imported late: `modelyard engine ...` stays fast
+
+    _configure_logging(log_level)
+    console = _console()
+    try:
+        settings = ServeSettings(
+            host=host,
+            port=port,
+            model_path=model,
+            model_name=model_name,
+            context_size=ctx_size,
+            parallel=parallel,
+            threads=threads,
+            embeddings=embeddings,
+            max_body_bytes=max_body_bytes,
+            shutdown_grace_s=shutdown_grace,
+            engine_restart_backoff_s=restart_backoff,
+            log_level=log_level,
+        )
+        build = _prepare_engine(console)
+        model_path = model.resolve() if model else ensure_default_model(paths.cache_dir(), log=console.print)
+        code = run_gateway(settings, build, model_path)
+    except (SettingsError, BuildError, SourceError, ModelAssemblyError, ModelFileError) as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code=code)
+
+
+def main() -> None:
+    app()

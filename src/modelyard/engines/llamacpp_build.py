@@ -1,0 +1,241 @@
+"""Build llama.cpp's tools once per (source version, build flags, compiler, CPU) and reuse them forever after.
+
+A cached build is a directory holding the binaries and a ``build.json`` manifest with each binary's sha256. The
+manifest is written last and the directory is moved into place with one ``rename``, so an interrupted build can
+never look complete; a later tampering or truncation is caught by the hashes and triggers a rebuild. A file lock
+keeps two concurrent ``make`` runs from compiling the same thing twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelyard.engines.llamacpp_source import LLAMA_CPP_SOURCE, SourcePin, extract_llama_cpp, fetch_sdist
+from modelyard.hashing import file_sha256
+
+TOOLS = ("llama-server", "llama-perplexity", "llama-quantize", "llama-bench")
+
+CMAKE_FLAGS = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=OFF",
+    "-DGGML_NATIVE=ON",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+)
+
+MANIFEST = "build.json"
+
+ProgressCallback = Callable[[int, int, str], None]
+_PROGRESS_RE = re.compile(r"^\[\s*(\d+)/(\d+)\]|^\[\s*(\d+)%\]")
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class EngineBuild:
+    """A verified set of llama.cpp binaries."""
+
+    root: Path
+    version: str
+    key: str
+
+    def binary(self, tool: str) -> Path:
+        return self.root / "bin" / tool
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    pin: SourcePin = LLAMA_CPP_SOURCE
+    flags: tuple[str, ...] = CMAKE_FLAGS
+    tools: tuple[str, ...] = TOOLS
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 2)
+
+    def key(self) -> str:
+        """Everything that changes the produced machine code is part of the key."""
+        material = json.dumps(
+            {
+                "version": self.pin.version,
+                "sha256": self.pin.sha256,
+                "flags": self.flags,
+                "tools": self.tools,
+                "compiler": _compiler_identity(),
+                "cpu": _cpu_identity(),
+            },
+            sort_keys=True,
+        )
+        return f"llama.cpp-{self.pin.version}-{hashlib.sha256(material.encode()).hexdigest()[:12]}"
+
+
+def _compiler_identity() -> str:
+    try:
+        out = subprocess.run(["c++", "--version"], capture_output=True, text=True, check=False).stdout
+    except FileNotFoundError:
+        return "none"
+    return out.splitlines()[0] if out else "unknown"
+
+
+def _cpu_identity() -> str:
+    """GGML_NATIVE compiles for this CPU's instruction set, so a different CPU needs a different build."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return hashlib.sha256(line.encode()).hexdigest()[:16]
+    except OSError:
+        pass
+    return os.uname().machine
+
+
+def load_cached(root: Path, spec: BuildSpec) -> EngineBuild | None:
+    """Return the build at ``root`` only if it is complete and every binary still has its recorded hash."""
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    recorded = manifest.get("binaries", {})
+    if set(recorded) != set(spec.tools):
+        return None
+    for tool, digest in recorded.items():
+        path = root / "bin" / tool
+        if not path.is_file() or not os.access(path, os.X_OK) or file_sha256(path) != digest:
+            return None
+    return EngineBuild(root=root, version=manifest["version"], key=manifest["key"])
+
+
+def ensure_engine(
+    cache_root: Path,
+    spec: BuildSpec | None = None,
+    progress: ProgressCallback | None = None,
+    log: Callable[[str], None] = print,
+) -> EngineBuild:
+    """Return a verified build, compiling it first if no valid cached one exists."""
+    spec = spec or BuildSpec()
+    engines_dir = cache_root / "engines"
+    engines_dir.mkdir(parents=True, exist_ok=True)
+    final = engines_dir / spec.key()
+    cached = load_cached(final, spec)
+    if cached:
+        return cached
+    with _exclusive(engines_dir / ".build.lock", log):
+        cached = load_cached(final, spec)  # another process may have finished it while we waited
+        if cached:
+            return cached
+        if final.exists():
+            log(f"Cached engine at {final} is incomplete or corrupt; rebuilding it.")
+            shutil.rmtree(final)
+        _check_toolchain()
+        sdist = fetch_sdist(spec.pin, cache_root / "sources", log)
+        work = engines_dir / f".work-{spec.key()}"
+        try:
+            source = extract_llama_cpp(sdist, work / "src")
+            _compile(source, work / "build", spec, progress, log)
+            staging = engines_dir / f".staging-{spec.key()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            _install(work / "build", staging, spec)
+            staging.rename(final)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        build = load_cached(final, spec)
+        if build is None:
+            raise BuildError(f"The engine build at {final} failed verification right after it was built.")
+        return build
+
+
+@contextmanager
+def _exclusive(lock_path: Path, log: Callable[[str], None]) -> Iterator[None]:
+    with lock_path.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("Another modelyard process is building the engine; waiting for it ...")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _check_toolchain() -> None:
+    missing = [tool for tool in ("cmake", "c++", "cc") if shutil.which(tool) is None]
+    if missing:
+        raise BuildError(
+            "Building llama.cpp needs " + ", ".join(missing) + ". On Debian/Ubuntu: "
+            "sudo apt-get install -y cmake g++ ninja-build  (make serve / make test do this for you)."
+        )
+
+
+def _compile(
+    source: Path, build_dir: Path, spec: BuildSpec, progress: ProgressCallback | None, log: Callable[[str], None]
+) -> None:
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    configure = ["cmake", "-S", str(source), "-B", str(build_dir), *generator, *spec.flags]
+    _run_logged(configure, build_dir.parent / "configure.log", "configure llama.cpp")
+    build = ["cmake", "--build", str(build_dir), "-j", str(spec.jobs), "--target", *spec.tools]
+    log(f"Compiling llama.cpp {spec.pin.version} ({', '.join(spec.tools)}) with {spec.jobs} jobs ...")
+    started = time.monotonic()
+    build_log = build_dir.parent / "build.log"
+    with build_log.open("w") as sink:
+        proc = subprocess.Popen(build, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sink.write(line)
+            match = _PROGRESS_RE.match(line)
+            if match and progress:
+                if match.group(3):
+                    progress(int(match.group(3)), 100, line.strip())
+                else:
+                    progress(int(match.group(1)), int(match.group(2)), line.strip())
+        code = proc.wait()
+    if code != 0:
+        tail = build_log.read_text()[-3000:]
+        raise BuildError(f"llama.cpp build failed (exit {code}); last output:\n{tail}")
+    log(f"Compiled in {time.monotonic() - started:.0f} s.")
+
+
+def _run_logged(command: list[str], log_path: Path, what: str) -> None:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    log_path.write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise BuildError(f"Could not {what} (exit {result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
+
+
+def _install(build_dir: Path, staging: Path, spec: BuildSpec) -> None:
+    bin_dir = staging / "bin"
+    bin_dir.mkdir(parents=True)
+    digests = {}
+    for tool in spec.tools:
+        built = build_dir / "bin" / tool
+        if not built.is_file():
+            raise BuildError(f"The build finished but produced no {tool} at {built}")
+        shutil.copy2(built, bin_dir / tool)
+        digests[tool] = file_sha256(bin_dir / tool)
+    smoke = subprocess.run([str(bin_dir / "llama-server"), "--version"], capture_output=True, text=True, check=False)
+    if smoke.returncode != 0:
+        raise BuildError(f"The freshly built llama-server does not run: {smoke.stderr.strip()[-1000:]}")
+    manifest = {
+        "key": spec.key(),
+        "version": spec.pin.version,
+        "flags": list(spec.flags),
+        "binaries": digests,
+        "llama_server_version": (smoke.stdout + smoke.stderr).strip().splitlines()[-1:],
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    tmp = staging / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.rename(staging / MANIFEST)

@@ -1,0 +1,256 @@
+"""Keep one engine process alive: launch, wait until ready, restart with back-off, stop gracefully.
+
+The supervisor owns the process; the gateway only reads :attr:`EngineSupervisor.ready` and
+:attr:`EngineSupervisor.base_url` (plain attribute reads on the hot path). Readiness is the engine's own
+``/health`` answering 200, checked at start and periodically afterwards so a hung engine is restarted too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from modelyard.engines.process import free_loopback_port, kill_with_parent
+
+log = logging.getLogger("modelyard.engine")
+
+
+class EngineState(enum.StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    RESTARTING = "restarting"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    initial_backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    multiplier: float = 2.0
+    stable_after_s: float = 60.0  # an engine up this long resets the back-off
+    max_failed_starts: int = 3  # consecutive launches that never became ready before giving up
+    ready_timeout_s: float = 120.0
+    health_interval_s: float = 5.0
+    health_failures_to_restart: int = 3
+    stop_grace_s: float = 10.0
+
+    def backoff(self, attempt: int) -> float:
+        return min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** max(0, attempt - 1))
+
+
+CommandFactory = Callable[[int], list[str]]
+
+
+class EngineSupervisor:
+    def __init__(
+        self,
+        name: str,
+        command: CommandFactory,
+        log_path: Path,
+        policy: RestartPolicy | None = None,
+        on_change: Callable[[EngineSupervisor], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._command = command
+        self.log_path = log_path
+        self.policy = policy or RestartPolicy()
+        self._on_change = on_change
+        self.state = EngineState.STOPPED
+        self.ready = False
+        self.base_url = ""
+        self.pid: int | None = None
+        self.restarts = 0
+        self.last_exit_code: int | None = None
+        self.next_attempt_at = 0.0
+        self._process: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._settled = asyncio.Event()  # set at first readiness or when supervision gives up
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- public -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin supervising in the background; :meth:`wait_ready` waits for the first readiness."""
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        self._task = asyncio.create_task(self._run(), name=f"engine-{self.name}")
+
+    async def wait_ready(self, timeout_s: float | None = None) -> bool:
+        """True once ready; False when supervision gave up (state FAILED) or the timeout passed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), timeout_s)
+        return self.ready
+
+    def retry_after_s(self) -> int:
+        """A client-facing hint for ``Retry-After`` while the engine is not ready."""
+        if self.state == EngineState.RESTARTING:
+            return max(1, int(self.next_attempt_at - time.monotonic() + 0.999) + 2)
+        return 2
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "ready": self.ready,
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "last_exit_code": self.last_exit_code,
+        }
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._set_state(EngineState.STOPPING, ready=False)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._terminate()
+        if self._session is not None:
+            await self._session.close()
+        self._set_state(EngineState.STOPPED, ready=False)
+
+    # -- supervision loop ---------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failed_starts = 0
+        attempt = 0
+        while not self._stopping:
+            attempt += 1
+            self._set_state(EngineState.STARTING if self.restarts == 0 else EngineState.RESTARTING, ready=False)
+            launched_at = time.monotonic()
+            became_ready = await self._launch_and_wait_ready()
+            if became_ready:
+                failed_starts = 0
+                self._set_state(EngineState.READY, ready=True)
+                self._settled.set()
+                await self._watch_until_exit()
+                if time.monotonic() - launched_at > self.policy.stable_after_s:
+                    attempt = 1
+            else:
+                failed_starts += 1
+                await self._terminate()
+            if self._stopping:
+                return
+            if failed_starts >= self.policy.max_failed_starts:
+                log.error(
+                    "engine %s failed to become ready %d times in a row; giving up. Last log lines:\n%s",
+                    self.name,
+                    failed_starts,
+                    self.log_tail(),
+                )
+                self._set_state(EngineState.FAILED, ready=False)
+                self._settled.set()
+                return
+            delay = self.policy.backoff(attempt)
+            self.restarts += 1
+            self.next_attempt_at = time.monotonic() + delay
+            self._set_state(EngineState.RESTARTING, ready=False)
+            log.warning(
+                "engine %s exited (code %s); restart #%d in %.1f s",
+                self.name,
+                self.last_exit_code,
+                self.restarts,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+    async def _launch_and_wait_ready(self) -> bool:
+        port = free_loopback_port()
+        argv = self._command(port)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as sink:
+            sink.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} launching: {' '.join(argv)}\n".encode())
+            sink.flush()
+            self._process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=sink,
+                stderr=sink,
+                start_new_session=True,
+                preexec_fn=kill_with_parent,
+            )
+        self.pid = self._process.pid
+        self.base_url = f"http://127.0.0.1:{port}"
+        log.info("engine %s launched (pid %d, port %d)", self.name, self.pid, port)
+        deadline = time.monotonic() + self.policy.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.returncode is not None:
+                self.last_exit_code = self._process.returncode
+                log.error("engine %s exited during start (code %s)", self.name, self.last_exit_code)
+                return False
+            if await self._healthy():
+                log.info("engine %s ready at %s", self.name, self.base_url)
+                return True
+            await asyncio.sleep(0.1)
+        log.error("engine %s not ready after %.0f s", self.name, self.policy.ready_timeout_s)
+        return False
+
+    async def _watch_until_exit(self) -> None:
+        """Return when the process exits, or after killing it because it stopped answering health checks."""
+        assert self._process is not None
+        failures = 0
+        while True:
+            try:
+                self.last_exit_code = await asyncio.wait_for(
+                    asyncio.shield(self._process.wait()), self.policy.health_interval_s
+                )
+                self._set_state(EngineState.RESTARTING, ready=False)
+                return
+            except TimeoutError:
+                pass
+            if await self._healthy():
+                failures = 0
+                continue
+            failures += 1
+            if failures >= self.policy.health_failures_to_restart:
+                log.error("engine %s failed %d health checks; killing it", self.name, failures)
+                self._set_state(EngineState.RESTARTING, ready=False)
+                await self._terminate()
+                return
+
+    async def _healthy(self) -> bool:
+        assert self._session is not None
+        try:
+            async with self._session.get(f"{self.base_url}/health") as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return False
+
+    async def _terminate(self) -> None:
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), self.policy.stop_grace_s)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+        self.last_exit_code = process.returncode
+
+    def _set_state(self, state: EngineState, *, ready: bool) -> None:
+        changed = state != self.state or ready != self.ready
+        self.state = state
+        self.ready = ready
+        if changed and self._on_change is not None:
+            self._on_change(self)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no engine log)"

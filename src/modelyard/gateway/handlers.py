@@ -1,0 +1,158 @@
+"""The OpenAI-compatible inference endpoints as raw ASGI callables.
+
+Order of work for every request: read the body (bounded), parse, validate, resolve the model from the catalog
+snapshot, check the engine is ready, then hand over to the proxy while watching for the client going away.
+Each step fails with its own OpenAI-shaped error, and every request is counted exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from modelyard.api.asgi import (
+    CLIENT_CLOSED,
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    run_until_disconnect,
+    send_bytes,
+    send_error,
+)
+from modelyard.errors import APIError, engine_unavailable, model_not_found
+from modelyard.gateway.catalog import ModelCatalog, ServedModel
+from modelyard.gateway.proxy import Proxy, ProxyCall
+from modelyard.gateway.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    decode_object,
+    validate,
+)
+from modelyard.observability.metrics import UNKNOWN_MODEL, GatewayMetrics
+
+log = logging.getLogger("modelyard.gateway")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    upstream_path: str
+    schema: type[msgspec.Struct]
+    streams: bool
+
+
+CHAT = Endpoint("chat", "/v1/chat/completions", ChatCompletionRequest, streams=True)
+COMPLETIONS = Endpoint("completions", "/v1/completions", CompletionRequest, streams=True)
+EMBEDDINGS = Endpoint("embeddings", "/v1/embeddings", EmbeddingRequest, streams=False)
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+class InferenceHandlers:
+    def __init__(
+        self,
+        catalog: Callable[[], ModelCatalog],
+        proxy: Proxy,
+        metrics: GatewayMetrics,
+        limits: RequestLimits,
+    ) -> None:
+        self._catalog = catalog
+        self._proxy = proxy
+        self._metrics = metrics
+        self._limits = limits
+
+    async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._handle(scope, receive, send, CHAT)
+
+    async def completions(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._handle(scope, receive, send, COMPLETIONS)
+
+    async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._handle(scope, receive, send, EMBEDDINGS)
+
+    async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_bytes(send, 200, self._catalog().list_body)
+
+    async def get_model(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        catalog = self._catalog()
+        body = catalog.get_body(name)
+        if body is None:
+            await send_error(send, model_not_found(name, [m.name for m in catalog.models]))
+            return
+        await send_bytes(send, 200, body)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
+        started = time.perf_counter()
+        request_id = (header(scope, b"x-request-id") or os.urandom(12).hex().encode())[:128]
+        response_headers = [(b"x-request-id", request_id)]
+        model_label = UNKNOWN_MODEL
+        status = 500
+        self._metrics.in_flight.inc()
+        try:
+            body = await read_body(receive, scope, self._limits.max_body_bytes)
+            payload = decode_object(body)
+            request = validate(payload, endpoint.schema)
+            catalog = self._catalog()
+            served = catalog.resolve(request.model)
+            if served is None:
+                raise model_not_found(request.model, [m.name for m in catalog.models])
+            model_label = served.name
+            if endpoint is EMBEDDINGS and not served.embeddings:
+                raise APIError(
+                    404,
+                    f"Embeddings are not supported by this deployment of '{served.name}'. Serve an embedding "
+                    "model (modelyard serve --embeddings) to enable /v1/embeddings.",
+                    code="unsupported_endpoint",
+                )
+            if not served.upstream.ready:
+                raise engine_unavailable(served.name, served.upstream.retry_after_s(), "engine is not ready")
+            call = _proxy_call(endpoint, served, payload, request, started, response_headers)
+            status = await run_until_disconnect(receive, send, lambda s: self._proxy.forward(s, call))
+        except APIError as error:
+            status = error.status
+            await send_error(send, error, response_headers)
+        except ClientDisconnected:
+            status = CLIENT_CLOSED
+        finally:
+            self._metrics.in_flight.dec()
+            self._metrics.observe_request(model_label, endpoint.name, status, time.perf_counter() - started)
+
+
+def _proxy_call(
+    endpoint: Endpoint,
+    served: ServedModel,
+    payload: dict[str, Any],
+    request: msgspec.Struct,
+    started: float,
+    response_headers: list[tuple[bytes, bytes]],
+) -> ProxyCall:
+    stream = endpoint.streams and bool(getattr(request, "stream", False))
+    options = getattr(request, "stream_options", None)
+    client_wants_usage = bool(options and options.include_usage)
+    payload["model"] = served.upstream_model or served.name
+    if stream and not client_wants_usage:
+        # Ask the engine for the usage chunk so tokens can be counted; the proxy removes it again.
+        payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+    return ProxyCall(
+        served=served,
+        endpoint=endpoint.name,
+        path=endpoint.upstream_path,
+        payload=payload,
+        stream=stream,
+        client_wants_usage=client_wants_usage,
+        started=started,
+        response_headers=response_headers,
+    )

@@ -1,0 +1,161 @@
+"""Forward one validated request to its engine and relay the answer: JSON as a whole, SSE event by event.
+
+Everything the client must not see from the engine is normalised here: engine errors are re-shaped into
+OpenAI's error body, the usage chunk the gateway asked for on the client's behalf is dropped again, and a
+connection failure before the first byte becomes a retryable 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from modelyard.api.asgi import Send, send_bytes, send_error
+from modelyard.errors import APIError, engine_unavailable, upstream_failed
+from modelyard.gateway import sse
+from modelyard.gateway.catalog import ServedModel
+from modelyard.observability.metrics import GatewayMetrics
+
+log = logging.getLogger("modelyard.gateway")
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+@dataclass(frozen=True)
+class ProxyCall:
+    """Everything about one request that forwarding needs."""
+
+    served: ServedModel
+    endpoint: str  # "chat" | "completions" | "embeddings"
+    path: str  # upstream path, e.g. /v1/chat/completions
+    payload: dict[str, Any]
+    stream: bool
+    client_wants_usage: bool
+    started: float
+    response_headers: list[tuple[bytes, bytes]]
+
+
+class Proxy:
+    def __init__(self, session: aiohttp.ClientSession, metrics: GatewayMetrics) -> None:
+        self._session = session
+        self._metrics = metrics
+
+    async def forward(self, send: Send, call: ProxyCall) -> int:
+        url = call.served.upstream.base_url + call.path
+        body = orjson.dumps(call.payload)
+        try:
+            response = await self._session.post(url, data=body, headers={"content-type": "application/json"})
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            error = engine_unavailable(
+                call.served.name, call.served.upstream.retry_after_s(), f"connection failed: {exc}"
+            )
+            await send_error(send, error, call.response_headers)
+            return error.status
+        try:
+            if response.status != 200:
+                status = await self._relay_error(send, call, response)
+            elif call.stream:
+                status = await self._relay_stream(send, call, response)
+            else:
+                status = await self._relay_json(send, call, response)
+        except BaseException:
+            response.close()  # drop the engine connection: the engine then stops generating for this request
+            raise
+        response.release()
+        return status
+
+    async def _relay_json(self, send: Send, call: ProxyCall, response: aiohttp.ClientResponse) -> int:
+        try:
+            raw = await response.read()
+        except (aiohttp.ClientError, OSError) as exc:
+            error = engine_unavailable(
+                call.served.name, call.served.upstream.retry_after_s(), f"engine dropped the response: {exc}"
+            )
+            await send_error(send, error, call.response_headers)
+            return error.status
+        usage = _usage_of_body(raw)
+        if usage:
+            self._metrics.observe_usage(call.served.name, usage.prompt_tokens, usage.completion_tokens)
+        await send_bytes(send, 200, raw, call.response_headers)
+        return 200
+
+    async def _relay_stream(self, send: Send, call: ProxyCall, response: aiohttp.ClientResponse) -> int:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + call.response_headers})
+        splitter = sse.EventSplitter()
+        first_token_seen = False
+        status = 200
+        try:
+            async for data in response.content.iter_any():
+                out = []
+                for event in splitter.feed(data):
+                    if not first_token_seen and sse.carries_token(event):
+                        first_token_seen = True
+                        self._metrics.observe_first_token(
+                            call.served.name, call.endpoint, time.perf_counter() - call.started
+                        )
+                    usage = sse.usage_of_event(event)
+                    if usage is not None:
+                        self._metrics.observe_usage(call.served.name, usage.prompt_tokens, usage.completion_tokens)
+                        if not call.client_wants_usage and sse.is_usage_only(event):
+                            continue
+                    out.append(event)
+                if out:
+                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+        except (aiohttp.ClientError, OSError) as exc:
+            # Once bytes have reached the client a retry would duplicate output: report and end the stream.
+            log.warning("engine stream for %s broke: %s", call.served.name, exc)
+            status = 502
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": sse.error_event(f"The engine serving '{call.served.name}' stopped mid-stream: {exc}"),
+                    "more_body": True,
+                }
+            )
+        tail = splitter.remainder()
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        return status
+
+    async def _relay_error(self, send: Send, call: ProxyCall, response: aiohttp.ClientResponse) -> int:
+        try:
+            raw = await response.read()
+        except (aiohttp.ClientError, OSError):
+            raw = b""
+        error = _engine_error(call.served.name, response.status, raw)
+        await send_error(send, error, call.response_headers)
+        return error.status
+
+
+def _usage_of_body(raw: bytes) -> sse.Usage | None:
+    try:
+        return sse.usage_from_payload(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _engine_error(model: str, status: int, raw: bytes) -> APIError:
+    """Engines report errors in slightly different shapes (llama-server uses an integer ``code``)."""
+    message, type_ = raw.decode(errors="replace")[:500] or f"HTTP {status}", None
+    try:
+        payload = orjson.loads(raw)
+        detail = payload.get("error", payload) if isinstance(payload, dict) else {}
+        if isinstance(detail, dict):
+            message = str(detail.get("message", message))
+            type_ = detail.get("type")
+    except orjson.JSONDecodeError:
+        pass
+    if status == 503:
+        return engine_unavailable(model, 2, message)
+    if status >= 500 and status != 501:
+        return upstream_failed(model, message)
+    code = "not_supported" if type_ == "not_supported_error" else "engine_rejected_request"
+    return APIError(status if status != 501 else 400, message, type="invalid_request_error", code=code)

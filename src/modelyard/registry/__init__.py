@@ -1,0 +1,1 @@
+"""Model artifacts and (in later work) the registry of versions, aliases and provenance."""

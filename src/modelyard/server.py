@@ -1,0 +1,126 @@
+"""``modelyard serve``: prepare the engine and model, then run the gateway until told to stop.
+
+Shutdown order on SIGTERM / Ctrl-C: stop accepting connections and report not-ready, let in-flight requests
+(streams included) finish within the grace period, then stop the engines. A second Ctrl-C skips the wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable, Generator
+from pathlib import Path
+
+import uvicorn
+
+from modelyard import paths
+from modelyard.api.app import ModelyardApp
+from modelyard.engines.llamacpp_build import EngineBuild
+from modelyard.engines.llamacpp_server import LlamaServerConfig, builtin_chat_template, check_gguf
+from modelyard.engines.supervisor import RestartPolicy
+from modelyard.gateway.handlers import RequestLimits
+from modelyard.registry.default_model import DEFAULT_MODEL
+from modelyard.runtime import LocalModel, Runtime
+from modelyard.settings import ServeSettings
+
+log = logging.getLogger("modelyard")
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, minus re-raising the caught signal after a graceful stop (we exit 0 instead)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit_requested: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit_requested = on_exit_requested
+        self.exit_code = 0
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        if not self.should_exit:
+            log.info(
+                "received %s: draining in-flight requests (up to %.0f s), then stopping",
+                signal.Signals(sig).name,
+                self.config.timeout_graceful_shutdown or 0,
+            )
+            self._on_exit_requested()
+        super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    def fail(self, reason: str) -> None:
+        log.error("stopping: %s", reason)
+        self.exit_code = 1
+        self.should_exit = True
+
+
+def local_model_for(settings: ServeSettings, model_path: Path) -> LocalModel:
+    is_default = settings.model_path is None
+    check_gguf(model_path)
+    name = settings.model_name or (DEFAULT_MODEL.name if is_default else model_path.stem)
+    aliases = tuple(a for a in {model_path.stem, model_path.name} if a != name)
+    engine = LlamaServerConfig(
+        model_path=model_path,
+        alias=name,
+        chat_template_file=builtin_chat_template(DEFAULT_MODEL.chat_template) if is_default else None,
+        context_size=settings.context_size,
+        parallel=settings.parallel,
+        embeddings=settings.embeddings,
+        **({"threads": settings.threads} if settings.threads else {}),
+    )
+    return LocalModel(name=name, aliases=aliases, engine=engine)
+
+
+def run_gateway(settings: ServeSettings, build: EngineBuild, model_path: Path) -> int:
+    model = local_model_for(settings, model_path)
+    policy = RestartPolicy(
+        initial_backoff_s=settings.engine_restart_backoff_s, ready_timeout_s=settings.engine_ready_timeout_s
+    )
+    server_box: list[GatewayServer] = []
+    runtime = Runtime(
+        build=build,
+        models=[model],
+        limits=RequestLimits(max_body_bytes=settings.max_body_bytes),
+        policy=policy,
+        log_dir=paths.data_dir() / "logs",
+        on_engine_failed=lambda name: server_box[0].fail(f"engine {name} could not be started"),
+    )
+    app = ModelyardApp(runtime)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        timeout_keep_alive=30,
+        backlog=4096,
+    )
+    server = GatewayServer(config, on_exit_requested=app.begin_drain)
+    server_box.append(server)
+    log.info(
+        "gateway listening on http://%s:%d/v1 ; model '%s' (engine log: %s)",
+        settings.host,
+        settings.port,
+        model.name,
+        runtime.supervisors[0].log_path,
+    )
+    server.run()
+    if not server.started and server.exit_code == 0:
+        return 1
+    return server.exit_code

@@ -1,0 +1,49 @@
+"""Settings for ``modelyard serve``, validated once at start-up.
+
+Every field can come from a command-line flag or a ``MODELYARD_*`` environment variable (the CLI maps both);
+this module only holds the values and checks that they make sense together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    model_path: Path | None = None  # None: the default model, assembled from its PyPI packages
+    model_name: str | None = None  # None: derived from the file name (or gemma-3-270m for the default)
+    context_size: int = 16384
+    parallel: int = 8
+    threads: int | None = None
+    embeddings: bool = False
+    max_body_bytes: int = 4 * 1024 * 1024
+    shutdown_grace_s: float = 30.0
+    engine_ready_timeout_s: float = 120.0
+    engine_restart_backoff_s: float = 1.0
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port must be between 1 and 65535, got {self.port}")
+        if self.context_size < 256:
+            raise SettingsError(f"context size must be at least 256 tokens, got {self.context_size}")
+        if self.parallel < 1:
+            raise SettingsError(f"parallel must be at least 1, got {self.parallel}")
+        if self.context_size // self.parallel < 128:
+            raise SettingsError(
+                f"context size {self.context_size} split over {self.parallel} slots leaves under 128 tokens each"
+            )
+        if self.max_body_bytes < 1024:
+            raise SettingsError(f"max body size must be at least 1024 bytes, got {self.max_body_bytes}")
+        if self.shutdown_grace_s < 0 or self.engine_restart_backoff_s < 0:
+            raise SettingsError("grace and back-off durations cannot be negative")
+        if self.model_name is not None and not self.model_name.strip():
+            raise SettingsError("model name cannot be empty")

@@ -1,0 +1,57 @@
+"""First metrics: counted per model and status, latencies and tokens, in Prometheus text format."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from conftest import MODEL
+from gateway_process import GatewayProcess
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.engine
+
+
+def _samples(gateway: GatewayProcess) -> dict[tuple[str, frozenset], float]:
+    response = httpx.get(gateway.url + "/metrics", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def _value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_requests_latency_ttft_and_tokens_are_recorded(gateway: GatewayProcess) -> None:
+    before = _samples(gateway)
+    ok = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
+        timeout=60,
+    )
+    assert ok.status_code == 200
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/completions",
+        json={"model": MODEL, "prompt": "One two three", "max_tokens": 3, "stream": True},
+        timeout=60,
+    ) as stream:
+        assert b"[DONE]" in b"".join(stream.iter_raw())
+    httpx.post(gateway.url + "/v1/chat/completions", json={"model": "missing", "messages": []}, timeout=10)
+    after = _samples(gateway)
+
+    def delta(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert delta("modelyard_requests_total", model=MODEL, endpoint="chat", status="200") == 1
+    assert delta("modelyard_requests_total", model=MODEL, endpoint="completions", status="200") == 1
+    assert delta("modelyard_requests_total", model="_unknown", endpoint="chat", status="400") == 1
+    assert delta("modelyard_request_duration_seconds_count", model=MODEL, endpoint="chat") == 1
+    assert delta("modelyard_time_to_first_token_seconds_count", model=MODEL, endpoint="completions") == 1
+    assert delta("modelyard_completion_tokens_total", model=MODEL) == 4 + 3
+    assert delta("modelyard_prompt_tokens_total", model=MODEL) > 3
+    assert _value(after, "modelyard_engine_up", engine=MODEL) == 1

@@ -1,0 +1,41 @@
+"""A client that disconnects mid-stream must stop the engine's generation, not leave it running."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from conftest import MODEL
+from gateway_process import GatewayProcess
+
+pytestmark = pytest.mark.engine
+
+
+def _engine_busy_slots(engine: str) -> int:
+    slots = httpx.get(f"{engine}/slots", timeout=5).json()
+    return sum(1 for slot in slots if slot.get("is_processing"))
+
+
+def test_client_disconnect_cancels_the_upstream_generation(gateway: GatewayProcess) -> None:
+    engine = f"http://127.0.0.1:{gateway.engine_port()}"
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Tell an endless story."}],
+        "max_tokens": 4000,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=30) as response:
+        assert response.status_code == 200
+        received = 0
+        for _ in response.iter_raw():
+            received += 1
+            if received >= 3:
+                break
+        assert _engine_busy_slots(engine) == 1
+    # The client is gone; the engine slot must be released long before 4000 tokens could be generated.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _engine_busy_slots(engine):
+        time.sleep(0.05)
+    assert _engine_busy_slots(engine) == 0
