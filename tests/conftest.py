@@ -4,11 +4,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gateway_process import GatewayProcess
 
 from modelyard import paths
 from modelyard.engines.llamacpp_build import EngineBuild, ensure_engine
 from modelyard.registry.default_model import ensure_default_model
+
+from gateway_process import GatewayProcess
 
 MODEL = "gemma-3-270m"
 
@@ -25,12 +26,13 @@ def default_model_path() -> Path:
 
 
 @pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory, engine_build: EngineBuild, default_model_path: Path) -> Iterator[
-    GatewayProcess
-]:
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, engine_build: EngineBuild, default_model_path: Path
+) -> Iterator[GatewayProcess]:
     """One shared real gateway + llama-server + default model for the read-only end-to-end tests."""
-    process = GatewayProcess(tmp_path_factory.mktemp("gateway"), "--max-body-bytes", "65536", "--parallel", "4",
-                             "--ctx-size", "8192")
+    process = GatewayProcess(
+        tmp_path_factory.mktemp("gateway"), "--max-body-bytes", "65536", "--parallel", "4", "--ctx-size", "8192"
+    )
     try:
         process.wait_ready()
         yield process

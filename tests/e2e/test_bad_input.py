@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 import openai
+import orjson
 import pytest
+
 from conftest import MODEL
 from gateway_process import GatewayProcess
 
@@ -86,7 +88,7 @@ def test_unknown_model_raises_the_sdk_not_found_error(gateway: GatewayProcess) -
 
 
 def test_body_over_the_limit_is_413(gateway: GatewayProcess) -> None:
-    huge = '{"model": "%s", "messages": [{"role": "user", "content": "%s"}]}' % (MODEL, "a" * 70_000)
+    huge = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": "a" * 70_000}]})
     _assert_error(_post(gateway, CHAT, huge), 413, code="request_too_large")
 
 
@@ -109,9 +111,7 @@ def test_embeddings_are_a_clear_404_when_the_deployment_has_none(gateway: Gatewa
 
 
 def test_unknown_route_and_wrong_method(gateway: GatewayProcess) -> None:
-    _assert_error_shape = httpx.get(gateway.url + "/v1/nothing", timeout=5)
-    assert _assert_error_shape.status_code == 404
-    assert _assert_error_shape.json()["error"]["code"] == "unknown_url"
+    _assert_error(httpx.get(gateway.url + "/v1/nothing", timeout=5), 404, code="unknown_url")
     wrong = httpx.get(gateway.url + CHAT, timeout=5)
     assert wrong.status_code == 405
     assert wrong.headers["allow"] == "POST"

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
 from conftest import MODEL
 from gateway_process import GatewayProcess
 
@@ -131,7 +132,9 @@ def test_a_file_that_is_not_gguf_is_refused_before_launch(tmp_path: Path) -> Non
     bogus.write_bytes(b"PK\x03\x04 this is a zip file")
     result = subprocess.run(
         [sys.executable, "-m", "modelyard", "serve", "--model", str(bogus), "--port", "1"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "is not a GGUF file" in result.stderr

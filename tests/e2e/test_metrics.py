@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from conftest import MODEL
 from gateway_process import GatewayProcess
-from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.engine
 

@@ -7,6 +7,7 @@ import time
 
 import openai
 import pytest
+
 from conftest import MODEL
 from gateway_process import GatewayProcess
 

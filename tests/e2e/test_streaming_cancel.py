@@ -6,6 +6,7 @@ import time
 
 import httpx
 import pytest
+
 from conftest import MODEL
 from gateway_process import GatewayProcess
 
@@ -28,9 +29,7 @@ def test_client_disconnect_cancels_the_upstream_generation(gateway: GatewayProce
     }
     with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=30) as response:
         assert response.status_code == 200
-        received = 0
-        for _ in response.iter_raw():
-            received += 1
+        for received, _ in enumerate(response.iter_raw(), start=1):
             if received >= 3:
                 break
         assert _engine_busy_slots(engine) == 1

@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 
 from modelyard.errors import APIError
-from modelyard.gateway.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, decode_object, validate
+from modelyard.gateway.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    decode_object,
+    validate,
+)
 
 MESSAGE = {"role": "user", "content": "hi"}
 
@@ -29,7 +35,10 @@ def test_content_parts_and_null_content_are_accepted() -> None:
         ({"model": "m", "messages": [MESSAGE, {"content": "x"}]}, "messages[1].role"),
         ({"model": "m", "messages": [MESSAGE], "top_p": 1.5}, "top_p"),
         ({"model": "m", "messages": [MESSAGE], "stop": 3}, "stop"),
-        ({"model": "m", "messages": [MESSAGE], "stream_options": {"include_usage": "y"}}, "stream_options.include_usage"),
+        (
+            {"model": "m", "messages": [MESSAGE], "stream_options": {"include_usage": "y"}},
+            "stream_options.include_usage",
+        ),
     ],
 )
 def test_errors_name_the_field(payload: dict, param: str) -> None:

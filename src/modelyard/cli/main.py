@@ -136,7 +136,9 @@ def serve(
             log_level=log_level,
         )
         build = _prepare_engine(console)
-        model_path = model.resolve() if model else ensure_default_model(paths.cache_dir(), log=console.print)
+        model_path = (
+            model.expanduser().absolute() if model else ensure_default_model(paths.cache_dir(), log=console.print)
+        )
         code = run_gateway(settings, build, model_path)
     except (SettingsError, BuildError, SourceError, ModelAssemblyError, ModelFileError) as exc:
         raise _fail(str(exc)) from None
