@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -82,8 +83,28 @@ def local_model_for(settings: ServeSettings, model_path: Path) -> LocalModel:
     return LocalModel(name=name, aliases=aliases, engine=engine)
 
 
+class PortInUseError(OSError):
+    pass
+
+
+def bind_listener(host: str, port: int, backlog: int = 4096) -> socket.socket:
+    """Bind before starting anything else, so a taken port is a clear error and not a half-started server."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUseError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
 def run_gateway(settings: ServeSettings, build: EngineBuild, model_path: Path) -> int:
     model = local_model_for(settings, model_path)
+    listener = bind_listener(settings.host, settings.port)
     policy = RestartPolicy(
         initial_backoff_s=settings.engine_restart_backoff_s, ready_timeout_s=settings.engine_ready_timeout_s
     )
@@ -120,7 +141,7 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, model_path: Path) -
         model.name,
         runtime.supervisors[0].log_path,
     )
-    server.run()
+    server.run(sockets=[listener])
     if not server.started and server.exit_code == 0:
         return 1
     return server.exit_code

@@ -41,6 +41,8 @@ class ServeSettings:
             raise SettingsError(
                 f"context size {self.context_size} split over {self.parallel} slots leaves under 128 tokens each"
             )
+        if self.threads is not None and self.threads < 1:
+            raise SettingsError(f"threads must be at least 1, got {self.threads}")
         if self.max_body_bytes < 1024:
             raise SettingsError(f"max body size must be at least 1024 bytes, got {self.max_body_bytes}")
         if self.shutdown_grace_s < 0 or self.engine_restart_backoff_s < 0:

@@ -138,3 +138,19 @@ def test_a_file_that_is_not_gguf_is_refused_before_launch(tmp_path: Path) -> Non
     )
     assert result.returncode == 2
     assert "is not a GGUF file" in result.stderr
+
+
+def test_a_taken_port_is_a_clear_error_and_starts_no_engine(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "modelyard", "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert not [p for p in psutil.Process().children(recursive=True) if "llama-server" in p.name()]

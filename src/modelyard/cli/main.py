@@ -116,7 +116,7 @@ def serve(
     log_level: Annotated[str, typer.Option(envvar="MODELYARD_LOG_LEVEL")] = "info",
 ) -> None:
     """Serve a model through the OpenAI-compatible gateway (builds the engine and model on first run)."""
-    from modelyard.server import run_gateway  # imported late: `modelyard engine ...` stays fast
+    from modelyard.server import PortInUseError, run_gateway  # imported late: `modelyard engine` stays fast
 
     _configure_logging(log_level)
     console = _console()
@@ -140,7 +140,7 @@ def serve(
             model.expanduser().absolute() if model else ensure_default_model(paths.cache_dir(), log=console.print)
         )
         code = run_gateway(settings, build, model_path)
-    except (SettingsError, BuildError, SourceError, ModelAssemblyError, ModelFileError) as exc:
+    except (SettingsError, BuildError, SourceError, ModelAssemblyError, ModelFileError, PortInUseError) as exc:
         raise _fail(str(exc)) from None
     raise typer.Exit(code=code)
 

@@ -157,6 +157,7 @@ class EngineSupervisor:
             self.restarts += 1
             self.next_attempt_at = time.monotonic() + delay
             self._set_state(EngineState.RESTARTING, ready=False)
+            self._notify()
             log.warning(
                 "engine %s exited (code %s); restart #%d in %.1f s",
                 self.name,
@@ -246,7 +247,11 @@ class EngineSupervisor:
         changed = state != self.state or ready != self.ready
         self.state = state
         self.ready = ready
-        if changed and self._on_change is not None:
+        if changed:
+            self._notify()
+
+    def _notify(self) -> None:
+        if self._on_change is not None:
             self._on_change(self)
 
     def log_tail(self, lines: int = 20) -> str:
