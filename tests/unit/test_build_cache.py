@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
-from modelyard.engines.llamacpp_build import MANIFEST, BuildSpec, load_cached
+import pytest
+
+from modelyard.engines.llamacpp_build import MANIFEST, BuildSpec, ensure_engine, load_cached
+from modelyard.engines.llamacpp_source import LLAMA_CPP_SOURCE, SourceError
 from modelyard.hashing import file_sha256
 
 
@@ -63,3 +67,22 @@ def test_key_changes_with_flags_and_version() -> None:
     assert base.key() == BuildSpec().key()
     assert BuildSpec(flags=(*base.flags, "-DGGML_AVX512=OFF")).key() != base.key()
     assert base.key().startswith(f"llama.cpp-{base.pin.version}-")
+
+
+def test_ensure_engine_reuses_a_valid_cache_without_building(tmp_path: Path) -> None:
+    spec = BuildSpec()
+    _fake_build(tmp_path / "engines" / spec.key(), spec)
+    build = ensure_engine(tmp_path, spec, log=lambda _: None)
+    assert build.root == tmp_path / "engines" / spec.key()
+
+
+def test_corrupt_cache_is_discarded_and_a_tampered_source_is_refused(tmp_path: Path) -> None:
+    """A corrupt cache entry is never used: the rebuild starts by fetching the source, whose hash is checked."""
+    spec = BuildSpec(pin=replace(LLAMA_CPP_SOURCE, sha256="0" * 64))
+    final = tmp_path / "engines" / spec.key()
+    _fake_build(final, spec)
+    (final / "bin" / "llama-server").write_bytes(b"tampered")
+    with pytest.raises(SourceError, match="refusing to build"):
+        ensure_engine(tmp_path, spec, log=lambda _: None)
+    assert not final.exists()
+    assert not list((tmp_path / "sources").glob("*.tar.gz"))

@@ -76,5 +76,6 @@ class LlamaServerConfig:
         if self.chat_template_file is not None:
             args += ["--jinja", "--chat-template-file", str(self.chat_template_file)]
         if self.embeddings:
-            args += ["--embeddings"]
+            # Generative GGUFs declare no pooling; OpenAI embeddings need one vector per input.
+            args += ["--embeddings", "--pooling", "mean"]
         return [*args, *self.extra_args]
