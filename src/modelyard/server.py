@@ -98,8 +98,7 @@ def bind_listener(host: str, port: int, backlog: int = 4096) -> socket.socket:
         sock.close()
         raise PortInUseError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.listen(backlog)
-    sock.set_inheritable(True)
-    return sock
+    return sock  # not inheritable: engines launched later must not hold the gateway's port open
 
 
 def run_gateway(settings: ServeSettings, build: EngineBuild, model_path: Path) -> int:

@@ -140,7 +140,12 @@ def test_a_file_that_is_not_gguf_is_refused_before_launch(tmp_path: Path) -> Non
     assert "is not a GGUF file" in result.stderr
 
 
+def _engine_pids() -> set[int]:
+    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "llama-server"}
+
+
 def test_a_taken_port_is_a_clear_error_and_starts_no_engine(tmp_path: Path) -> None:
+    engines_before = _engine_pids()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
@@ -153,4 +158,4 @@ def test_a_taken_port_is_a_clear_error_and_starts_no_engine(tmp_path: Path) -> N
         )
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
-    assert not [p for p in psutil.Process().children(recursive=True) if "llama-server" in p.name()]
+    assert _engine_pids() <= engines_before

@@ -18,6 +18,15 @@ def _engine_busy_slots(engine: str) -> int:
     return sum(1 for slot in slots if slot.get("is_processing"))
 
 
+def _wait_until(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_client_disconnect_cancels_the_upstream_generation(gateway: GatewayProcess) -> None:
     engine = f"http://127.0.0.1:{gateway.engine_port()}"
     body = {
@@ -29,12 +38,11 @@ def test_client_disconnect_cancels_the_upstream_generation(gateway: GatewayProce
     }
     with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=30) as response:
         assert response.status_code == 200
-        for received, _ in enumerate(response.iter_raw(), start=1):
-            if received >= 3:
+        received = b""
+        for chunk in response.iter_raw():
+            received += chunk
+            if received.count(b'"content":"') >= 5:
                 break
-        assert _engine_busy_slots(engine) == 1
+        assert _wait_until(lambda: _engine_busy_slots(engine) == 1), "the engine should be generating"
     # The client is gone; the engine slot must be released long before 4000 tokens could be generated.
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _engine_busy_slots(engine):
-        time.sleep(0.05)
-    assert _engine_busy_slots(engine) == 0
+    assert _wait_until(lambda: _engine_busy_slots(engine) == 0), "the engine kept generating for a gone client"

@@ -14,7 +14,7 @@ from rich.console import Console
 from modelyard import __version__, paths
 from modelyard.cli.progress import build_progress
 from modelyard.engines.llamacpp_build import BuildError, EngineBuild, ensure_engine
-from modelyard.engines.llamacpp_server import ModelFileError
+from modelyard.engines.llamacpp_server import ModelFileError, check_gguf
 from modelyard.engines.llamacpp_source import SourceError
 from modelyard.registry.default_model import ModelAssemblyError, ensure_default_model
 from modelyard.settings import ServeSettings, SettingsError
@@ -25,7 +25,7 @@ app.add_typer(engine_app, name="engine")
 
 
 def _console() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 def _configure_logging(level: str) -> None:
@@ -135,10 +135,12 @@ def serve(
             engine_restart_backoff_s=restart_backoff,
             log_level=log_level,
         )
+        if model is not None:
+            model_path = model.expanduser().absolute()
+            check_gguf(model_path)  # before any build, so a wrong path fails in a second
+        else:
+            model_path = ensure_default_model(paths.cache_dir(), log=console.print)
         build = _prepare_engine(console)
-        model_path = (
-            model.expanduser().absolute() if model else ensure_default_model(paths.cache_dir(), log=console.print)
-        )
         code = run_gateway(settings, build, model_path)
     except (SettingsError, BuildError, SourceError, ModelAssemblyError, ModelFileError, PortInUseError) as exc:
         raise _fail(str(exc)) from None
