@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,4 +37,23 @@ def gateway(
         process.wait_ready()
         yield process
     finally:
+        process.stop()
+
+
+@pytest.fixture
+def start_gateway(
+    tmp_path: Path, engine_build: EngineBuild, default_model_path: Path
+) -> Iterator[Callable[..., GatewayProcess]]:
+    """Start private gateways for tests that stop, kill or signal them; every one is stopped at teardown,
+    including when the test fails halfway."""
+    started: list[GatewayProcess] = []
+
+    def start(*args: str) -> GatewayProcess:
+        process = GatewayProcess(tmp_path / f"gw{len(started)}", *args)
+        started.append(process)
+        process.wait_ready()
+        return process
+
+    yield start
+    for process in started:
         process.stop()

@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from modelyard.engines.process import kill_with_parent
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -32,6 +34,7 @@ class GatewayProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "MODELYARD_DATA_DIR": str(data_dir), **(env or {})},
+            preexec_fn=kill_with_parent,  # a killed test run takes its gateways (and so their engines) with it
         )
 
     def wait_ready(self, timeout: float = 180.0) -> None:

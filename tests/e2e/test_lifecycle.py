@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,8 @@ from conftest import MODEL
 from gateway_process import GatewayProcess
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+StartGateway = Callable[..., GatewayProcess]
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Say something."}], "max_tokens": 4}
 
@@ -37,42 +40,37 @@ def _port_closed(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_killed_engine_is_restarted_and_requests_recover(tmp_path: Path) -> None:
-    gateway = GatewayProcess(tmp_path, "--restart-backoff", "3", "--parallel", "2", "--ctx-size", "4096")
-    try:
-        gateway.wait_ready()
-        first_pid = gateway.engine_pid()
-        assert httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, timeout=60).status_code == 200
+def test_killed_engine_is_restarted_and_requests_recover(start_gateway: StartGateway) -> None:
+    gateway = start_gateway("--restart-backoff", "3", "--parallel", "2", "--ctx-size", "4096")
+    first_pid = gateway.engine_pid()
+    assert httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, timeout=60).status_code == 200
 
-        psutil.Process(first_pid).kill()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and httpx.get(gateway.url + "/ready").status_code == 200:
-            time.sleep(0.05)
-        not_ready = httpx.get(gateway.url + "/ready")
-        assert not_ready.status_code == 503
-        assert not_ready.json()["engines"][0]["state"] == "restarting"
+    psutil.Process(first_pid).kill()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and httpx.get(gateway.url + "/ready").status_code == 200:
+        time.sleep(0.05)
+    not_ready = httpx.get(gateway.url + "/ready")
+    assert not_ready.status_code == 503
+    assert not_ready.json()["engines"][0]["state"] == "restarting"
 
-        refused = httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, timeout=30)
-        assert refused.status_code == 503
-        assert int(refused.headers["retry-after"]) >= 1
-        assert refused.json()["error"]["code"] == "engine_unavailable"
-        assert httpx.get(gateway.url + "/health").status_code == 200  # liveness is unaffected
+    refused = httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, timeout=30)
+    assert refused.status_code == 503
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["code"] == "engine_unavailable"
+    assert httpx.get(gateway.url + "/health").status_code == 200  # liveness is unaffected
 
-        gateway.wait_ready(timeout=60)
-        info = gateway.ready_info()["engines"][0]
-        assert info["restarts"] == 1
-        assert info["pid"] != first_pid
-        assert httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, timeout=60).status_code == 200
-        metrics = httpx.get(gateway.url + "/metrics").text
-        assert f'modelyard_engine_restarts_total{{engine="{MODEL}"}} 1.0' in metrics
-        assert len(gateway.engine_processes()) == 1
-    finally:
-        gateway.stop()
+    gateway.wait_ready(timeout=60)
+    info = gateway.ready_info()["engines"][0]
+    assert info["restarts"] == 1
+    assert info["pid"] != first_pid
+    assert httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, timeout=60).status_code == 200
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert f'modelyard_engine_restarts_total{{engine="{MODEL}"}} 1.0' in metrics
+    assert len(gateway.engine_processes()) == 1
 
 
-def test_sigterm_lets_an_in_flight_stream_finish_then_stops_everything(tmp_path: Path) -> None:
-    gateway = GatewayProcess(tmp_path, "--parallel", "2", "--ctx-size", "4096")
-    gateway.wait_ready()
+def test_sigterm_lets_an_in_flight_stream_finish_then_stops_everything(start_gateway: StartGateway) -> None:
+    gateway = start_gateway("--parallel", "2", "--ctx-size", "4096")
     engine_pid = gateway.engine_pid()
     first_chunk = threading.Event()
     received: list[bytes] = []
@@ -97,34 +95,31 @@ def test_sigterm_lets_an_in_flight_stream_finish_then_stops_everything(tmp_path:
     assert stream.count(b'"content":"') >= 60
     assert gateway.proc.wait(60) == 0
     assert _wait_gone(engine_pid)
-    gateway.stop()
 
 
-def test_ctrl_c_stops_gateway_and_engine(tmp_path: Path) -> None:
-    gateway = GatewayProcess(tmp_path, "--parallel", "1", "--ctx-size", "2048")
-    gateway.wait_ready()
+def test_ctrl_c_stops_gateway_and_engine(start_gateway: StartGateway) -> None:
+    gateway = start_gateway("--parallel", "1", "--ctx-size", "2048")
     engine_pid = gateway.engine_pid()
     gateway.signal(signal.SIGINT)
     assert gateway.proc.wait(60) == 0
     assert _wait_gone(engine_pid)
-    gateway.stop()
 
 
-def test_hard_killed_gateway_leaves_no_orphan_engine(tmp_path: Path, default_model_path: Path) -> None:
+def test_hard_killed_gateway_leaves_no_orphan_engine(
+    start_gateway: StartGateway, tmp_path: Path, default_model_path: Path
+) -> None:
     """SIGKILL gives modelyard no chance to clean up; the kernel must take the engine down with it.
 
     Also covers ``--model PATH``: any local GGUF is served under its file stem.
     """
     other = tmp_path / "my-model.gguf"
     other.symlink_to(default_model_path)
-    gateway = GatewayProcess(tmp_path, "--model", str(other), "--parallel", "1", "--ctx-size", "2048")
-    gateway.wait_ready()
+    gateway = start_gateway("--model", str(other), "--parallel", "1", "--ctx-size", "2048")
     assert [m["id"] for m in httpx.get(gateway.url + "/v1/models").json()["data"]] == ["my-model"]
     engine_pid = gateway.engine_pid()
     gateway.signal(signal.SIGKILL)
     gateway.proc.wait(10)
     assert _wait_gone(engine_pid, timeout=10), "engine survived its gateway"
-    gateway.stop()
 
 
 def test_a_file_that_is_not_gguf_is_refused_before_launch(tmp_path: Path) -> None:
