@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-
 from modelyard.engines.llamacpp_build import EngineBuild
 from modelyard.engines.llamacpp_server import LlamaServerConfig
 from modelyard.engines.supervisor import EngineState, EngineSupervisor, RestartPolicy
@@ -46,7 +44,6 @@ class Runtime:
         on_engine_failed: Callable[[str], None] | None = None,
     ) -> None:
         self.metrics = GatewayMetrics()
-        self.limits = limits
         self._on_engine_failed = on_engine_failed
         self.supervisors: list[EngineSupervisor] = []
         served = []
@@ -70,8 +67,8 @@ class Runtime:
                 )
             )
         self._catalog = ModelCatalog(served)
-        self._session: aiohttp.ClientSession | None = None
-        self.handlers: InferenceHandlers | None = None
+        self._proxy = Proxy(self.metrics)
+        self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits)
 
     def catalog(self) -> ModelCatalog:
         return self._catalog
@@ -81,16 +78,15 @@ class Runtime:
         return bool(self.supervisors) and all(s.ready for s in self.supervisors)
 
     async def start(self) -> None:
-        self._session = create_session(UpstreamClientSettings())
-        self.handlers = InferenceHandlers(self.catalog, Proxy(self._session, self.metrics), self.metrics, self.limits)
+        self._proxy.session = create_session(UpstreamClientSettings())
         for supervisor in self.supervisors:
             supervisor.start()
 
     async def stop(self) -> None:
         for supervisor in self.supervisors:
             await supervisor.stop()
-        if self._session is not None:
-            await self._session.close()
+        if self._proxy.session is not None:
+            await self._proxy.session.close()
 
     def _engine_changed(self, supervisor: EngineSupervisor) -> None:
         self.metrics.engine_state_changed(supervisor.name, supervisor.ready, supervisor.restarts)

@@ -38,11 +38,13 @@ def test_client_disconnect_cancels_the_upstream_generation(gateway: GatewayProce
     }
     with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=30) as response:
         assert response.status_code == 200
+        chunks = response.iter_raw()  # held: dropping the iterator would close the connection already
         received = b""
-        for chunk in response.iter_raw():
+        for chunk in chunks:
             received += chunk
             if received.count(b'"content":"') >= 5:
                 break
         assert _wait_until(lambda: _engine_busy_slots(engine) == 1), "the engine should be generating"
+        response.close()  # the client goes away mid-stream
     # The client is gone; the engine slot must be released long before 4000 tokens could be generated.
     assert _wait_until(lambda: _engine_busy_slots(engine) == 0), "the engine kept generating for a gone client"

@@ -22,11 +22,12 @@ class ModelyardApp:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._draining = False
+        handlers = runtime.handlers
         self._routes = {
-            "/v1/chat/completions": ("POST", self._chat),
-            "/v1/completions": ("POST", self._completions),
-            "/v1/embeddings": ("POST", self._embeddings),
-            "/v1/models": ("GET", self._models),
+            "/v1/chat/completions": ("POST", handlers.chat),
+            "/v1/completions": ("POST", handlers.completions),
+            "/v1/embeddings": ("POST", handlers.embeddings),
+            "/v1/models": ("GET", handlers.list_models),
             "/health": ("GET", self._health),
             "/ready": ("GET", self._ready),
             "/metrics": ("GET", self._metrics),
@@ -50,26 +51,9 @@ class ModelyardApp:
                 await send_error(send, method_not_allowed(scope["method"], path), [(b"allow", method.encode())])
             return
         if path.startswith(_MODELS_PREFIX) and scope["method"] == "GET":
-            assert self.runtime.handlers is not None
             await self.runtime.handlers.get_model(scope, receive, send, path[len(_MODELS_PREFIX) :])
             return
         await send_error(send, not_found_route(path))
-
-    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self.runtime.handlers is not None
-        await self.runtime.handlers.chat(scope, receive, send)
-
-    async def _completions(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self.runtime.handlers is not None
-        await self.runtime.handlers.completions(scope, receive, send)
-
-    async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self.runtime.handlers is not None
-        await self.runtime.handlers.embeddings(scope, receive, send)
-
-    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self.runtime.handlers is not None
-        await self.runtime.handlers.list_models(scope, receive, send)
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Liveness: the gateway process answers. Engine trouble is a readiness matter, not a reason to restart us."""

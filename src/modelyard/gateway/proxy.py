@@ -23,6 +23,8 @@ from modelyard.observability.metrics import GatewayMetrics
 
 log = logging.getLogger("modelyard.gateway")
 
+_JSON_REQUEST_HEADERS = {"content-type": "application/json"}
+
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
@@ -45,15 +47,18 @@ class ProxyCall:
 
 
 class Proxy:
-    def __init__(self, session: aiohttp.ClientSession, metrics: GatewayMetrics) -> None:
-        self._session = session
+    """Relays requests over one pooled session, which the runtime opens inside the serving event loop."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.session: aiohttp.ClientSession | None = None
         self._metrics = metrics
 
     async def forward(self, send: Send, call: ProxyCall) -> int:
+        assert self.session is not None, "Proxy used before Runtime.start() opened its session"
         url = call.served.upstream.base_url + call.path
         body = orjson.dumps(call.payload)
         try:
-            response = await self._session.post(url, data=body, headers={"content-type": "application/json"})
+            response = await self.session.post(url, data=body, headers=_JSON_REQUEST_HEADERS)
         except (aiohttp.ClientConnectionError, OSError) as exc:
             error = engine_unavailable(
                 call.served.name, call.served.upstream.retry_after_s(), f"connection failed: {exc}"
