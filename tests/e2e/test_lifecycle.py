@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import psutil
 import pytest
 
 from conftest import MODEL
-from gateway_process import GatewayProcess
+from gateway_process import GatewayProcess, free_port
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -154,3 +155,31 @@ def test_a_taken_port_is_a_clear_error_and_starts_no_engine(tmp_path: Path) -> N
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert _engine_pids() <= engines_before
+
+
+def test_an_engine_that_never_starts_stops_the_gateway_with_its_log(tmp_path: Path, default_model_path: Path) -> None:
+    """A file with the GGUF magic but garbage after it: llama-server refuses it on every launch."""
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(default_model_path.read_bytes()[:4] + bytes(range(256)) * 64)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelyard",
+            "serve",
+            "--model",
+            str(broken),
+            "--port",
+            str(free_port()),
+            "--restart-backoff",
+            "0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MODELYARD_DATA_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 1
+    assert "failed to become ready 3 times in a row" in result.stderr
+    assert "failed to load model" in result.stderr  # the engine's own explanation is shown
+    assert "engine broken could not be started" in result.stderr
