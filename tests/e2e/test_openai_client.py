@@ -129,3 +129,20 @@ def test_streaming_completion_async(gateway: GatewayProcess) -> None:
             return "".join([chunk.choices[0].text async for chunk in stream if chunk.choices])
 
     assert len(asyncio.run(main())) > 5
+
+
+def test_template_folds_system_and_content_parts_into_the_first_user_turn(gateway: GatewayProcess) -> None:
+    import httpx
+
+    engine = f"http://127.0.0.1:{gateway.engine_port()}"
+    messages = [
+        {"role": "developer", "content": [{"type": "text", "text": "Be brief."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Bye"},
+    ]
+    rendered = httpx.post(f"{engine}/apply-template", json={"messages": messages}, timeout=10).json()["prompt"]
+    assert rendered == (
+        "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n"
+        "<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+    )
