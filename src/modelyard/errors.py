@@ -74,3 +74,12 @@ def not_found_route(path: str) -> APIError:
 
 def method_not_allowed(method: str, path: str) -> APIError:
     return APIError(405, f"Method {method} is not allowed on {path}", code="method_not_allowed")
+
+
+def internal_error(request_id: str) -> APIError:
+    return APIError(
+        500,
+        f"The gateway failed to handle this request (request id {request_id}); see its log.",
+        type="api_error",
+        code="internal_error",
+    )

@@ -18,7 +18,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-JSON_HEADERS = [(b"content-type", b"application/json")]
 CLIENT_CLOSED = 499  # nginx's convention for "client closed the request before the response finished"
 
 

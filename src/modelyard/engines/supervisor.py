@@ -77,21 +77,14 @@ class EngineSupervisor:
         self._process: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._settled = asyncio.Event()  # set at first readiness or when supervision gives up
         self._session: aiohttp.ClientSession | None = None
 
     # -- public -------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Begin supervising in the background; :meth:`wait_ready` waits for the first readiness."""
+        """Begin supervising in the background; :attr:`ready` turns true once the engine answers."""
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         self._task = asyncio.create_task(self._run(), name=f"engine-{self.name}")
-
-    async def wait_ready(self, timeout_s: float | None = None) -> bool:
-        """True once ready; False when supervision gave up (state FAILED) or the timeout passed."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._settled.wait(), timeout_s)
-        return self.ready
 
     def retry_after_s(self) -> int:
         """A client-facing hint for ``Retry-After`` while the engine is not ready."""
@@ -134,7 +127,6 @@ class EngineSupervisor:
             if became_ready:
                 failed_starts = 0
                 self._set_state(EngineState.READY, ready=True)
-                self._settled.set()
                 await self._watch_until_exit()
                 if time.monotonic() - launched_at > self.policy.stable_after_s:
                     attempt = 1
@@ -151,7 +143,6 @@ class EngineSupervisor:
                     self.log_tail(),
                 )
                 self._set_state(EngineState.FAILED, ready=False)
-                self._settled.set()
                 return
             delay = self.policy.backoff(attempt)
             self.restarts += 1

@@ -54,9 +54,6 @@ class ModelCatalog:
     def resolve(self, name: str) -> ServedModel | None:
         return self._by_name.get(name)
 
-    def names(self) -> list[str]:
-        return sorted(self._by_name)
-
     def get_body(self, name: str) -> bytes | None:
         model = self._by_name.get(name)
         return None if model is None else orjson.dumps({**model.openai_object(), "id": name})

@@ -7,6 +7,7 @@ Each step fails with its own OpenAI-shaped error, and every request is counted e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -28,7 +29,7 @@ from modelyard.api.asgi import (
     send_bytes,
     send_error,
 )
-from modelyard.errors import APIError, engine_unavailable, model_not_found
+from modelyard.errors import APIError, engine_unavailable, internal_error, model_not_found
 from modelyard.gateway.catalog import ModelCatalog, ServedModel
 from modelyard.gateway.proxy import Proxy, ProxyCall
 from modelyard.gateway.schemas import (
@@ -126,6 +127,12 @@ class InferenceHandlers:
             await send_error(send, error, response_headers)
         except ClientDisconnected:
             status = CLIENT_CLOSED
+        except Exception:
+            # A bug, not a client or engine problem: still answer in OpenAI's shape if nothing was sent yet.
+            log.exception("unhandled error in %s request %s", endpoint.name, request_id.decode(errors="replace"))
+            status = 500
+            with contextlib.suppress(Exception):
+                await send_error(send, internal_error(request_id.decode(errors="replace")), response_headers)
         finally:
             self._metrics.in_flight.dec()
             self._metrics.observe_request(model_label, endpoint.name, status, time.perf_counter() - started)

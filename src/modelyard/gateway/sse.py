@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import orjson
 
-DONE_EVENT = b"data: [DONE]\n\n"
 _USAGE_KEY = b'"usage":{'
 _EMPTY_CHOICES = b'"choices":[]'
 _TOKEN_MARKERS = (b'"content":"', b'"text":"', b'"reasoning_content":"')
