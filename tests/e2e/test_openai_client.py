@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import openai
 import pytest
 
@@ -41,8 +42,6 @@ def test_sync_chat_completion(gateway: GatewayProcess) -> None:
 
 def test_chat_uses_the_gemma_turn_template(gateway: GatewayProcess) -> None:
     """A base GGUF has no template: without ours the prompt would be raw text, or the word 'gemma'."""
-    import httpx
-
     engine = f"http://127.0.0.1:{gateway.engine_port()}"
     rendered = httpx.post(
         f"{engine}/apply-template", json={"messages": [{"role": "user", "content": "Hi"}]}, timeout=10
@@ -132,8 +131,6 @@ def test_streaming_completion_async(gateway: GatewayProcess) -> None:
 
 
 def test_template_folds_system_and_content_parts_into_the_first_user_turn(gateway: GatewayProcess) -> None:
-    import httpx
-
     engine = f"http://127.0.0.1:{gateway.engine_port()}"
     messages = [
         {"role": "developer", "content": [{"type": "text", "text": "Be brief."}]},

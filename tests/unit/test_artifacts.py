@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.engines.llamacpp_server import LlamaServerConfig, ModelFileError, builtin_chat_template, check_gguf
+from modelyard.hashing import file_sha256
 from modelyard.registry.default_model import DEFAULT_MODEL, ensure_default_model
 
 
@@ -32,7 +33,7 @@ def test_engine_argv_binds_loopback_and_enables_metrics(tmp_path: Path) -> None:
     assert "--embeddings" not in argv
 
 
-def test_default_model_is_assembled_verified_and_not_rehashed(tmp_path: Path) -> None:
+def test_default_model_is_assembled_and_its_verification_recorded(tmp_path: Path) -> None:
     path = ensure_default_model(tmp_path)
     assert path.name == DEFAULT_MODEL.file_name
     assert path.read_bytes()[:4] == b"GGUF"
@@ -48,7 +49,5 @@ def test_corrupted_default_model_is_reassembled(tmp_path: Path) -> None:
         handle.seek(1000)
         handle.write(b"\x00\x01\x02")
     ensure_default_model(tmp_path)
-    from modelyard.hashing import file_sha256
-
     assert file_sha256(path) == DEFAULT_MODEL.sha256
     assert path.stat().st_size == size

@@ -148,7 +148,6 @@ class EngineSupervisor:
             self.restarts += 1
             self.next_attempt_at = time.monotonic() + delay
             self._set_state(EngineState.RESTARTING, ready=False)
-            self._notify()
             log.warning(
                 "engine %s exited (code %s); restart #%d in %.1f s",
                 self.name,
@@ -235,13 +234,9 @@ class EngineSupervisor:
         self.last_exit_code = process.returncode
 
     def _set_state(self, state: EngineState, *, ready: bool) -> None:
-        changed = state != self.state or ready != self.ready
+        """Listeners hear every transition (rare, and their updates are idempotent), including restart counts."""
         self.state = state
         self.ready = ready
-        if changed:
-            self._notify()
-
-    def _notify(self) -> None:
         if self._on_change is not None:
             self._on_change(self)
 

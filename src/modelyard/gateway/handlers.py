@@ -129,10 +129,11 @@ class InferenceHandlers:
             status = CLIENT_CLOSED
         except Exception:
             # A bug, not a client or engine problem: still answer in OpenAI's shape if nothing was sent yet.
-            log.exception("unhandled error in %s request %s", endpoint.name, request_id.decode(errors="replace"))
+            readable_id = request_id.decode(errors="replace")
+            log.exception("unhandled error in %s request %s", endpoint.name, readable_id)
             status = 500
             with contextlib.suppress(Exception):
-                await send_error(send, internal_error(request_id.decode(errors="replace")), response_headers)
+                await send_error(send, internal_error(readable_id), response_headers)
         finally:
             self._metrics.in_flight.dec()
             self._metrics.observe_request(model_label, endpoint.name, status, time.perf_counter() - started)

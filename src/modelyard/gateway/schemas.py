@@ -47,22 +47,21 @@ class _SamplingFields(msgspec.Struct):
     user: str | None = None
 
 
-class ChatCompletionRequest(_SamplingFields):
-    messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)] = msgspec.field(default_factory=list)
+class ChatCompletionRequest(_SamplingFields, kw_only=True):  # kw_only: a required field after inherited defaults
+    messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
     max_completion_tokens: PositiveInt | None = None
 
 
-class CompletionRequest(_SamplingFields):
-    prompt: str | list[str | int | list[int]] = ""
+class CompletionRequest(_SamplingFields, kw_only=True):
+    prompt: str | list[str | int | list[int]]
 
 
 class EmbeddingRequest(msgspec.Struct):
     model: ModelName
-    input: str | list[str | int | list[int]] = ""
+    input: str | list[str | int | list[int]]
     encoding_format: Literal["float", "base64"] | None = None
 
 
-_REQUIRED = {ChatCompletionRequest: ("messages",), CompletionRequest: ("prompt",), EmbeddingRequest: ("input",)}
 _MISSING_RE = re.compile(r"Object missing required field `([^`]+)`(?: - at `\$(.*)`)?")
 _AT_RE = re.compile(r" - at `\$(.*)`$")
 
@@ -84,11 +83,6 @@ StructT = TypeVar("StructT", bound=msgspec.Struct)
 
 
 def validate(payload: dict[str, Any], schema: type[StructT]) -> StructT:
-    for name in _REQUIRED.get(schema, ()):
-        if name not in payload:
-            raise invalid_field(f"Missing required parameter: '{name}'.", name)
-    if "model" not in payload:
-        raise invalid_field("Missing required parameter: 'model'.", "model")
     try:
         return msgspec.convert(payload, schema)
     except msgspec.ValidationError as exc:
