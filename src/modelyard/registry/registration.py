@@ -1,0 +1,85 @@
+"""Turn a file on disk into a registry version: read its GGUF header, hash it, record what a person declares.
+
+The header is read before the (slow) hash so that a file that is not a GGUF is refused in milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from modelyard.hashing import BytesProgress, file_sha256
+from modelyard.registry.errors import InvalidRequest
+from modelyard.registry.gguf_header import GGUFHeaderError, read_gguf_header
+from modelyard.registry.integrity import IntegrityChecker
+from modelyard.registry.records import VersionRecord
+from modelyard.registry.references import ModelRef
+from modelyard.registry.store import NewVersion, RegistryStore
+
+
+@dataclass(frozen=True)
+class Declared:
+    """Provenance a person states at registration; empty fields keep what the GGUF header says."""
+
+    license: str = ""
+    base_model: str = ""
+    parent: ModelRef | None = None
+    training_data: tuple[str, ...] = ()
+    fine_tuning_data: tuple[str, ...] = ()
+    lineage_notes: str = ""
+    description: str | None = None
+    owner: str | None = None
+    tags: dict[str, str] | None = field(default=None)
+    alias: str | None = None
+
+
+def describe_artifact(path: Path, model: str, progress: BytesProgress | None = None) -> NewVersion:
+    """Measure a GGUF: header facts, size and sha256. Declared provenance is added by the caller."""
+    path = path.expanduser().absolute()
+    if not path.exists():
+        raise InvalidRequest(f"No file at {path}.", param="path")
+    if not path.is_file():
+        raise InvalidRequest(f"{path} is not a regular file.", param="path")
+    try:
+        header = read_gguf_header(path)
+    except GGUFHeaderError as exc:
+        raise InvalidRequest(str(exc), param="path") from None
+    size = path.stat().st_size
+    sha256 = file_sha256(path, progress=progress)
+    base_models = header.base_models()
+    return NewVersion(
+        model=model,
+        artifact_path=path,
+        sha256=sha256,
+        size_bytes=size,
+        format="gguf",
+        quantization=header.quantization,
+        architecture=header.architecture,
+        parameter_count=header.parameter_count,
+        context_length=header.context_length,
+        header=header.summary(),
+        license=header.license,
+        base_model=base_models[0] if base_models else "",
+    )
+
+
+def register_file(
+    store: RegistryStore,
+    checker: IntegrityChecker,
+    path: Path,
+    model: str,
+    declared: Declared,
+    actor: str,
+    progress: BytesProgress | None = None,
+) -> VersionRecord:
+    """Register ``path`` as the next version of ``model``; a person's declaration beats a header tag."""
+    measured = _merge(describe_artifact(path, model, progress), declared)
+    version = store.register(measured, actor)
+    checker.remember(measured.artifact_path, measured.sha256)  # the first serve need not rehash
+    return version
+
+
+def _merge(measured: NewVersion, declared: Declared) -> NewVersion:
+    declared_values = {f.name: getattr(declared, f.name) for f in fields(declared)}
+    overrides = {name: value for name, value in declared_values.items() if value not in (None, "", ())}
+    return replace(measured, **overrides)
