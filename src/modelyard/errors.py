@@ -40,11 +40,12 @@ def invalid_field(message: str, param: str | None) -> APIError:
     return APIError(400, message, code="invalid_value" if param else "invalid_request", param=param)
 
 
-def model_not_found(name: str, available: list[str]) -> APIError:
+def model_not_found(name: str, available: tuple[str, ...] | list[str], reason: str | None = None) -> APIError:
     listed = ", ".join(available) if available else "none"
+    why = reason or f"The model '{name}' does not exist or is not served here."
     return APIError(
         404,
-        f"The model '{name}' does not exist or is not served here. Available models: {listed}.",
+        f"{why} Available models: {listed}.",
         code="model_not_found",
         param="model",
     )

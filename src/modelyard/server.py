@@ -12,19 +12,22 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Generator
-from pathlib import Path
 
 import uvicorn
 
 from modelyard import paths
 from modelyard.api.app import ModelyardApp
+from modelyard.deploy.engine_settings import EngineSettings
+from modelyard.deploy.reconciler import Reconciler
 from modelyard.engines.llamacpp_build import EngineBuild
-from modelyard.engines.llamacpp_server import LlamaServerConfig, builtin_chat_template, check_gguf
 from modelyard.engines.supervisor import RestartPolicy
 from modelyard.gateway.handlers import RequestLimits
-from modelyard.registry.default_model import DEFAULT_MODEL
-from modelyard.runtime import LocalModel, Runtime
+from modelyard.observability.metrics import GatewayMetrics
+from modelyard.registry.integrity import IntegrityChecker
+from modelyard.registry.store import RegistryStore
+from modelyard.runtime import Runtime
 from modelyard.settings import ServeSettings
+from modelyard.store.database import describe_url
 
 log = logging.getLogger("modelyard")
 
@@ -66,23 +69,6 @@ class GatewayServer(uvicorn.Server):
         self.should_exit = True
 
 
-def local_model_for(settings: ServeSettings, model_path: Path) -> LocalModel:
-    is_default = settings.model_path is None
-    check_gguf(model_path)
-    name = settings.model_name or (DEFAULT_MODEL.name if is_default else model_path.stem)
-    aliases = tuple(a for a in {model_path.stem, model_path.name} if a != name)
-    engine = LlamaServerConfig(
-        model_path=model_path,
-        alias=name,
-        chat_template_file=builtin_chat_template(DEFAULT_MODEL.chat_template) if is_default else None,
-        context_size=settings.context_size,
-        parallel=settings.parallel,
-        embeddings=settings.embeddings,
-        **({"threads": settings.threads} if settings.threads else {}),
-    )
-    return LocalModel(name=name, aliases=aliases, engine=engine)
-
-
 class PortInUseError(OSError):
     pass
 
@@ -101,21 +87,32 @@ def bind_listener(host: str, port: int, backlog: int = 4096) -> socket.socket:
     return sock  # not inheritable: engines launched later must not hold the gateway's port open
 
 
-def run_gateway(settings: ServeSettings, build: EngineBuild, model_path: Path) -> int:
-    model = local_model_for(settings, model_path)
+def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStore, checker: IntegrityChecker) -> int:
     listener = bind_listener(settings.host, settings.port)
     policy = RestartPolicy(
         initial_backoff_s=settings.engine_restart_backoff_s, ready_timeout_s=settings.engine_ready_timeout_s
     )
     server_box: list[GatewayServer] = []
-    runtime = Runtime(
+    metrics = GatewayMetrics()
+    reconciler = Reconciler(
+        store=store,
+        checker=checker,
         build=build,
-        models=[model],
-        limits=RequestLimits(max_body_bytes=settings.max_body_bytes),
+        engine_settings=EngineSettings(
+            context_size=settings.context_size,
+            parallel=settings.parallel,
+            threads=settings.threads,
+            embeddings=settings.embeddings,
+        ),
         policy=policy,
         log_dir=paths.data_dir() / "logs",
-        on_engine_failed=lambda name: server_box[0].fail(f"engine {name} could not be started"),
+        metrics=metrics,
+        actor=f"gateway@{socket.gethostname()}:{settings.port}",
+        poll_interval_s=settings.registry_poll_s,
+        drain_timeout_s=settings.drain_timeout_s,
+        on_nothing_servable=lambda reason: server_box[0].fail(f"nothing can be served: {reason}"),
     )
+    runtime = Runtime(store, reconciler, metrics, RequestLimits(max_body_bytes=settings.max_body_bytes))
     app = ModelyardApp(runtime)
     config = uvicorn.Config(
         app,
@@ -134,11 +131,11 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, model_path: Path) -
     server = GatewayServer(config, on_exit_requested=app.begin_drain)
     server_box.append(server)
     log.info(
-        "gateway listening on http://%s:%d/v1 ; model '%s' (engine log: %s)",
+        "gateway listening on http://%s:%d/v1 ; registry %s ; engine logs in %s",
         settings.host,
         settings.port,
-        model.name,
-        runtime.supervisors[0].log_path,
+        describe_url(store.database.url),
+        paths.data_dir() / "logs",
     )
     server.run(sockets=[listener])
     if not server.started and server.exit_code == 0:

@@ -28,6 +28,8 @@ class ServeSettings:
     shutdown_grace_s: float = 30.0
     engine_ready_timeout_s: float = 120.0
     engine_restart_backoff_s: float = 1.0
+    drain_timeout_s: float = 300.0  # how long a retired engine's in-flight requests may take to finish
+    registry_poll_s: float = 1.0  # how often the registry is checked for alias moves
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -45,7 +47,9 @@ class ServeSettings:
             raise SettingsError(f"threads must be at least 1, got {self.threads}")
         if self.max_body_bytes < 1024:
             raise SettingsError(f"max body size must be at least 1024 bytes, got {self.max_body_bytes}")
-        if self.shutdown_grace_s < 0 or self.engine_restart_backoff_s < 0:
+        if not 0.05 <= self.registry_poll_s <= 60:
+            raise SettingsError(f"registry poll interval must be between 0.05 and 60 s, got {self.registry_poll_s}")
+        if self.shutdown_grace_s < 0 or self.engine_restart_backoff_s < 0 or self.drain_timeout_s < 0:
             raise SettingsError("grace and back-off durations cannot be negative")
         if self.model_name is not None and not self.model_name.strip():
             raise SettingsError("model name cannot be empty")

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import orjson
-import pytest
 
 from modelyard.gateway.catalog import ModelCatalog, ServedModel
 
@@ -11,23 +10,36 @@ class StaticUpstream:
         self.name = name
         self.ready = True
         self.base_url = "http://127.0.0.1:1"
+        self.active_requests = 0
 
     def retry_after_s(self) -> int:
         return 1
+
+    def unavailable_reason(self) -> str:
+        return "stopped"
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name}
 
 
-def test_resolves_names_and_aliases() -> None:
-    model = ServedModel("gemma-3-270m", StaticUpstream("a"), aliases=("gemma-3-270m-q4_k_m",))
-    catalog = ModelCatalog([model])
-    assert catalog.resolve("gemma-3-270m") is model
-    assert catalog.resolve("gemma-3-270m-q4_k_m") is model
+def test_every_id_resolves_to_its_version_and_is_listed() -> None:
+    v1 = ServedModel("gemma", StaticUpstream("gemma:1"), version=1)
+    v2 = ServedModel("gemma", StaticUpstream("gemma:2"), version=2)
+    catalog = ModelCatalog({"gemma": v1, "gemma@production": v1, "gemma:1": v1, "gemma@canary": v2, "gemma:2": v2})
+    assert catalog.resolve("gemma") is v1
+    assert catalog.resolve("gemma@canary") is v2
     assert catalog.resolve("other") is None
-    assert orjson.loads(catalog.list_body)["data"][0]["id"] == "gemma-3-270m"
+    assert [m["id"] for m in orjson.loads(catalog.list_body)["data"]] == sorted(
+        ["gemma", "gemma@production", "gemma:1", "gemma@canary", "gemma:2"]
+    )
+    assert catalog.routes()["gemma@canary"] == "gemma:2"
+    assert {s.key for s in catalog.served()} == {"gemma:1", "gemma:2"}
+    assert orjson.loads(catalog.get_body("gemma:2") or b"")["id"] == "gemma:2"
+    assert catalog.get_body("gemma:3") is None
 
 
-def test_conflicting_names_are_rejected() -> None:
-    with pytest.raises(ValueError, match="used by both"):
-        ModelCatalog([ServedModel("a", StaticUpstream("a")), ServedModel("b", StaticUpstream("b"), aliases=("a",))])
+def test_unserved_ids_carry_their_reason() -> None:
+    catalog = ModelCatalog({}, {"gemma:3": "Version 3 of 'gemma' is archived."})
+    assert catalog.resolve("gemma:3") is None
+    assert catalog.explain("gemma:3") == "Version 3 of 'gemma' is archived."
+    assert catalog.explain("nothing") is None

@@ -61,11 +61,7 @@ class ModelyardApp:
 
     async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
         ready = self.runtime.ready and not self._draining
-        body = {
-            "ready": ready,
-            "draining": self._draining,
-            "engines": [s.describe() for s in self.runtime.supervisors],
-        }
+        body = {"ready": ready, "draining": self._draining, **self.runtime.reconciler.describe()}
         headers = [] if ready else [(b"retry-after", b"2")]
         await send_bytes(send, 200 if ready else 503, orjson.dumps(body), headers)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import time
 from pathlib import Path
@@ -12,16 +13,23 @@ import typer
 from rich.console import Console
 
 from modelyard import __version__, paths
-from modelyard.cli.progress import build_progress
+from modelyard.cli.models import models_app
+from modelyard.cli.progress import build_progress, byte_progress
 from modelyard.engines.llamacpp_build import BuildError, EngineBuild, ensure_engine
 from modelyard.engines.llamacpp_server import ModelFileError, check_gguf
 from modelyard.engines.llamacpp_source import SourceError
+from modelyard.registry.bootstrap import ensure_default_registered, ensure_file_registered, open_registry
 from modelyard.registry.default_model import ModelAssemblyError, ensure_default_model
+from modelyard.registry.errors import RegistryError
 from modelyard.settings import ServeSettings, SettingsError
+from modelyard.store.database import StoreUnavailable, describe_url
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Run open-weight LLMs in production.")
 engine_app = typer.Typer(no_args_is_help=True, help="The llama.cpp engine build.")
 app.add_typer(engine_app, name="engine")
+app.add_typer(models_app, name="models")
+db_app = typer.Typer(no_args_is_help=True, help="The registry database (SQLite by default, or PostgreSQL).")
+app.add_typer(db_app, name="db")
 
 
 def _console() -> Console:
@@ -76,6 +84,20 @@ def engine_path(tool: Annotated[str, typer.Argument(help="Binary name")] = "llam
     print(build.binary(tool))
 
 
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the registry schema (every command does this on its own; this just does it now)."""
+    from modelyard.store import migrate
+    from modelyard.store.database import Database
+
+    try:
+        database = Database()
+        migrate.upgrade(database)
+        print(f"{describe_url(database.url)} at revision {migrate.current_revision(database)}")
+    except StoreUnavailable as exc:
+        raise _fail(str(exc)) from None
+
+
 @app.command()
 def setup() -> None:
     """Do every one-time step: build (or reuse) the engine and assemble the default model."""
@@ -113,6 +135,12 @@ def serve(
     restart_backoff: Annotated[
         float, typer.Option(envvar="MODELYARD_RESTART_BACKOFF", help="First engine restart delay, seconds.")
     ] = 1.0,
+    drain_timeout: Annotated[
+        float, typer.Option(envvar="MODELYARD_DRAIN_TIMEOUT", help="Seconds a retired version's requests get.")
+    ] = 300.0,
+    registry_poll: Annotated[
+        float, typer.Option(envvar="MODELYARD_REGISTRY_POLL", help="Seconds between registry change checks.")
+    ] = 1.0,
     log_level: Annotated[str, typer.Option(envvar="MODELYARD_LOG_LEVEL")] = "info",
 ) -> None:
     """Serve a model through the OpenAI-compatible gateway (builds the engine and model on first run)."""
@@ -133,17 +161,29 @@ def serve(
             max_body_bytes=max_body_bytes,
             shutdown_grace_s=shutdown_grace,
             engine_restart_backoff_s=restart_backoff,
+            drain_timeout_s=drain_timeout,
+            registry_poll_s=registry_poll,
             log_level=log_level,
         )
         if model is not None:
             model_path = model.expanduser().absolute()
             check_gguf(model_path)  # before any build, so a wrong path fails in a second
-        else:
-            model_path = ensure_default_model(paths.cache_dir(), log=console.print)
+        store, checker = open_registry()
+        actor = f"modelyard-serve@{socket.gethostname()}"
+        with byte_progress("sha256 of the model", console) as progress:
+            if model is None:
+                default_path = ensure_default_model(paths.cache_dir(), log=console.print)
+                ensure_default_registered(store, checker, default_path, actor, progress)
+            else:
+                ensure_file_registered(store, checker, model_path, model_name or model_path.stem, actor, progress)
         build = _prepare_engine(console)
-        code = run_gateway(settings, build, model_path)
+        code = run_gateway(settings, build, store, checker)
     except (SettingsError, BuildError, SourceError, ModelAssemblyError, ModelFileError, PortInUseError) as exc:
         raise _fail(str(exc)) from None
+    except StoreUnavailable as exc:
+        raise _fail(f"{exc}. Check MODELYARD_DATABASE_URL.") from None
+    except RegistryError as exc:
+        raise _fail(exc.message) from None
     raise typer.Exit(code=code)
 
 

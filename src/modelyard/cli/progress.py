@@ -7,7 +7,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -42,3 +50,22 @@ def build_progress(title: str, console: Console) -> Iterator[ProgressCallback]:
             print(f"{title}: {done}/{total} ({done * 100 // max(total, 1)}%)", file=sys.stderr, flush=True)
 
     yield print_update
+
+
+@contextmanager
+def byte_progress(title: str, console: Console) -> Iterator[Callable[[int, int], None]]:
+    """Progress for hashing large files: a transfer-style bar on a terminal, nothing in logs (it is fast)."""
+    if not console.is_terminal:
+        yield lambda done, total: None
+        return
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(title, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)

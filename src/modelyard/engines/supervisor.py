@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +53,10 @@ class RestartPolicy:
 CommandFactory = Callable[[int], list[str]]
 
 
+class LaunchRefused(RuntimeError):
+    """Raised by a pre-launch check (e.g. artifact integrity): the engine must not start, and retrying won't help."""
+
+
 class EngineSupervisor:
     def __init__(
         self,
@@ -61,9 +65,13 @@ class EngineSupervisor:
         log_path: Path,
         policy: RestartPolicy | None = None,
         on_change: Callable[[EngineSupervisor], None] | None = None,
+        pre_launch: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
         self._command = command
+        self._pre_launch = pre_launch
+        self.failure: str | None = None  # why the engine is FAILED, for errors and /ready
+        self.active_requests = 0  # maintained by the gateway; a retired engine is drained to 0 before stopping
         self.log_path = log_path
         self.policy = policy or RestartPolicy()
         self._on_change = on_change
@@ -78,6 +86,7 @@ class EngineSupervisor:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._session: aiohttp.ClientSession | None = None
+        self._state_changed = asyncio.Event()
 
     # -- public -------------------------------------------------------------------------------------------
 
@@ -92,6 +101,16 @@ class EngineSupervisor:
             return max(1, int(self.next_attempt_at - time.monotonic() + 0.999) + 2)
         return 2
 
+    async def wait_settled(self) -> None:
+        """Return once the engine is ready or has given up (failed, refused, stopped)."""
+        while not self.ready and self.state not in (EngineState.FAILED, EngineState.STOPPED):
+            await self._state_changed.wait()
+
+    def unavailable_reason(self) -> str:
+        if self.failure is not None:
+            return self.failure
+        return f"engine is {self.state.value}"
+
     def describe(self) -> dict[str, object]:
         return {
             "name": self.name,
@@ -100,6 +119,8 @@ class EngineSupervisor:
             "pid": self.pid,
             "restarts": self.restarts,
             "last_exit_code": self.last_exit_code,
+            "active_requests": self.active_requests,
+            "failure": self.failure,
         }
 
     async def stop(self) -> None:
@@ -122,6 +143,14 @@ class EngineSupervisor:
         while not self._stopping:
             attempt += 1
             self._set_state(EngineState.STARTING if self.restarts == 0 else EngineState.RESTARTING, ready=False)
+            if self._pre_launch is not None:
+                try:
+                    await self._pre_launch()
+                except LaunchRefused as refused:
+                    log.error("engine %s not started: %s", self.name, refused)
+                    self.failure = str(refused)
+                    self._set_state(EngineState.FAILED, ready=False)
+                    return
             launched_at = time.monotonic()
             became_ready = await self._launch_and_wait_ready()
             if became_ready:
@@ -142,6 +171,7 @@ class EngineSupervisor:
                     failed_starts,
                     self.log_tail(),
                 )
+                self.failure = f"engine failed to start {failed_starts} times; see {self.log_path}"
                 self._set_state(EngineState.FAILED, ready=False)
                 return
             delay = self.policy.backoff(attempt)
@@ -237,6 +267,8 @@ class EngineSupervisor:
         """Listeners hear every transition (rare, and their updates are idempotent), including restart counts."""
         self.state = state
         self.ready = ready
+        self._state_changed.set()
+        self._state_changed = asyncio.Event()
         if self._on_change is not None:
             self._on_change(self)
 

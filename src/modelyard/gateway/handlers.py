@@ -91,7 +91,7 @@ class InferenceHandlers:
         catalog = self._catalog()
         body = catalog.get_body(name)
         if body is None:
-            await send_error(send, model_not_found(name, [m.name for m in catalog.models]))
+            await send_error(send, model_not_found(name, catalog.ids, catalog.explain(name)))
             return
         await send_bytes(send, 200, body)
 
@@ -109,8 +109,9 @@ class InferenceHandlers:
             catalog = self._catalog()
             served = catalog.resolve(request.model)
             if served is None:
-                raise model_not_found(request.model, [m.name for m in catalog.models])
+                raise model_not_found(request.model, catalog.ids, catalog.explain(request.model))
             model_label = served.name
+            response_headers.append((b"x-modelyard-model-version", served.key.encode()))
             if endpoint is EMBEDDINGS and not served.embeddings:
                 raise APIError(
                     404,
@@ -118,10 +119,16 @@ class InferenceHandlers:
                     "model (modelyard serve --embeddings) to enable /v1/embeddings.",
                     code="unsupported_endpoint",
                 )
-            if not served.upstream.ready:
-                raise engine_unavailable(served.name, served.upstream.retry_after_s(), "engine is not ready")
+            upstream = served.upstream
+            if not upstream.ready:
+                raise engine_unavailable(served.key, upstream.retry_after_s(), upstream.unavailable_reason())
             call = _proxy_call(endpoint, served, payload, request, started, response_headers)
-            status = await run_until_disconnect(receive, send, lambda s: self._proxy.forward(s, call))
+            # Counted from here, with no await since resolving: a retired engine is stopped only once this is 0.
+            upstream.active_requests += 1
+            try:
+                status = await run_until_disconnect(receive, send, lambda s: self._proxy.forward(s, call))
+            finally:
+                upstream.active_requests -= 1
         except APIError as error:
             status = error.status
             await send_error(send, error, response_headers)
@@ -150,7 +157,8 @@ def _proxy_call(
     stream = endpoint.streams and bool(getattr(request, "stream", False))
     options = getattr(request, "stream_options", None)
     client_wants_usage = bool(options and options.include_usage)
-    payload["model"] = served.upstream_model or served.name
+    if served.upstream_model is not None:
+        payload["model"] = served.upstream_model
     if stream and not client_wants_usage:
         # Ask the engine for the usage chunk so tokens can be counted; the proxy removes it again.
         payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}

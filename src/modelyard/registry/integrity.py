@@ -55,6 +55,20 @@ class IntegrityChecker:
         self._remember(identity)
         return IntegrityResult(path, actual, from_cache=False)
 
+    def known_sha256(self, path: Path) -> str | None:
+        """The sha256 of ``path`` if this machine verified it and it has not changed since (no hashing)."""
+        try:
+            stat = path.stat()
+            memos = list(self._memo_dir.glob("*.json"))
+        except OSError:
+            return None
+        for memo_path in memos:
+            memo = self._memo(memo_path.stem)
+            same_file = memo and memo.get("path") == str(path) and memo.get("size") == stat.st_size
+            if same_file and memo.get("mtime_ns") == stat.st_mtime_ns:
+                return str(memo["sha256"])
+        return None
+
     def remember(self, path: Path, sha256: str) -> None:
         """Record a hash just computed elsewhere (at registration) so the first serve does not redo it."""
         stat = path.stat()

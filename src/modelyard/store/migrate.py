@@ -6,6 +6,7 @@ PostgreSQL with a transaction-scoped advisory lock, SQLite by the write lock ``B
 
 from __future__ import annotations
 
+import logging
 from importlib.resources import files
 
 from alembic import command
@@ -37,6 +38,7 @@ def current_revision(database: Database) -> str | None:
 
 def upgrade(database: Database) -> None:
     """Apply pending migrations; a no-op costing one query when the schema is current."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines mean nothing to an operator
     head = head_revision()
     if current_revision(database) == head:
         return

@@ -1,0 +1,1 @@
+"""Turning what the registry says into running engines and the gateway's catalog."""

@@ -1,0 +1,45 @@
+"""How a registry version becomes a ``llama-server`` command line."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelyard.engines.llamacpp_server import LlamaServerConfig, builtin_chat_template
+from modelyard.registry.records import VersionRecord
+
+# Base models whose GGUF has no chat template get the turn template modelyard ships for their family.
+_BUILTIN_TEMPLATES = {"gemma": "gemma"}
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Engine knobs shared by every version a gateway serves (from ``modelyard serve`` flags)."""
+
+    context_size: int = 16384
+    parallel: int = 8
+    threads: int | None = None
+    embeddings: bool = False
+
+
+def llama_server_config(version: VersionRecord, settings: EngineSettings) -> LlamaServerConfig:
+    template = None
+    if not version.has_chat_template:
+        family = next((f for f in _BUILTIN_TEMPLATES if version.architecture.startswith(f)), None)
+        if family is not None:
+            template = builtin_chat_template(_BUILTIN_TEMPLATES[family])
+    return LlamaServerConfig(
+        model_path=version.artifact_path,
+        alias=version.key,
+        chat_template_file=template,
+        context_size=settings.context_size,
+        parallel=settings.parallel,
+        embeddings=settings.embeddings,
+        **({"threads": settings.threads} if settings.threads else {}),
+    )
+
+
+def engine_log_path(log_dir: Path, version: VersionRecord) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", version.model)
+    return log_dir / f"engine-{safe}-v{version.number}.log"

@@ -1,0 +1,236 @@
+"""Keep the running engines and the gateway's catalog in step with the registry.
+
+The loop polls the registry's revision (one indexed query a second, or at once when the admin API pokes it).
+On a change it starts an engine for every version that newly needs one, waits until those are ready, and only
+then swaps in a catalog that routes to them; engines nobody routes to any more are drained (their in-flight
+requests, streams included, finish) and stopped. That is what makes a promotion or a rollback lose no request.
+If the database cannot be reached, the gateway keeps serving the last snapshot it read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from modelyard.deploy.engine_settings import EngineSettings, engine_log_path, llama_server_config
+from modelyard.deploy.plan import ServingPlan, choose_routes, engines_to_retire, serving_plan
+from modelyard.engines.llamacpp_build import EngineBuild
+from modelyard.engines.supervisor import EngineState, EngineSupervisor, LaunchRefused, RestartPolicy
+from modelyard.gateway.catalog import ModelCatalog, ServedModel
+from modelyard.observability.metrics import GatewayMetrics
+from modelyard.registry.integrity import ArtifactIntegrityError, IntegrityChecker
+from modelyard.registry.records import RegistrySnapshot, VersionRecord
+from modelyard.registry.store import RegistryStore
+from modelyard.store.database import StoreUnavailable
+
+log = logging.getLogger("modelyard.deploy")
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: RegistryStore,
+        checker: IntegrityChecker,
+        build: EngineBuild,
+        engine_settings: EngineSettings,
+        policy: RestartPolicy,
+        log_dir: Path,
+        metrics: GatewayMetrics,
+        actor: str,
+        poll_interval_s: float = 1.0,
+        drain_timeout_s: float = 300.0,
+        on_nothing_servable: Callable[[str], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._checker = checker
+        self._build = build
+        self._engine_settings = engine_settings
+        self._policy = policy
+        self._log_dir = log_dir
+        self._metrics = metrics
+        self._actor = actor
+        self._poll_interval_s = poll_interval_s
+        self._drain_timeout_s = drain_timeout_s
+        self._on_nothing_servable = on_nothing_servable
+        self.catalog = ModelCatalog({})
+        self.engines: dict[str, EngineSupervisor] = {}
+        self.draining: dict[str, EngineSupervisor] = {}
+        self.revision = -1
+        self.registry_error: str | None = None
+        self._versions: dict[str, VersionRecord] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._drains: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read the registry and start every engine it asks for; the catalog routes to them at once (they
+        answer 503 until ready, and /ready says so), instead of holding start-up until all are loaded."""
+        snapshot = await asyncio.to_thread(self._store.snapshot)
+        await self._apply(snapshot, initial=True)
+        self._task = asyncio.create_task(self._loop(), name="registry-reconciler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in list(self._drains):
+            task.cancel()
+        everything = [*self.engines.values(), *self.draining.values()]
+        await asyncio.gather(*(engine.stop() for engine in everything), return_exceptions=True)
+
+    def poke(self) -> None:
+        """Apply registry changes now rather than at the next poll (the admin API calls this after a write)."""
+        self._wake.set()
+
+    # -- state for /ready ---------------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Ready when something serves and nothing that serves is still starting or restarting."""
+        serving = [s.upstream for s in self.catalog.served()]
+        return any(u.ready for u in serving) and all(
+            u.ready or getattr(u, "state", None) == EngineState.FAILED for u in serving
+        )
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "routes": self.catalog.routes(),
+            "engines": [e.describe() for e in self.engines.values()],
+            "retiring": [e.describe() for e in self.draining.values()],
+            "registry": {
+                "revision": self.revision,
+                "reachable": self.registry_error is None,
+                "error": self.registry_error,
+            },
+        }
+
+    # -- the loop -----------------------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+            self._wake.clear()
+            try:
+                revision = await asyncio.to_thread(self._store.revision)
+                if revision == self.revision:
+                    continue
+                snapshot = await asyncio.to_thread(self._store.snapshot)
+            except StoreUnavailable as exc:
+                if self.registry_error is None:
+                    log.warning("registry unreachable; serving the last snapshot (revision %d): %s", self.revision, exc)
+                self.registry_error = str(exc)
+                continue
+            if self.registry_error is not None:
+                log.info("registry reachable again")
+                self.registry_error = None
+            try:
+                await self._apply(snapshot, initial=False)
+            except Exception:
+                log.exception("applying registry revision %d failed; still serving the previous one", snapshot.revision)
+
+    async def _apply(self, snapshot: RegistrySnapshot, initial: bool) -> None:
+        plan = serving_plan(snapshot)
+        launched = [self._launch(version) for key, version in plan.versions.items() if key not in self.engines]
+        if launched and not initial:
+            await self._settle(launched)
+        ready = {key for key, engine in self.engines.items() if engine.ready}
+        before = self.catalog.routes()
+        routes = choose_routes(plan, ready, before, hold=not initial)
+        self._publish(plan, routes)
+        self.revision = snapshot.revision
+        for key in sorted(engines_to_retire(set(self.engines), plan, routes)):
+            self._retire(key)
+        if routes != before:
+            names = {r: k for r, k in routes.items() if "@" not in r and ":" not in r}
+            log.info("serving registry revision %d: %s", snapshot.revision, names or "nothing")
+
+    def _launch(self, version: VersionRecord) -> EngineSupervisor:
+        config = llama_server_config(version, self._engine_settings)
+        binary = self._build.binary("llama-server")
+        engine = EngineSupervisor(
+            name=version.key,
+            command=lambda port: config.argv(binary, port),
+            log_path=engine_log_path(self._log_dir, version),
+            policy=self._policy,
+            on_change=self._engine_changed,
+            pre_launch=partial(self._verify_artifact, version),
+        )
+        self.engines[version.key] = engine
+        self._versions[version.key] = version
+        engine.start()
+        return engine
+
+    async def _settle(self, engines: list[EngineSupervisor]) -> None:
+        """Wait until each new engine is ready or has given up (failed starts, refused artifact)."""
+        await asyncio.gather(*(engine.wait_settled() for engine in engines))
+
+    async def _verify_artifact(self, version: VersionRecord) -> None:
+        started = time.monotonic()
+        try:
+            result = await asyncio.to_thread(
+                self._checker.verify, version.artifact_path, version.sha256, version.size_bytes
+            )
+        except ArtifactIntegrityError as exc:
+            with contextlib.suppress(StoreUnavailable):
+                await asyncio.to_thread(
+                    self._store.record_integrity_failure, version.model, version.number, str(exc), self._actor
+                )
+            raise LaunchRefused(f"{version.key} failed its integrity check: {exc}") from exc
+        if not result.from_cache:
+            log.info("verified %s sha256 in %.1f s", version.key, time.monotonic() - started)
+
+    def _publish(self, plan: ServingPlan, routes: dict[str, str]) -> None:
+        served: dict[str, ServedModel] = {}
+        for key in set(routes.values()):
+            version = self._versions[key]
+            served[key] = ServedModel(
+                name=version.model,
+                upstream=self.engines[key],
+                version=version.number,
+                created=int(version.created_at.timestamp()),
+                embeddings=self._engine_settings.embeddings,
+            )
+        unrouted = {i: why for i, why in plan.unrouted.items() if i not in routes}
+        self.catalog = ModelCatalog({route: served[key] for route, key in routes.items()}, unrouted)
+
+    def _retire(self, key: str) -> None:
+        engine = self.engines.pop(key)
+        self._versions.pop(key, None)
+        self.draining[key] = engine
+        task = asyncio.create_task(self._drain(key, engine), name=f"drain-{key}")
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
+
+    async def _drain(self, key: str, engine: EngineSupervisor) -> None:
+        deadline = time.monotonic() + self._drain_timeout_s
+        # Polled rather than signalled: the counter lives on the hot path, which should not pay for a wake-up.
+        while engine.active_requests > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        if engine.active_requests > 0:
+            log.warning(
+                "engine %s still has %d requests after %.0f s; stopping it",
+                key,
+                engine.active_requests,
+                self._drain_timeout_s,
+            )
+        await engine.stop()
+        if self.draining.get(key) is engine:
+            del self.draining[key]
+        log.info("engine %s drained and stopped", key)
+
+    def _engine_changed(self, engine: EngineSupervisor) -> None:
+        self._metrics.engine_state_changed(engine.name, engine.ready, engine.restarts)
+        if engine.state != EngineState.FAILED or self._on_nothing_servable is None:
+            return
+        serving = [s.upstream for s in self.catalog.served()]
+        if engine in serving and all(getattr(u, "state", None) == EngineState.FAILED for u in serving):
+            self._on_nothing_servable(engine.failure or f"engine {engine.name} failed")
