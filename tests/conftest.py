@@ -12,6 +12,7 @@ from modelyard.registry.default_model import ensure_default_model
 from gateway_process import GatewayProcess
 
 MODEL = "gemma-3-270m"
+MODEL_V1 = f"{MODEL}:1"  # what responses name: the concrete version that answered
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 
+from modelyard.api.admin import AdminAPI
 from modelyard.deploy.reconciler import Reconciler
 from modelyard.gateway.catalog import ModelCatalog
 from modelyard.gateway.handlers import InferenceHandlers, RequestLimits
 from modelyard.gateway.proxy import Proxy
 from modelyard.gateway.upstream_client import UpstreamClientSettings, create_session
 from modelyard.observability.metrics import GatewayMetrics
+from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
 
 log = logging.getLogger("modelyard")
@@ -22,13 +24,19 @@ log = logging.getLogger("modelyard")
 
 class Runtime:
     def __init__(
-        self, store: RegistryStore, reconciler: Reconciler, metrics: GatewayMetrics, limits: RequestLimits
+        self,
+        store: RegistryStore,
+        checker: IntegrityChecker,
+        reconciler: Reconciler,
+        metrics: GatewayMetrics,
+        limits: RequestLimits,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.reconciler = reconciler
         self._proxy = Proxy(self.metrics)
         self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits)
+        self.admin = AdminAPI(store, checker, reconciler)
 
     def catalog(self) -> ModelCatalog:
         return self.reconciler.catalog

@@ -112,7 +112,7 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         drain_timeout_s=settings.drain_timeout_s,
         on_nothing_servable=lambda reason: server_box[0].fail(f"nothing can be served: {reason}"),
     )
-    runtime = Runtime(store, reconciler, metrics, RequestLimits(max_body_bytes=settings.max_body_bytes))
+    runtime = Runtime(store, checker, reconciler, metrics, RequestLimits(max_body_bytes=settings.max_body_bytes))
     app = ModelyardApp(runtime)
     config = uvicorn.Config(
         app,

@@ -16,7 +16,9 @@ import httpx
 import psutil
 import pytest
 
-from conftest import MODEL
+from registry.gguf_files import write_gguf
+
+from conftest import MODEL, MODEL_V1
 from gateway_process import GatewayProcess, free_port
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -66,7 +68,7 @@ def test_killed_engine_is_restarted_and_requests_recover(start_gateway: StartGat
     assert info["pid"] != first_pid
     assert httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, timeout=60).status_code == 200
     metrics = httpx.get(gateway.url + "/metrics").text
-    assert f'modelyard_engine_restarts_total{{engine="{MODEL}"}} 1.0' in metrics
+    assert f'modelyard_engine_restarts_total{{engine="{MODEL_V1}"}} 1.0' in metrics
     assert len(gateway.engine_processes()) == 1
 
 
@@ -111,12 +113,13 @@ def test_hard_killed_gateway_leaves_no_orphan_engine(
 ) -> None:
     """SIGKILL gives modelyard no chance to clean up; the kernel must take the engine down with it.
 
-    Also covers ``--model PATH``: any local GGUF is served under its file stem.
+    Also covers ``--model PATH``: any local GGUF is registered and served under its file stem.
     """
     other = tmp_path / "my-model.gguf"
     other.symlink_to(default_model_path)
     gateway = start_gateway("--model", str(other), "--parallel", "1", "--ctx-size", "2048")
-    assert [m["id"] for m in httpx.get(gateway.url + "/v1/models").json()["data"]] == ["my-model"]
+    ids = [m["id"] for m in httpx.get(gateway.url + "/v1/models").json()["data"]]
+    assert ids == ["my-model", "my-model:1", "my-model@production"]
     engine_pid = gateway.engine_pid()
     gateway.signal(signal.SIGKILL)
     gateway.proc.wait(10)
@@ -158,9 +161,9 @@ def test_a_taken_port_is_a_clear_error_and_starts_no_engine(tmp_path: Path) -> N
 
 
 def test_an_engine_that_never_starts_stops_the_gateway_with_its_log(tmp_path: Path, default_model_path: Path) -> None:
-    """A file with the GGUF magic but garbage after it: llama-server refuses it on every launch."""
-    broken = tmp_path / "broken.gguf"
-    broken.write_bytes(default_model_path.read_bytes()[:4] + bytes(range(256)) * 64)
+    """A well-formed GGUF that is not a usable model (two tensors, no layers): it registers, but llama-server
+    refuses it on every launch."""
+    broken = write_gguf(tmp_path / "broken.gguf")
     result = subprocess.run(
         [
             sys.executable,
@@ -182,4 +185,4 @@ def test_an_engine_that_never_starts_stops_the_gateway_with_its_log(tmp_path: Pa
     assert result.returncode == 1
     assert "failed to become ready 3 times in a row" in result.stderr
     assert "failed to load model" in result.stderr  # the engine's own explanation is shown
-    assert "engine broken could not be started" in result.stderr
+    assert "nothing can be served" in result.stderr

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import MODEL
+from conftest import MODEL, MODEL_V1
 from gateway_process import GatewayProcess
 
 pytestmark = pytest.mark.engine
@@ -55,4 +55,4 @@ def test_requests_latency_ttft_and_tokens_are_recorded(gateway: GatewayProcess) 
     assert delta("modelyard_time_to_first_token_seconds_count", model=MODEL, endpoint="completions") == 1
     assert delta("modelyard_completion_tokens_total", model=MODEL) == 4 + 3
     assert delta("modelyard_prompt_tokens_total", model=MODEL) > 3
-    assert _value(after, "modelyard_engine_up", engine=MODEL) == 1
+    assert _value(after, "modelyard_engine_up", engine=MODEL_V1) == 1

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import MODEL
+from conftest import MODEL, MODEL_V1
 from gateway_process import GatewayProcess
 
 pytestmark = pytest.mark.engine
@@ -21,7 +21,7 @@ def _client(gateway: GatewayProcess) -> openai.OpenAI:
 
 def test_models_lists_the_default_model(gateway: GatewayProcess) -> None:
     models = _client(gateway).models.list()
-    assert [m.id for m in models.data] == [MODEL]
+    assert [m.id for m in models.data] == [MODEL, MODEL_V1, f"{MODEL}@production"]
     assert _client(gateway).models.retrieve(MODEL).id == MODEL
 
 
@@ -33,7 +33,7 @@ def test_sync_chat_completion(gateway: GatewayProcess) -> None:
         temperature=0,
     )
     assert response.object == "chat.completion"
-    assert response.model == MODEL
+    assert response.model == MODEL_V1
     assert response.choices[0].message.role == "assistant"
     assert response.choices[0].message.content
     assert response.usage.completion_tokens >= 1
@@ -58,10 +58,12 @@ def test_sync_completion_is_deterministic_at_temperature_zero(gateway: GatewayPr
     assert first.usage.completion_tokens == 6
 
 
-def test_short_name_and_file_name_alias_reach_the_same_model(gateway: GatewayProcess) -> None:
+def test_name_alias_and_version_reach_the_same_version(gateway: GatewayProcess) -> None:
     client = _client(gateway)
-    response = client.completions.create(model="gemma-3-270m-q4_k_m", prompt="Hello", max_tokens=2)
-    assert response.model == MODEL
+    for model_id in (MODEL, f"{MODEL}@production", MODEL_V1):
+        raw = client.completions.with_raw_response.create(model=model_id, prompt="Hello", max_tokens=2)
+        assert raw.headers["x-modelyard-model-version"] == MODEL_V1
+        assert raw.parse().model == MODEL_V1
 
 
 def test_async_chat_completions_run_concurrently(gateway: GatewayProcess) -> None:

@@ -9,7 +9,9 @@ import logging
 
 import orjson
 
+from modelyard.api.admin import PREFIX as ADMIN_PREFIX
 from modelyard.api.asgi import Receive, Scope, Send, send_bytes, send_error
+from modelyard.api.openapi import openapi_document
 from modelyard.errors import method_not_allowed, not_found_route
 from modelyard.runtime import Runtime
 
@@ -31,7 +33,9 @@ class ModelyardApp:
             "/health": ("GET", self._health),
             "/ready": ("GET", self._ready),
             "/metrics": ("GET", self._metrics),
+            "/openapi.json": ("GET", self._openapi),
         }
+        self._openapi_body = orjson.dumps(openapi_document())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -53,6 +57,9 @@ class ModelyardApp:
         if path.startswith(_MODELS_PREFIX) and scope["method"] == "GET":
             await self.runtime.handlers.get_model(scope, receive, send, path[len(_MODELS_PREFIX) :])
             return
+        if path.startswith(ADMIN_PREFIX):
+            await self.runtime.admin(scope, receive, send)
+            return
         await send_error(send, not_found_route(path))
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,6 +71,9 @@ class ModelyardApp:
         body = {"ready": ready, "draining": self._draining, **self.runtime.reconciler.describe()}
         headers = [] if ready else [(b"retry-after", b"2")]
         await send_bytes(send, 200 if ready else 503, orjson.dumps(body), headers)
+
+    async def _openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_bytes(send, 200, self._openapi_body)
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = self.runtime.metrics

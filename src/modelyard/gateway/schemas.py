@@ -82,9 +82,10 @@ def decode_object(body: bytes) -> dict[str, Any]:
 StructT = TypeVar("StructT", bound=msgspec.Struct)
 
 
-def validate(payload: dict[str, Any], schema: type[StructT]) -> StructT:
+def validate(payload: dict[str, Any], schema: type[StructT], strict: bool = True) -> StructT:
+    """``strict=False`` accepts numbers and booleans spelled as strings (query strings)."""
     try:
-        return msgspec.convert(payload, schema)
+        return msgspec.convert(payload, schema, strict=strict)
     except msgspec.ValidationError as exc:
         raise _to_api_error(str(exc)) from None
 

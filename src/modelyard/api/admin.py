@@ -1,0 +1,212 @@
+"""The admin REST API over the registry: the same operations as ``modelyard models …``.
+
+Every database call runs in a worker thread, so the event loop that serves inference never waits on the
+database; if the database is down these calls fail with 503 while inference carries on from memory. Writes
+poke the reconciler so a promotion starts moving traffic at once instead of at the next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from modelyard.api.admin_schemas import CardQuery, MoveAlias, Promote, RegisterVersion, Rollback
+from modelyard.api.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_error
+from modelyard.deploy.reconciler import Reconciler
+from modelyard.errors import APIError, method_not_allowed, not_found_route
+from modelyard.gateway.schemas import decode_object, validate
+from modelyard.registry.card import model_card, render_markdown
+from modelyard.registry.errors import RegistryError
+from modelyard.registry.integrity import IntegrityChecker
+from modelyard.registry.references import check_alias_name, parse_ref
+from modelyard.registry.registration import Declared, register_file
+from modelyard.registry.store import RegistryStore
+from modelyard.store.database import StoreUnavailable
+
+PREFIX = "/admin/"
+_BODY_LIMIT = 64 * 1024
+_NAME = r"(?P<name>[^@:]+?)"
+
+Handler = Callable[[Scope, Receive, dict[str, str]], Awaitable[tuple[int, Any]]]
+
+
+class AdminAPI:
+    def __init__(self, store: RegistryStore, checker: IntegrityChecker, reconciler: Reconciler) -> None:
+        self._store = store
+        self._checker = checker
+        self._reconciler = reconciler
+        # Most specific first: model names may contain '/', so "{name}/versions/2" must not match "{name}".
+        self._routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
+            (re.compile(rf"^/admin/models/{_NAME}/versions/(?P<version>\d+)/archive$"), {"POST": self._archive}),
+            (re.compile(rf"^/admin/models/{_NAME}/versions/(?P<version>\d+)$"), {"GET": self._get_version}),
+            (
+                re.compile(rf"^/admin/models/{_NAME}/aliases/(?P<alias>[^/]+)$"),
+                {"PUT": self._move_alias, "DELETE": self._remove_alias},
+            ),
+            (re.compile(rf"^/admin/models/{_NAME}/promote$"), {"POST": self._promote}),
+            (re.compile(rf"^/admin/models/{_NAME}/rollback$"), {"POST": self._rollback}),
+            (re.compile(rf"^/admin/models/{_NAME}/card$"), {"GET": self._card}),
+            (re.compile(rf"^/admin/models/{_NAME}/events$"), {"GET": self._events}),
+            (re.compile(rf"^/admin/models/{_NAME}$"), {"GET": self._get_model}),
+            (re.compile(r"^/admin/models$"), {"GET": self._list_models, "POST": self._register}),
+            (re.compile(r"^/admin/serving$"), {"GET": self._serving}),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        for pattern, methods in self._routes:
+            match = pattern.match(path)
+            if match is None:
+                continue
+            handler = methods.get(method)
+            if handler is None:
+                allow = ", ".join(methods).encode()
+                await send_error(send, method_not_allowed(method, path), [(b"allow", allow)])
+                return
+            await self._respond(send, handler, scope, receive, match.groupdict())
+            return
+        await send_error(send, not_found_route(path))
+
+    async def _respond(
+        self, send: Send, handler: Handler, scope: Scope, receive: Receive, params: dict[str, str]
+    ) -> None:
+        try:
+            status, result = await handler(scope, receive, params)
+        except RegistryError as exc:
+            await send_error(send, APIError(exc.status, exc.message, code=exc.code, param=exc.param))
+            return
+        except StoreUnavailable as exc:
+            error = APIError(
+                503,
+                str(exc),
+                type="service_unavailable_error",
+                code="registry_unavailable",
+                headers={"retry-after": "5"},
+            )
+            await send_error(send, error)
+            return
+        except APIError as exc:
+            await send_error(send, exc)
+            return
+        if isinstance(result, str):
+            await send_bytes(send, status, result.encode(), content_type=b"text/markdown; charset=utf-8")
+        else:
+            await send_bytes(send, status, orjson.dumps(result))
+
+    # -- reads ------------------------------------------------------------------------------------------------
+
+    async def _list_models(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        models = await asyncio.to_thread(self._store.list_models)
+        return 200, {"object": "list", "data": [m.to_json() for m in models]}
+
+    async def _get_model(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        model = await asyncio.to_thread(self._store.get_model, params["name"])
+        return 200, model.to_json()
+
+    async def _get_version(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        version = await asyncio.to_thread(self._store.get_version, params["name"], int(params["version"]))
+        return 200, version.to_json()
+
+    async def _events(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        query = dict(parse_qsl(scope.get("query_string", b"").decode()))
+        try:
+            limit = max(1, min(1000, int(query.get("limit", "100"))))
+        except ValueError:
+            raise APIError(400, "limit must be an integer", code="invalid_value", param="limit") from None
+        events = await asyncio.to_thread(self._store.events, params["name"], limit)
+        return 200, {"object": "list", "data": [e.to_json() | {"summary": e.describe()} for e in events]}
+
+    async def _card(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        query = validate(dict(parse_qsl(scope.get("query_string", b"").decode())), CardQuery, strict=False)
+        name = params["name"]
+        if query.version is not None:
+            ref = parse_ref(f"{name}:{query.version}")
+        elif query.alias is not None:
+            ref = parse_ref(f"{name}@{query.alias}")
+        else:
+            ref = parse_ref(name)
+
+        def build() -> dict[str, Any]:
+            version = self._store.resolve(ref)
+            return model_card(self._store.get_model(name), version, self._store.events(name, limit=1000))
+
+        card = await asyncio.to_thread(build)
+        return 200, render_markdown(card) if query.format == "md" else card
+
+    async def _serving(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        return 200, self._reconciler.describe()
+
+    # -- writes -----------------------------------------------------------------------------------------------
+
+    async def _register(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        body = validate(decode_object(await read_body(receive, scope, _BODY_LIMIT)), RegisterVersion)
+        declared = Declared(
+            license=body.license,
+            base_model=body.base_model,
+            parent=parse_ref(body.parent) if body.parent else None,
+            training_data=tuple(body.training_data),
+            fine_tuning_data=tuple(body.fine_tuning_data),
+            lineage_notes=body.lineage_notes,
+            description=body.description,
+            owner=body.owner,
+            tags=body.tags,
+            alias=body.alias,
+        )
+        version = await asyncio.to_thread(
+            register_file, self._store, self._checker, Path(body.path), body.name, declared, _actor(scope)
+        )
+        self._reconciler.poke()
+        return 201, version.to_json()
+
+    async def _move_alias(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        body = validate(decode_object(await read_body(receive, scope, _BODY_LIMIT)), MoveAlias)
+        move = await asyncio.to_thread(
+            self._store.move_alias,
+            params["name"],
+            check_alias_name(params["alias"]),
+            body.version,
+            _actor(scope),
+            body.expected_version,
+        )
+        self._reconciler.poke()
+        return 200, move.to_json()
+
+    async def _remove_alias(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        event = await asyncio.to_thread(self._store.remove_alias, params["name"], params["alias"], _actor(scope))
+        self._reconciler.poke()
+        return 200, event.to_json()
+
+    async def _promote(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        body = validate(decode_object(await read_body(receive, scope, _BODY_LIMIT)), Promote)
+        move = await asyncio.to_thread(
+            self._store.move_alias, params["name"], body.alias, body.version, _actor(scope), body.expected_version
+        )
+        self._reconciler.poke()
+        return 200, move.to_json()
+
+    async def _rollback(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        raw = await read_body(receive, scope, _BODY_LIMIT)
+        body = validate(decode_object(raw), Rollback) if raw.strip() else Rollback()
+        move = await asyncio.to_thread(self._store.rollback, params["name"], body.alias, _actor(scope))
+        self._reconciler.poke()
+        return 200, move.to_json()
+
+    async def _archive(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        version = await asyncio.to_thread(self._store.archive, params["name"], int(params["version"]), _actor(scope))
+        self._reconciler.poke()
+        return 200, version.to_json()
+
+
+def _actor(scope: Scope) -> str:
+    """Who acts: the caller's own statement until API keys (with their owner) identify callers."""
+    stated = header(scope, b"x-modelyard-actor")
+    if stated:
+        return stated.decode(errors="replace")[:256]
+    client = scope.get("client") or ("unknown", 0)
+    return f"admin-api@{client[0]}"

@@ -1,0 +1,48 @@
+"""Request bodies of the admin API. Unknown fields are refused: a typo in an admin call must not be ignored."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+Version = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class RegisterVersion(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Register a GGUF file on the gateway host as the next version of ``name``."""
+
+    path: NonEmpty
+    name: NonEmpty
+    description: str | None = None
+    owner: str | None = None
+    tags: dict[str, str] | None = None
+    license: str = ""
+    base_model: str = ""
+    parent: str | None = None  # "name:version" or "name@alias"
+    training_data: list[str] = []
+    fine_tuning_data: list[str] = []
+    lineage_notes: str = ""
+    alias: str | None = None
+
+
+class MoveAlias(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    version: Version
+    expected_version: Version | None = None  # compare-and-set: refuse with 409 if the alias moved meanwhile
+
+
+class Promote(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    version: Version
+    alias: str = "production"
+    expected_version: Version | None = None
+
+
+class Rollback(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    alias: str = "production"
+
+
+class CardQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    format: Literal["json", "md"] = "json"
+    version: Version | None = None
+    alias: str | None = None

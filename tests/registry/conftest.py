@@ -1,0 +1,69 @@
+"""Registry fixtures: every store test runs on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from modelyard.registry.integrity import IntegrityChecker
+from modelyard.registry.store import RegistryStore
+from modelyard.store import migrate
+from modelyard.store.database import Database
+from registry.gguf_files import write_gguf
+
+POSTGRES_URL = os.environ.get("MODELYARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_schema_url(schema: str) -> str:
+    return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[str]:
+    """A private schema in the shared ``test`` database, dropped afterwards (so runs never see each other)."""
+    schema = f"modelyard_test_{uuid.uuid4().hex[:12]}"
+    admin = Database(POSTGRES_URL)
+    with admin.engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield schema
+    finally:
+        with admin.engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'registry.db'}")
+    else:
+        db = Database(postgres_schema_url(request.getfixturevalue("postgres_schema")))
+    migrate.upgrade(db)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def store(database: Database) -> RegistryStore:
+    return RegistryStore(database)
+
+
+@pytest.fixture
+def checker(tmp_path: Path) -> IntegrityChecker:
+    return IntegrityChecker(tmp_path / "integrity")
+
+
+@pytest.fixture
+def gguf_file(tmp_path: Path) -> Callable[..., Path]:
+    """Write a distinct small GGUF per seed."""
+
+    def make(seed: int = 1, name: str | None = None) -> Path:
+        return write_gguf(tmp_path / (name or f"model-{seed}.gguf"), seed=seed)
+
+    return make
