@@ -120,7 +120,7 @@ class InferenceHandlers:
                 )
             if not served.upstream.ready:
                 raise engine_unavailable(served.name, served.upstream.retry_after_s(), "engine is not ready")
-            call = _proxy_call(endpoint, served, payload, request, started, response_headers)
+            call = _proxy_call(endpoint, served, body, payload, request, started, response_headers)
             status = await run_until_disconnect(receive, send, lambda s: self._proxy.forward(s, call))
         except APIError as error:
             status = error.status
@@ -142,6 +142,7 @@ class InferenceHandlers:
 def _proxy_call(
     endpoint: Endpoint,
     served: ServedModel,
+    body: bytes,
     payload: dict[str, Any],
     request: msgspec.Struct,
     started: float,
@@ -150,15 +151,19 @@ def _proxy_call(
     stream = endpoint.streams and bool(getattr(request, "stream", False))
     options = getattr(request, "stream_options", None)
     client_wants_usage = bool(options and options.include_usage)
-    payload["model"] = served.upstream_model or served.name
+    upstream_model = served.upstream_model or served.name
+    unchanged = payload["model"] == upstream_model
+    payload["model"] = upstream_model
     if stream and not client_wants_usage:
         # Ask the engine for the usage chunk so tokens can be counted; the proxy removes it again.
         payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+        unchanged = False
     return ProxyCall(
         served=served,
         endpoint=endpoint.name,
         path=endpoint.upstream_path,
         payload=payload,
+        body=body if unchanged else None,
         stream=stream,
         client_wants_usage=client_wants_usage,
         started=started,

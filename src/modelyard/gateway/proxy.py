@@ -38,6 +38,7 @@ class ProxyCall:
     endpoint: str  # "chat" | "completions" | "embeddings"
     path: str  # upstream path, e.g. /v1/chat/completions
     payload: dict[str, Any]
+    body: bytes | None  # the client's body, when it can be forwarded as is (saves re-encoding the payload)
     stream: bool
     client_wants_usage: bool
     started: float
@@ -54,7 +55,7 @@ class Proxy:
     async def forward(self, send: Send, call: ProxyCall) -> int:
         assert self.session is not None, "Proxy used before Runtime.start() opened its session"
         url = call.served.upstream.base_url + call.path
-        body = orjson.dumps(call.payload)
+        body = call.body if call.body is not None else orjson.dumps(call.payload)
         try:
             response = await self.session.post(url, body)
         except OSError as exc:
@@ -85,7 +86,7 @@ class Proxy:
             )
             await send_error(send, error, call.response_headers)
             return error.status
-        usage = _usage_of_body(raw)
+        usage = sse.usage_of_body(raw)
         if usage:
             self._metrics.observe_usage(call.served.name, usage.prompt_tokens, usage.completion_tokens)
         await send_bytes(send, 200, raw, call.response_headers)
@@ -136,13 +137,6 @@ class Proxy:
         error = _engine_error(call.served.name, response.status, raw)
         await send_error(send, error, call.response_headers)
         return error.status
-
-
-def _usage_of_body(raw: bytes) -> sse.Usage | None:
-    try:
-        return sse.usage_from_payload(orjson.loads(raw))
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _engine_error(model: str, status: int, raw: bytes) -> APIError:
