@@ -3,6 +3,8 @@
 - ``direct``: the mock upstream itself (or llama-server itself, in the engine scenario).
 - ``modelyard``: modelyard's real gateway (``bench.gateway_launcher``, run with the product's ``.venv``) in front of
   the same mock; gateway flags pass through (``--gateway-arg``) so features can be toggled as they arrive.
+- ``baseline``: the same gateway from another commit's source (``--baseline REV``), for before/after comparisons
+  of hot-path changes in one interleaved run.
 - ``litellm``: LiteLLM's proxy from ``bench/.venv-litellm`` in front of the same mock, following its production
   guide: one uvicorn worker (same as modelyard's one process), no database (so no spend/error log writes), logging at
   ERROR, a master key (LiteLLM refuses to start without one; every request carries it), telemetry off.
@@ -10,11 +12,12 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procs import BENCH, PRODUCT_PYTHON, Pinning, Service, free_port
+from bench.procs import BENCH, PRODUCT_PYTHON, REPO, Pinning, Service, free_port
 
 MOCK_MODEL = "mock-model"
 LITELLM_KEY = "sk-bench-0123456789abcdef0123456789abcdef"
@@ -59,7 +62,25 @@ def start_mock(
     return Endpoint("direct", port, service)
 
 
-def start_modelyard(log_dir: Path, pinning: Pinning, upstream: Endpoint, extra_args: list[str]) -> Endpoint:
+def export_source(revision: str, into: Path) -> Path:
+    """The ``src/`` tree of another commit (``git archive``), to run an earlier gateway beside the current one."""
+    target = into / f"src-{revision}"
+    if not (target / "src" / "modelyard").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", revision, "src"], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target / "src"
+
+
+def start_modelyard(
+    log_dir: Path,
+    pinning: Pinning,
+    upstream: Endpoint,
+    extra_args: list[str],
+    name: str = "modelyard",
+    source: Path | None = None,
+) -> Endpoint:
+    """modelyard's gateway; with ``source``, the package is imported from that tree instead (e.g. a baseline)."""
     if not PRODUCT_PYTHON.exists():
         raise SystemExit(f"{PRODUCT_PYTHON} is missing: run `make setup` first")
     port = free_port()
@@ -76,9 +97,10 @@ def start_modelyard(log_dir: Path, pinning: Pinning, upstream: Endpoint, extra_a
         MOCK_MODEL,
         *extra_args,
     ]
-    service = Service("modelyard", command, f"http://127.0.0.1:{port}/ready", log_dir)
+    env = {"PYTHONPATH": str(source)} if source else None
+    service = Service(name, command, f"http://127.0.0.1:{port}/ready", log_dir, env=env)
     service.wait_ready(60)
-    return Endpoint("modelyard", port, service)
+    return Endpoint(name, port, service)
 
 
 def start_litellm(log_dir: Path, pinning: Pinning, upstream: Endpoint) -> Endpoint:

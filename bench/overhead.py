@@ -20,7 +20,15 @@ from typing import Any
 import uvloop
 
 from bench import report
-from bench.contenders import LITELLM_KEY, MOCK_MODEL, Endpoint, start_litellm, start_mock, start_modelyard
+from bench.contenders import (
+    LITELLM_KEY,
+    MOCK_MODEL,
+    Endpoint,
+    export_source,
+    start_litellm,
+    start_mock,
+    start_modelyard,
+)
 from bench.httpclient import encode_request
 from bench.load import OpenLoopResult, open_loop
 from bench.options import common_parser, run_dir
@@ -54,6 +62,11 @@ def measure(args: Any) -> dict[str, Any]:
         if "modelyard" in names:
             endpoints["modelyard"] = start_modelyard(logs, pinning, mock, args.gateway_arg)
             started.append(endpoints["modelyard"].service)  # type: ignore[arg-type]
+        if args.baseline:
+            source = export_source(args.baseline, logs.parent)
+            endpoints["baseline"] = start_modelyard(logs, pinning, mock, args.gateway_arg, "baseline", source)
+            started.append(endpoints["baseline"].service)  # type: ignore[arg-type]
+            names.append("baseline")
         if "litellm" in names:
             endpoints["litellm"] = start_litellm(logs, pinning, mock)
             started.append(endpoints["litellm"].service)  # type: ignore[arg-type]
@@ -123,7 +136,7 @@ def summarize(raw: dict[str, Any], args: Any) -> dict[str, Any]:
             "added_p50_ms": _paired(single, name, "p50_ms"),
             "added_p99_ms": _paired(single, name, "p99_ms"),
         }
-    for other in ("direct", "litellm"):
+    for other in ("direct", "litellm", "baseline"):
         if "modelyard" in names and other in names:
             per_rep = [ratio(m.rps, o.rps) for m, o in zip(saturation["modelyard"], saturation[other], strict=True)]
             summary["ratios"][f"modelyard/{other}"] = Spread.of(per_rep)
@@ -256,7 +269,7 @@ def plot(summary: dict[str, Any], names: list[str], publish: bool) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"direct": "#7f7f7f", "modelyard": "#2ca02c", "litellm": "#d62728"}
+    colors = {"direct": "#7f7f7f", "modelyard": "#2ca02c", "litellm": "#d62728", "baseline": "#1f77b4"}
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.5))
     rps = [summary["saturation"][n]["rps"] for n in names]
     left.bar(names, [s.median for s in rps], color=[colors.get(n, "C0") for n in names])
@@ -307,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rates", default="100,500,1000", help="open-loop rates, requests/s (comma-separated)")
     parser.add_argument("--contenders", default="direct,modelyard,litellm")
     parser.add_argument("--gateway-arg", action="append", default=[], help="extra flag for the modelyard gateway")
+    parser.add_argument("--baseline", help="also run the gateway of this git revision (before/after comparison)")
     args = parser.parse_args(argv)
     raw = measure(args)
     summary = summarize(raw, args)
