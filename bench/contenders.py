@@ -144,3 +144,34 @@ def start_litellm(log_dir: Path, pinning: Pinning, upstream: Endpoint) -> Endpoi
     service = Service("litellm", command, f"http://127.0.0.1:{port}/health/liveliness", log_dir, env=env, cwd=log_dir)
     service.wait_ready(180)
     return Endpoint("litellm", port, service)
+
+
+def start_on_mock(
+    started: list[Service],
+    log_dir: Path,
+    pinning: Pinning,
+    names: list[str],
+    gateway_args: list[str],
+    baseline: str | None = None,
+    **mock_settings: float,
+) -> dict[str, Endpoint]:
+    """The mock and, in front of it, each named gateway (plus ``baseline`` when a revision is given).
+
+    Each service joins ``started`` as soon as it runs, so one that fails to start does not leave the others behind.
+    """
+
+    def keep(endpoint: Endpoint) -> Endpoint:
+        if endpoint.service is not None:
+            started.append(endpoint.service)
+        return endpoint
+
+    mock = keep(start_mock(log_dir, pinning, **mock_settings))  # type: ignore[arg-type]
+    endpoints = {"direct": mock}
+    if "modelyard" in names:
+        endpoints["modelyard"] = keep(start_modelyard(log_dir, pinning, mock, gateway_args))
+    if baseline:
+        source = export_source(baseline, log_dir.parent)
+        endpoints["baseline"] = keep(start_modelyard(log_dir, pinning, mock, gateway_args, "baseline", source))
+    if "litellm" in names:
+        endpoints["litellm"] = keep(start_litellm(log_dir, pinning, mock))
+    return endpoints

@@ -20,15 +20,7 @@ from typing import Any
 import uvloop
 
 from bench import report
-from bench.contenders import (
-    LITELLM_KEY,
-    MOCK_MODEL,
-    Endpoint,
-    export_source,
-    start_litellm,
-    start_mock,
-    start_modelyard,
-)
+from bench.contenders import LITELLM_KEY, MOCK_MODEL, start_on_mock
 from bench.httpclient import encode_request
 from bench.load import OpenLoopResult, open_loop
 from bench.options import common_parser, run_dir
@@ -56,20 +48,9 @@ def measure(args: Any) -> dict[str, Any]:
     names = [n.strip() for n in args.contenders.split(",") if n.strip()]
     wrk_prefix = pinning.prefix(pinning.client)
     with services() as started:
-        mock = start_mock(logs, pinning)
-        started.append(mock.service)  # type: ignore[arg-type]
-        endpoints: dict[str, Endpoint] = {"direct": mock}
-        if "modelyard" in names:
-            endpoints["modelyard"] = start_modelyard(logs, pinning, mock, args.gateway_arg)
-            started.append(endpoints["modelyard"].service)  # type: ignore[arg-type]
+        endpoints = start_on_mock(started, logs, pinning, names, args.gateway_arg, args.baseline)
         if args.baseline:
-            source = export_source(args.baseline, logs.parent)
-            endpoints["baseline"] = start_modelyard(logs, pinning, mock, args.gateway_arg, "baseline", source)
-            started.append(endpoints["baseline"].service)  # type: ignore[arg-type]
             names.append("baseline")
-        if "litellm" in names:
-            endpoints["litellm"] = start_litellm(logs, pinning, mock)
-            started.append(endpoints["litellm"].service)  # type: ignore[arg-type]
         names = [n for n in names if n in endpoints]
         for name in names:  # warm-up: connection pools, lazy imports, caches
             run_wrk(endpoints[name].base + PATH, BODY, 8, 1, prefix=wrk_prefix, headers=_auth())

@@ -89,6 +89,14 @@ class Service:
         return self.proc.pid
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Wait for the ready URL to answer 200; a service that never does is stopped before the error is raised."""
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop(5)
+            raise
+
+    def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
