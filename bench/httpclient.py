@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import httptools
 
-_TOKEN_MARKERS = (b'"content":"', b'"text":"')
+_TOKEN_KEYS = (b'"content":', b'"text":')
 
 
 def encode_request(
@@ -39,6 +39,19 @@ class Response:
     usage_tokens: int | None = None  # completion_tokens from a usage event, when the server sent one
 
 
+def carries_text(event: bytes) -> bool:
+    """Whether an SSE event holds generated text: a non-empty ``content`` or ``text`` string (servers differ in
+    JSON spacing: llama-server writes ``"text":"…"``, llama-cpp-python ``"text": "…"``)."""
+    for key in _TOKEN_KEYS:
+        start = event.find(key)
+        if start == -1:
+            continue
+        value = event[start + len(key) : start + len(key) + 3].lstrip()
+        if value[:1] == b'"' and value[1:2] != b'"':
+            return True
+    return False
+
+
 class SSETokenClock:
     """Timestamps SSE events that carry generated text, as their bytes arrive."""
 
@@ -55,11 +68,8 @@ class SSETokenClock:
         for event in events:
             if b'"usage":{' in event:
                 self._usage(event)
-            for marker in _TOKEN_MARKERS:
-                start = event.find(marker)
-                if start != -1 and event[start + len(marker) : start + len(marker) + 1] != b'"':
-                    self._response.token_times.append(now)
-                    break
+            if carries_text(event):
+                self._response.token_times.append(now)
 
     def _usage(self, event: bytes) -> None:
         start = event.find(b'"completion_tokens":')

@@ -111,6 +111,8 @@ async def concurrent_streams(
     Worker *k* starts ``k * stagger_s / concurrency`` late, so streams do not all begin in the same instant.
     Only requests that finished are counted; tokens/s is over the wall time from the first send to the last answer.
     """
+    if duration_s is None and requests_per_worker is None:
+        raise ValueError("give a duration or a number of requests per worker")
     pool = ConnectionPool(host, port)
     result = StreamResult(concurrency=concurrency)
     start = time.perf_counter()

@@ -129,10 +129,19 @@ class Service:
 
 @contextlib.contextmanager
 def services() -> Iterator[list[Service]]:
-    """A list to append started services to; all are stopped on exit, last started first."""
+    """A list to append started services to; all are stopped on exit, last started first.
+
+    SIGTERM is turned into an exception meanwhile, so a harness that is killed still stops what it started.
+    """
     started: list[Service] = []
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield started
     finally:
         for service in reversed(started):
             service.stop()
+        signal.signal(signal.SIGTERM, previous)
