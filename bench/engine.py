@@ -128,6 +128,8 @@ def measure(args: Any) -> dict[str, Any]:
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     with services() as started:
         endpoints = start_contenders(started, logs, pinning, args)
+        gateway_pid = endpoints["modelyard"].service.pid  # type: ignore[union-attr]
+        rss = {"ready_mb": psutil.Process(gateway_pid).memory_info().rss / 2**20}
         names = [n for n in ("direct", "modelyard", "llama-cpp-python") if n in endpoints]
         runs: dict[str, dict[str, list[StreamResult]]] = {str(c): {n: [] for n in names} for c in concurrencies}
         for name in names:  # warm-up: model pages in memory, prompt cache, connection pools
@@ -152,7 +154,8 @@ def measure(args: Any) -> dict[str, Any]:
                         f"TTFT p50 {percentile(result.ttft_ms, 50):.1f} ms, errors {result.errors}"
                         f"{' ' + result.error_samples[0] if result.error_samples else ''}[/]"
                     )
-    return {"names": names, "runs": runs}
+        rss["end_mb"] = psutil.Process(gateway_pid).memory_info().rss / 2**20
+    return {"names": names, "runs": runs, "gateway_rss": rss}
 
 
 def summarize(raw: dict[str, Any], args: Any) -> dict[str, Any]:
@@ -184,6 +187,7 @@ def summarize(raw: dict[str, Any], args: Any) -> dict[str, Any]:
                 )
         summary["concurrency"][concurrency] = level
     summary["targets"] = _targets(summary["concurrency"])
+    summary["gateway_rss_mb"] = raw["gateway_rss"]  # the `modelyard serve` process itself, engine excluded
     summary["settings"] = {
         "requests_per_stream": args.requests,
         "max_tokens": args.max_tokens,
@@ -241,6 +245,10 @@ def show(summary: dict[str, Any], names: list[str]) -> None:
         for t in summary["targets"]
     ]
     out.print(report.table("Targets", ["target", "measured", ""], rows))
+    rss = summary["gateway_rss_mb"]
+    out.print(
+        f"modelyard serve process RSS (engine excluded): {rss['ready_mb']:.1f} MB ready, {rss['end_mb']:.1f} MB end"
+    )
 
 
 def plot(summary: dict[str, Any], names: list[str], publish: bool) -> None:
