@@ -38,3 +38,21 @@ $(STAMP): pyproject.toml
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Benchmarks (bench/, not part of the test suite): tools in bench/.venv*, results in bench/results/.
+.PHONY: bench-setup bench-overhead bench-streaming bench-engine bench-memory
+bench-setup: $(STAMP)
+	$(BIN)/modelyard setup
+	bash bench/setup.sh
+
+bench-overhead: bench-setup
+	bench/.venv/bin/python -m bench.overhead $(ARGS)
+
+bench-streaming: bench-setup
+	bench/.venv/bin/python -m bench.streaming $(ARGS)
+
+bench-engine: bench-setup
+	bench/.venv/bin/python -m bench.engine $(ARGS)
+
+bench-memory: bench-setup
+	bench/.venv/bin/python -m bench.memory $(ARGS)

@@ -7,7 +7,6 @@ stack and response class per call cost more than the proxying itself at thousand
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -60,11 +59,12 @@ async def send_bytes(
     headers: list[tuple[bytes, bytes]] | None = None,
     content_type: bytes = b"application/json",
 ) -> None:
+    """A whole response. ``content-length`` is given so the server frames it as is, not with chunked encoding."""
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", content_type), *(headers or ())],
+            "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *(headers or ())],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -81,8 +81,14 @@ async def run_until_disconnect(receive: Receive, send: Send, work: Callable[[Sen
     Cancelling closes the upstream connection, which is what makes the engine stop generating for a client
     that is no longer listening. A "disconnect" that servers report once the response is complete is not a
     client going away, so work that already finished its response is left to finish its bookkeeping.
+
+    ``work`` runs in the calling task and only the disconnect watcher gets a task of its own: one task per
+    request instead of two, which is measurable at thousands of requests per second.
     """
     completed = False
+    client_gone = False
+    task = asyncio.current_task()
+    assert task is not None
 
     async def tracking_send(message: Message) -> None:
         nonlocal completed
@@ -90,23 +96,25 @@ async def run_until_disconnect(receive: Receive, send: Send, work: Callable[[Sen
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             completed = True
 
-    work_task = asyncio.ensure_future(work(tracking_send))
+    def on_disconnect(watcher: asyncio.Future[None]) -> None:
+        nonlocal client_gone
+        if not watcher.cancelled() and watcher.exception() is None and not completed:
+            client_gone = True
+            task.cancel()
+
     watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    watcher.add_done_callback(on_disconnect)
     try:
-        await asyncio.wait((work_task, watcher), return_when=asyncio.FIRST_COMPLETED)
-        if not work_task.done() and completed:
-            await work_task
+        return await work(tracking_send)
     except asyncio.CancelledError:
-        work_task.cancel()
+        if not client_gone:
+            raise
+        return CLIENT_CLOSED
+    finally:
+        watcher.remove_done_callback(on_disconnect)
         watcher.cancel()
-        raise
-    if work_task.done():
-        watcher.cancel()
-        return work_task.result()
-    work_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await work_task
-    return CLIENT_CLOSED
+        if client_gone:
+            task.uncancel()  # the cancellation was ours, to stop the work; the request itself carries on
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

@@ -122,7 +122,7 @@ class InferenceHandlers:
             upstream = served.upstream
             if not upstream.ready:
                 raise engine_unavailable(served.key, upstream.retry_after_s(), upstream.unavailable_reason())
-            call = _proxy_call(endpoint, served, payload, request, started, response_headers)
+            call = _proxy_call(endpoint, served, body, payload, request, started, response_headers)
             # Counted from here, with no await since resolving: a retired engine is stopped only once this is 0.
             upstream.active_requests += 1
             try:
@@ -149,6 +149,7 @@ class InferenceHandlers:
 def _proxy_call(
     endpoint: Endpoint,
     served: ServedModel,
+    body: bytes,
     payload: dict[str, Any],
     request: msgspec.Struct,
     started: float,
@@ -157,16 +158,20 @@ def _proxy_call(
     stream = endpoint.streams and bool(getattr(request, "stream", False))
     options = getattr(request, "stream_options", None)
     client_wants_usage = bool(options and options.include_usage)
-    if served.upstream_model is not None:
+    unchanged = True
+    if served.upstream_model is not None and payload["model"] != served.upstream_model:
         payload["model"] = served.upstream_model
+        unchanged = False
     if stream and not client_wants_usage:
         # Ask the engine for the usage chunk so tokens can be counted; the proxy removes it again.
         payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+        unchanged = False
     return ProxyCall(
         served=served,
         endpoint=endpoint.name,
         path=endpoint.upstream_path,
         payload=payload,
+        body=body if unchanged else None,
         stream=stream,
         client_wants_usage=client_wants_usage,
         started=started,

@@ -12,18 +12,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from modelyard.api.asgi import Send, send_bytes, send_error
 from modelyard.errors import APIError, engine_unavailable, upstream_failed
 from modelyard.gateway import sse
 from modelyard.gateway.catalog import ServedModel
+from modelyard.gateway.upstream_client import UpstreamClient, UpstreamResponse
 from modelyard.observability.metrics import GatewayMetrics
 
 log = logging.getLogger("modelyard.gateway")
-
-_JSON_REQUEST_HEADERS = {"content-type": "application/json"}
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -40,6 +38,7 @@ class ProxyCall:
     endpoint: str  # "chat" | "completions" | "embeddings"
     path: str  # upstream path, e.g. /v1/chat/completions
     payload: dict[str, Any]
+    body: bytes | None  # the client's body, when it can be forwarded as is (saves re-encoding the payload)
     stream: bool
     client_wants_usage: bool
     started: float
@@ -50,16 +49,16 @@ class Proxy:
     """Relays requests over one pooled session, which the runtime opens inside the serving event loop."""
 
     def __init__(self, metrics: GatewayMetrics) -> None:
-        self.session: aiohttp.ClientSession | None = None
+        self.session: UpstreamClient | None = None
         self._metrics = metrics
 
     async def forward(self, send: Send, call: ProxyCall) -> int:
         assert self.session is not None, "Proxy used before Runtime.start() opened its session"
         url = call.served.upstream.base_url + call.path
-        body = orjson.dumps(call.payload)
+        body = call.body if call.body is not None else orjson.dumps(call.payload)
         try:
-            response = await self.session.post(url, data=body, headers=_JSON_REQUEST_HEADERS)
-        except (aiohttp.ClientConnectionError, OSError) as exc:
+            response = await self.session.post(url, body)
+        except OSError as exc:
             error = engine_unavailable(
                 call.served.name, call.served.upstream.retry_after_s(), f"connection failed: {exc}"
             )
@@ -78,28 +77,28 @@ class Proxy:
         response.release()
         return status
 
-    async def _relay_json(self, send: Send, call: ProxyCall, response: aiohttp.ClientResponse) -> int:
+    async def _relay_json(self, send: Send, call: ProxyCall, response: UpstreamResponse) -> int:
         try:
             raw = await response.read()
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:
             error = engine_unavailable(
                 call.served.name, call.served.upstream.retry_after_s(), f"engine dropped the response: {exc}"
             )
             await send_error(send, error, call.response_headers)
             return error.status
-        usage = _usage_of_body(raw)
+        usage = sse.usage_of_body(raw)
         if usage:
             self._metrics.observe_usage(call.served.name, usage.prompt_tokens, usage.completion_tokens)
         await send_bytes(send, 200, raw, call.response_headers)
         return 200
 
-    async def _relay_stream(self, send: Send, call: ProxyCall, response: aiohttp.ClientResponse) -> int:
+    async def _relay_stream(self, send: Send, call: ProxyCall, response: UpstreamResponse) -> int:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + call.response_headers})
         splitter = sse.EventSplitter()
         first_token_seen = False
         status = 200
         try:
-            async for data in response.content.iter_any():
+            async for data in response.iter_any():
                 out = []
                 for event in splitter.feed(data):
                     if not first_token_seen and sse.carries_token(event):
@@ -115,7 +114,7 @@ class Proxy:
                     out.append(event)
                 if out:
                     await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:
             # Once bytes have reached the client a retry would duplicate output: report and end the stream.
             log.warning("engine stream for %s broke: %s", call.served.name, exc)
             status = 502
@@ -130,21 +129,14 @@ class Proxy:
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         return status
 
-    async def _relay_error(self, send: Send, call: ProxyCall, response: aiohttp.ClientResponse) -> int:
+    async def _relay_error(self, send: Send, call: ProxyCall, response: UpstreamResponse) -> int:
         try:
             raw = await response.read()
-        except (aiohttp.ClientError, OSError):
+        except OSError:
             raw = b""
         error = _engine_error(call.served.name, response.status, raw)
         await send_error(send, error, call.response_headers)
         return error.status
-
-
-def _usage_of_body(raw: bytes) -> sse.Usage | None:
-    try:
-        return sse.usage_from_payload(orjson.loads(raw))
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _engine_error(model: str, status: int, raw: bytes) -> APIError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
 import orjson
 
 _USAGE_KEY = b'"usage":{'
@@ -62,6 +63,30 @@ def usage_from_payload(payload: object) -> Usage | None:
     if not isinstance(usage, dict):
         return None
     return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+
+
+class _UsageFields(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class _UsageEnvelope(msgspec.Struct):
+    usage: _UsageFields | None = None
+
+
+_USAGE_DECODER = msgspec.json.Decoder(_UsageEnvelope)
+
+
+def usage_of_body(raw: bytes) -> Usage | None:
+    """The ``usage`` of a whole JSON answer. Decodes only that field: the answer's text is skipped, not built into
+    Python objects, so the cost does not grow with long completions."""
+    try:
+        usage = _USAGE_DECODER.decode(raw).usage
+    except msgspec.DecodeError:  # not JSON, not an object, or a usage of another shape: nothing to count
+        return None
+    if usage is None:
+        return None
+    return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
 
 
 def is_usage_only(event: bytes) -> bool:

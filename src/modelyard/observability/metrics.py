@@ -21,6 +21,10 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self._restarts_seen: dict[str, int] = {}
+        # Labelled children looked up once per label set: ``labels()`` validates and locks on every call, which
+        # showed in hot-path profiles. Bounded like the labels themselves (catalog models x endpoints x statuses).
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._token_children: dict[str, tuple[Counter, Counter]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -61,17 +65,30 @@ class GatewayMetrics:
         )
 
     def observe_request(self, model: str, endpoint: str, status: int, seconds: float) -> None:
-        self.requests.labels(model, endpoint, str(status)).inc()
-        self.request_duration.labels(model, endpoint).observe(seconds)
+        key = (model, endpoint, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(model, endpoint, str(status)),
+                self.request_duration.labels(model, endpoint),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_first_token(self, model: str, endpoint: str, seconds: float) -> None:
         self.time_to_first_token.labels(model, endpoint).observe(seconds)
 
     def observe_usage(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        children = self._token_children.get(model)
+        if children is None:
+            children = self._token_children[model] = (
+                self.prompt_tokens.labels(model),
+                self.completion_tokens.labels(model),
+            )
         if prompt_tokens:
-            self.prompt_tokens.labels(model).inc(prompt_tokens)
+            children[0].inc(prompt_tokens)
         if completion_tokens:
-            self.completion_tokens.labels(model).inc(completion_tokens)
+            children[1].inc(completion_tokens)
 
     def engine_state_changed(self, engine: str, ready: bool, restarts: int) -> None:
         self.engine_up.labels(engine).set(1 if ready else 0)

@@ -1,0 +1,177 @@
+"""How each contender is started, with the settings that make the comparison fair.
+
+- ``direct``: the mock upstream itself (or llama-server itself, in the engine scenario).
+- ``modelyard``: modelyard's real gateway (``bench.gateway_launcher``, run with the product's ``.venv``) in front of
+  the same mock; gateway flags pass through (``--gateway-arg``) so features can be toggled as they arrive.
+- ``baseline``: the same gateway from another commit's source (``--baseline REV``), for before/after comparisons
+  of hot-path changes in one interleaved run.
+- ``litellm``: LiteLLM's proxy from ``bench/.venv-litellm`` in front of the same mock, following its production
+  guide: one uvicorn worker (same as modelyard's one process), no database (so no spend/error log writes), logging at
+  ERROR, a master key (LiteLLM refuses to start without one; every request carries it), telemetry off.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procs import BENCH, PRODUCT_PYTHON, REPO, Pinning, Service, free_port
+
+MOCK_MODEL = "mock-model"
+LITELLM_KEY = "sk-bench-0123456789abcdef0123456789abcdef"
+LITELLM_BIN = BENCH / ".venv-litellm" / "bin" / "litellm"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a contender answers OpenAI requests."""
+
+    name: str
+    port: int
+    service: Service | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_mock(
+    log_dir: Path, pinning: Pinning, latency_ms: float = 0.0, token_rate: float = 0.0, tokens: int = 16
+) -> Endpoint:
+    port = free_port()
+    command = [
+        *pinning.prefix(pinning.servers),
+        sys.executable,
+        "-m",
+        "bench.mock_upstream",
+        "--port",
+        str(port),
+        "--latency-ms",
+        str(latency_ms),
+        "--token-rate",
+        str(token_rate),
+        "--tokens",
+        str(tokens),
+        "--model",
+        MOCK_MODEL,
+    ]
+    service = Service("mock", command, f"http://127.0.0.1:{port}/health", log_dir)
+    service.wait_ready(30)
+    return Endpoint("direct", port, service)
+
+
+def export_source(revision: str, into: Path) -> Path:
+    """The ``src/`` tree of another commit (``git archive``), to run an earlier gateway beside the current one."""
+    target = into / f"src-{revision}"
+    if not (target / "src" / "modelyard").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", revision, "src"], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target / "src"
+
+
+def start_modelyard(
+    log_dir: Path,
+    pinning: Pinning,
+    upstream: Endpoint,
+    extra_args: list[str],
+    name: str = "modelyard",
+    source: Path | None = None,
+) -> Endpoint:
+    """modelyard's gateway; with ``source``, the package is imported from that tree instead (e.g. a baseline)."""
+    if not PRODUCT_PYTHON.exists():
+        raise SystemExit(f"{PRODUCT_PYTHON} is missing: run `make setup` first")
+    port = free_port()
+    command = [
+        *pinning.prefix(pinning.servers),
+        str(PRODUCT_PYTHON),
+        "-m",
+        "bench.gateway_launcher",
+        "--port",
+        str(port),
+        "--upstream",
+        upstream.base,
+        "--model",
+        MOCK_MODEL,
+        *extra_args,
+    ]
+    env = {"PYTHONPATH": str(source)} if source else None
+    service = Service(name, command, f"http://127.0.0.1:{port}/ready", log_dir, env=env)
+    service.wait_ready(60)
+    return Endpoint(name, port, service)
+
+
+def start_litellm(log_dir: Path, pinning: Pinning, upstream: Endpoint) -> Endpoint:
+    if not LITELLM_BIN.exists():
+        raise SystemExit(f"{LITELLM_BIN} is missing: run `make bench-setup` first")
+    port = free_port()
+    config = log_dir / "litellm-config.yaml"
+    config.write_text(
+        "\n".join(
+            [
+                "model_list:",
+                f"  - model_name: {MOCK_MODEL}",
+                "    litellm_params:",
+                f"      model: openai/{MOCK_MODEL}",
+                f"      api_base: {upstream.base}/v1",
+                "      api_key: none",
+                "litellm_settings:",
+                "  set_verbose: false",
+                "  request_timeout: 600",
+                "  telemetry: false",
+                "general_settings:",
+                "  disable_spend_logs: true",
+                "  disable_error_logs: true",
+                "",
+            ]
+        )
+    )
+    command = [
+        *pinning.prefix(pinning.servers),
+        str(LITELLM_BIN),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
+    env = {"LITELLM_MASTER_KEY": LITELLM_KEY, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
+    service = Service("litellm", command, f"http://127.0.0.1:{port}/health/liveliness", log_dir, env=env, cwd=log_dir)
+    service.wait_ready(180)
+    return Endpoint("litellm", port, service)
+
+
+def start_on_mock(
+    started: list[Service],
+    log_dir: Path,
+    pinning: Pinning,
+    names: list[str],
+    gateway_args: list[str],
+    baseline: str | None = None,
+    **mock_settings: float,
+) -> dict[str, Endpoint]:
+    """The mock and, in front of it, each named gateway (plus ``baseline`` when a revision is given).
+
+    Each service joins ``started`` as soon as it runs, so one that fails to start does not leave the others behind.
+    """
+
+    def keep(endpoint: Endpoint) -> Endpoint:
+        if endpoint.service is not None:
+            started.append(endpoint.service)
+        return endpoint
+
+    mock = keep(start_mock(log_dir, pinning, **mock_settings))  # type: ignore[arg-type]
+    endpoints = {"direct": mock}
+    if "modelyard" in names:
+        endpoints["modelyard"] = keep(start_modelyard(log_dir, pinning, mock, gateway_args))
+    if baseline:
+        source = export_source(baseline, log_dir.parent)
+        endpoints["baseline"] = keep(start_modelyard(log_dir, pinning, mock, gateway_args, "baseline", source))
+    if "litellm" in names:
+        endpoints["litellm"] = keep(start_litellm(log_dir, pinning, mock))
+    return endpoints
