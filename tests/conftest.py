@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from modelyard import paths
 from modelyard.engines.llamacpp_build import EngineBuild, ensure_engine
 from modelyard.registry.default_model import ensure_default_model
+from modelyard.store.database import Database
 
 from gateway_process import GatewayProcess
 
@@ -58,3 +62,25 @@ def start_gateway(
     yield start
     for process in started:
         process.stop()
+
+
+POSTGRES_URL = os.environ.get("MODELYARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_schema_url(schema: str) -> str:
+    return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[str]:
+    """A private schema in the shared ``test`` database, dropped afterwards (so runs never see each other)."""
+    schema = f"modelyard_test_{uuid.uuid4().hex[:12]}"
+    admin = Database(POSTGRES_URL)
+    with admin.engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield schema
+    finally:
+        with admin.engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

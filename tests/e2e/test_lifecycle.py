@@ -16,10 +16,9 @@ import httpx
 import psutil
 import pytest
 
-from registry.gguf_files import write_gguf
-
 from conftest import MODEL, MODEL_V1
 from gateway_process import GatewayProcess, free_port
+from registry.gguf_files import write_gguf
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 

@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
 from modelyard.store import migrate
 from modelyard.store.database import Database
+
+from conftest import postgres_schema_url
 from registry.gguf_files import write_gguf
-
-POSTGRES_URL = os.environ.get("MODELYARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def postgres_schema_url(schema: str) -> str:
-    return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-
-
-@pytest.fixture
-def postgres_schema() -> Iterator[str]:
-    """A private schema in the shared ``test`` database, dropped afterwards (so runs never see each other)."""
-    schema = f"modelyard_test_{uuid.uuid4().hex[:12]}"
-    admin = Database(POSTGRES_URL)
-    with admin.engine.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield schema
-    finally:
-        with admin.engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
