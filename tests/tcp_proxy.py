@@ -28,6 +28,8 @@ class TcpProxy:
     def stop(self) -> None:
         """Refuse new connections and reset every open one, like a database host dropping off the network."""
         if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
             self._listener.close()
             self._listener = None
         with self._lock:
