@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -68,9 +68,19 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: committed when the block ends, rolled back on any error, never left half-written."""
+        with self.outage_as_unavailable(), self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        with self.outage_as_unavailable(), self.engine.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def outage_as_unavailable(self) -> Iterator[None]:
+        """An unreachable or locked database becomes :class:`StoreUnavailable`; other errors pass through."""
         try:
-            with self._sessions.begin() as session:
-                yield session
+            yield
         except (OperationalError, DBAPIError) as exc:
             if _is_connectivity_error(exc):
                 raise StoreUnavailable(

@@ -32,7 +32,7 @@ def head_revision() -> str | None:
 
 
 def current_revision(database: Database) -> str | None:
-    with database.engine.connect() as connection:
+    with database.connection() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
