@@ -16,6 +16,7 @@ from modelyard.gateway.handlers import InferenceHandlers, RequestLimits
 from modelyard.gateway.proxy import Proxy
 from modelyard.gateway.upstream_client import UpstreamClientSettings, create_session
 from modelyard.observability.metrics import GatewayMetrics
+from modelyard.observability.observers import RequestObservers
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
 
@@ -30,12 +31,15 @@ class Runtime:
         reconciler: Reconciler,
         metrics: GatewayMetrics,
         limits: RequestLimits,
+        log_requests: bool = True,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.reconciler = reconciler
         self._proxy = Proxy(self.metrics)
-        self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits)
+        self.observers = RequestObservers(metrics, log_requests=log_requests)
+        self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits, self.observers)
+        metrics.watch_engine_load(reconciler.engine_load)
         self.admin = AdminAPI(store, checker, reconciler)
 
     def catalog(self) -> ModelCatalog:

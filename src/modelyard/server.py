@@ -134,7 +134,8 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         drain_timeout_s=settings.drain_timeout_s,
         on_nothing_servable=lambda reason: server_box[0].fail(f"nothing can be served: {reason}"),
     )
-    runtime = Runtime(store, checker, reconciler, metrics, RequestLimits(max_body_bytes=settings.max_body_bytes))
+    limits = RequestLimits(max_body_bytes=settings.max_body_bytes)
+    runtime = Runtime(store, checker, reconciler, metrics, limits, log_requests=settings.log_requests)
     app = ModelyardApp(runtime)
     config = gateway_config(app, settings)
     server = GatewayServer(config, on_exit_requested=app.begin_drain)

@@ -31,6 +31,7 @@ class ServeSettings:
     drain_timeout_s: float = 300.0  # how long a retired engine's in-flight requests may take to finish
     registry_poll_s: float = 1.0  # how often the registry is checked for alias moves
     log_level: str = "info"
+    log_requests: bool = True  # one log line per request (JSON with --log-format json)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

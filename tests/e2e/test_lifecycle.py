@@ -67,7 +67,7 @@ def test_killed_engine_is_restarted_and_requests_recover(start_gateway: StartGat
     assert info["pid"] != first_pid
     assert httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, timeout=60).status_code == 200
     metrics = httpx.get(gateway.url + "/metrics").text
-    assert f'modelyard_engine_restarts_total{{engine="{MODEL_V1}"}} 1.0' in metrics
+    assert f'modelyard_engine_restarts_total{{engine="{MODEL_V1}",model="{MODEL}",version="1"}} 1.0' in metrics
     assert len(gateway.engine_processes()) == 1
 
 

@@ -27,7 +27,7 @@ def _value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def test_requests_latency_ttft_and_tokens_are_recorded(gateway: GatewayProcess) -> None:
+def test_requests_latency_ttft_tokens_and_errors_are_recorded(gateway: GatewayProcess) -> None:
     before = _samples(gateway)
     ok = httpx.post(
         gateway.url + "/v1/chat/completions",
@@ -38,7 +38,7 @@ def test_requests_latency_ttft_and_tokens_are_recorded(gateway: GatewayProcess) 
     with httpx.stream(
         "POST",
         gateway.url + "/v1/completions",
-        json={"model": MODEL, "prompt": "One two three", "max_tokens": 3, "stream": True},
+        json={"model": MODEL_V1, "prompt": "One two three", "max_tokens": 3, "stream": True},
         timeout=60,
     ) as stream:
         assert b"[DONE]" in b"".join(stream.iter_raw())
@@ -48,11 +48,21 @@ def test_requests_latency_ttft_and_tokens_are_recorded(gateway: GatewayProcess) 
     def delta(name: str, **labels: str) -> float:
         return _value(after, name, **labels) - _value(before, name, **labels)
 
-    assert delta("modelyard_requests_total", model=MODEL, endpoint="chat", status="200") == 1
-    assert delta("modelyard_requests_total", model=MODEL, endpoint="completions", status="200") == 1
-    assert delta("modelyard_requests_total", model="_unknown", endpoint="chat", status="400") == 1
-    assert delta("modelyard_request_duration_seconds_count", model=MODEL, endpoint="chat") == 1
-    assert delta("modelyard_time_to_first_token_seconds_count", model=MODEL, endpoint="completions") == 1
-    assert delta("modelyard_completion_tokens_total", model=MODEL) == 4 + 3
-    assert delta("modelyard_prompt_tokens_total", model=MODEL) > 3
-    assert _value(after, "modelyard_engine_up", engine=MODEL_V1) == 1
+    chat = {"route": MODEL, "model": MODEL, "version": "1", "endpoint": "chat"}
+    stream = {"route": MODEL_V1, "model": MODEL, "version": "1", "endpoint": "completions"}
+    per_version = {"route": MODEL_V1, "model": MODEL, "version": "1"}
+    assert delta("modelyard_requests_total", **chat, status_class="2xx") == 1
+    assert delta("modelyard_requests_total", **stream, status_class="2xx") == 1
+    unknown = {"route": "_unknown", "model": "_unknown", "version": "", "endpoint": "chat"}
+    assert delta("modelyard_requests_total", **unknown, status_class="4xx") == 1
+    assert delta("modelyard_request_errors_total", **unknown, status_class="4xx", error_type="invalid_value") == 1
+    assert delta("modelyard_request_duration_seconds_count", **chat) == 1
+    assert delta("modelyard_gateway_queue_seconds_count", route=MODEL, model=MODEL, version="1") == 1
+    assert delta("modelyard_time_to_first_token_seconds_count", **stream) == 1
+    assert delta("modelyard_time_per_output_token_seconds_count", **per_version) == 1
+    assert delta("modelyard_output_tokens_per_second_count", **per_version) == 1
+    assert delta("modelyard_token_usage_sum", route=MODEL, model=MODEL, version="1", token_type="output") == 4
+    assert delta("modelyard_token_usage_sum", **per_version, token_type="output") == 3
+    assert delta("modelyard_token_usage_sum", **per_version, token_type="input") > 3
+    assert _value(after, "modelyard_engine_up", engine=MODEL_V1, model=MODEL, version="1") == 1
+    assert _value(after, "modelyard_engine_requests_in_flight", engine=MODEL_V1, model=MODEL, version="1") == 0

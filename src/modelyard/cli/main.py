@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +16,7 @@ from modelyard.cli.progress import build_progress, byte_progress
 from modelyard.engines.llamacpp_build import BuildError, EngineBuild, ensure_engine
 from modelyard.engines.llamacpp_server import ModelFileError, check_gguf
 from modelyard.engines.llamacpp_source import SourceError
+from modelyard.observability.logs import configure_logging
 from modelyard.registry.bootstrap import ensure_default_registered, ensure_file_registered, open_registry
 from modelyard.registry.default_model import ModelAssemblyError, ensure_default_model
 from modelyard.registry.errors import RegistryError
@@ -36,14 +35,11 @@ def _console() -> Console:
     return Console(stderr=True, soft_wrap=True)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    try:
+        configure_logging(level, fmt)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _prepare_engine(console: Console) -> EngineBuild:
@@ -142,11 +138,17 @@ def serve(
         float, typer.Option(envvar="MODELYARD_REGISTRY_POLL", help="Seconds between registry change checks.")
     ] = 1.0,
     log_level: Annotated[str, typer.Option(envvar="MODELYARD_LOG_LEVEL")] = "info",
+    log_format: Annotated[
+        str, typer.Option(envvar="MODELYARD_LOG_FORMAT", help="text, or json (one object per line).")
+    ] = "text",
+    log_requests: Annotated[
+        bool, typer.Option(envvar="MODELYARD_LOG_REQUESTS", help="One log line per request.")
+    ] = True,
 ) -> None:
     """Serve a model through the OpenAI-compatible gateway (builds the engine and model on first run)."""
     from modelyard.server import PortInUseError, run_gateway  # imported late: `modelyard engine` stays fast
 
-    _configure_logging(log_level)
+    _configure_logging(log_level, log_format)
     console = _console()
     try:
         settings = ServeSettings(
@@ -164,6 +166,7 @@ def serve(
             drain_timeout_s=drain_timeout,
             registry_poll_s=registry_poll,
             log_level=log_level,
+            log_requests=log_requests,
         )
         if model is not None:
             model_path = model.expanduser().absolute()

@@ -24,6 +24,7 @@ from modelyard.engines.supervisor import EngineState, EngineSupervisor, LaunchRe
 from modelyard.gateway.catalog import ModelCatalog, ServedModel
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.registry.integrity import ArtifactIntegrityError, IntegrityChecker
+from modelyard.registry.pricing import model_prices
 from modelyard.registry.records import RegistrySnapshot, VersionRecord
 from modelyard.registry.store import RegistryStore
 from modelyard.store.database import StoreUnavailable
@@ -63,6 +64,7 @@ class Reconciler:
         self.revision = -1
         self.registry_error: str | None = None
         self._versions: dict[str, VersionRecord] = {}
+        self._prices: dict[str, tuple[float, float]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._drains: set[asyncio.Task[None]] = set()
@@ -99,6 +101,14 @@ class Reconciler:
         return any(u.ready for u in serving) and all(
             u.ready or getattr(u, "state", None) == EngineState.FAILED for u in serving
         )
+
+    def engine_load(self) -> list[tuple[str, str, str, int]]:
+        """(engine, model, version, in-flight requests) for every running or retiring engine."""
+        rows = []
+        for engine in [*self.engines.values(), *self.draining.values()]:
+            model, _, version = engine.name.rpartition(":")
+            rows.append((engine.name, model, version, engine.active_requests))
+        return rows
 
     def describe(self) -> dict[str, object]:
         return {
@@ -139,6 +149,7 @@ class Reconciler:
 
     async def _apply(self, snapshot: RegistrySnapshot, initial: bool) -> None:
         plan = serving_plan(snapshot)
+        self._prices = {name: model_prices(model) for name, model in snapshot.models.items()}
         launched = [self._launch(version) for key, version in plan.versions.items() if key not in self.engines]
         if launched and not initial:
             await self._settle(launched)
@@ -192,12 +203,15 @@ class Reconciler:
         served: dict[str, ServedModel] = {}
         for key in set(routes.values()):
             version = self._versions[key]
+            price_in, price_out = self._prices.get(version.model, (0.0, 0.0))
             served[key] = ServedModel(
                 name=version.model,
                 upstream=self.engines[key],
                 version=version.number,
                 created=int(version.created_at.timestamp()),
                 embeddings=self._engine_settings.embeddings,
+                price_input_per_1k=price_in,
+                price_output_per_1k=price_out,
             )
         unrouted = {i: why for i, why in plan.unrouted.items() if i not in routes}
         self.catalog = ModelCatalog({route: served[key] for route, key in routes.items()}, unrouted)
@@ -228,7 +242,8 @@ class Reconciler:
         log.info("engine %s drained and stopped", key)
 
     def _engine_changed(self, engine: EngineSupervisor) -> None:
-        self._metrics.engine_state_changed(engine.name, engine.ready, engine.restarts)
+        model, _, version = engine.name.rpartition(":")
+        self._metrics.engine_state_changed(engine.name, model, version, engine.ready, engine.restarts)
         if engine.state != EngineState.FAILED or self._on_nothing_servable is None:
             return
         serving = [s.upstream for s in self.catalog.served()]

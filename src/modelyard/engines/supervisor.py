@@ -265,6 +265,17 @@ class EngineSupervisor:
 
     def _set_state(self, state: EngineState, *, ready: bool) -> None:
         """Listeners hear every transition (rare, and their updates are idempotent), including restart counts."""
+        if state != self.state:
+            fields = {
+                "event": "engine_state",
+                "engine": self.name,
+                "state": state.value,
+                "pid": self.pid,
+                "restarts": self.restarts,
+                "exit_code": self.last_exit_code,
+                "failure": self.failure,
+            }
+            log.info("engine %s is %s", self.name, state.value, extra={"fields": fields})
         self.state = state
         self.ready = ready
         self._state_changed.set()

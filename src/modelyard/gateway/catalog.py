@@ -42,6 +42,8 @@ class ServedModel:
     owned_by: str = "modelyard"
     embeddings: bool = False
     upstream_model: str | None = None  # the name the upstream knows the model by, when it must be rewritten
+    price_input_per_1k: float = 0.0  # USD, for the cost metric (from the model's registry tags)
+    price_output_per_1k: float = 0.0
 
     @property
     def key(self) -> str:

@@ -39,7 +39,9 @@ from modelyard.gateway.schemas import (
     decode_object,
     validate,
 )
-from modelyard.observability.metrics import UNKNOWN_MODEL, GatewayMetrics
+from modelyard.observability.metrics import GatewayMetrics
+from modelyard.observability.request_record import RequestRecord
+from modelyard.observability.tracing import trace_id_from
 
 log = logging.getLogger("modelyard.gateway")
 
@@ -69,11 +71,13 @@ class InferenceHandlers:
         proxy: Proxy,
         metrics: GatewayMetrics,
         limits: RequestLimits,
+        observe: Callable[[RequestRecord], None],
     ) -> None:
         self._catalog = catalog
         self._proxy = proxy
         self._metrics = metrics
         self._limits = limits
+        self._observe = observe
 
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._handle(scope, receive, send, CHAT)
@@ -96,10 +100,15 @@ class InferenceHandlers:
         await send_bytes(send, 200, body)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
-        started = time.perf_counter()
         request_id = (header(scope, b"x-request-id") or os.urandom(12).hex().encode())[:128]
-        response_headers = [(b"x-request-id", request_id)]
-        model_label = UNKNOWN_MODEL
+        record = RequestRecord(
+            request_id=request_id.decode(errors="replace"),
+            trace_id=trace_id_from(header(scope, b"traceparent")),
+            endpoint=endpoint.name,
+            received=time.perf_counter(),
+            received_at=time.time(),
+        )
+        response_headers = [(b"x-request-id", request_id), (b"x-modelyard-trace-id", record.trace_id.encode())]
         status = 500
         self._metrics.in_flight.inc()
         try:
@@ -110,7 +119,8 @@ class InferenceHandlers:
             served = catalog.resolve(request.model)
             if served is None:
                 raise model_not_found(request.model, catalog.ids, catalog.explain(request.model))
-            model_label = served.name
+            record.route, record.model, record.target = request.model, served.name, served.key
+            record.version = "" if served.version is None else str(served.version)
             response_headers.append((b"x-modelyard-model-version", served.key.encode()))
             if endpoint is EMBEDDINGS and not served.embeddings:
                 raise APIError(
@@ -122,7 +132,7 @@ class InferenceHandlers:
             upstream = served.upstream
             if not upstream.ready:
                 raise engine_unavailable(served.key, upstream.retry_after_s(), upstream.unavailable_reason())
-            call = _proxy_call(endpoint, served, body, payload, request, started, response_headers)
+            call = _proxy_call(endpoint, served, body, payload, request, record, response_headers)
             # Counted from here, with no await since resolving: a retired engine is stopped only once this is 0.
             upstream.active_requests += 1
             try:
@@ -131,19 +141,25 @@ class InferenceHandlers:
                 upstream.active_requests -= 1
         except APIError as error:
             status = error.status
+            record.error_type = error.code or error.type
             await send_error(send, error, response_headers)
         except ClientDisconnected:
             status = CLIENT_CLOSED
+            record.error_type = "client_closed"
         except Exception:
             # A bug, not a client or engine problem: still answer in OpenAI's shape if nothing was sent yet.
-            readable_id = request_id.decode(errors="replace")
-            log.exception("unhandled error in %s request %s", endpoint.name, readable_id)
+            log.exception("unhandled error in %s request %s", endpoint.name, record.request_id)
             status = 500
+            record.error_type = "internal_error"
             with contextlib.suppress(Exception):
-                await send_error(send, internal_error(readable_id), response_headers)
+                await send_error(send, internal_error(record.request_id), response_headers)
         finally:
             self._metrics.in_flight.dec()
-            self._metrics.observe_request(model_label, endpoint.name, status, time.perf_counter() - started)
+            record.status = status
+            if status == CLIENT_CLOSED and not record.error_type:
+                record.error_type = "client_closed"
+            record.finished = time.perf_counter()
+            self._observe(record)
 
 
 def _proxy_call(
@@ -152,10 +168,11 @@ def _proxy_call(
     body: bytes,
     payload: dict[str, Any],
     request: msgspec.Struct,
-    started: float,
+    record: RequestRecord,
     response_headers: list[tuple[bytes, bytes]],
 ) -> ProxyCall:
     stream = endpoint.streams and bool(getattr(request, "stream", False))
+    record.stream = stream
     options = getattr(request, "stream_options", None)
     client_wants_usage = bool(options and options.include_usage)
     unchanged = True
@@ -174,6 +191,6 @@ def _proxy_call(
         body=body if unchanged else None,
         stream=stream,
         client_wants_usage=client_wants_usage,
-        started=started,
+        record=record,
         response_headers=response_headers,
     )

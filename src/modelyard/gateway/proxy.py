@@ -20,6 +20,7 @@ from modelyard.gateway import sse
 from modelyard.gateway.catalog import ServedModel
 from modelyard.gateway.upstream_client import UpstreamClient, UpstreamResponse
 from modelyard.observability.metrics import GatewayMetrics
+from modelyard.observability.request_record import RequestRecord
 
 log = logging.getLogger("modelyard.gateway")
 
@@ -41,7 +42,7 @@ class ProxyCall:
     body: bytes | None  # the client's body, when it can be forwarded as is (saves re-encoding the payload)
     stream: bool
     client_wants_usage: bool
-    started: float
+    record: RequestRecord
     response_headers: list[tuple[bytes, bytes]]
 
 
@@ -56,14 +57,18 @@ class Proxy:
         assert self.session is not None, "Proxy used before Runtime.start() opened its session"
         url = call.served.upstream.base_url + call.path
         body = call.body if call.body is not None else orjson.dumps(call.payload)
+        record = call.record
+        record.dispatched = time.perf_counter()
+        record.attempts = 1
         try:
             response = await self.session.post(url, body)
         except OSError as exc:
-            error = engine_unavailable(
-                call.served.name, call.served.upstream.retry_after_s(), f"connection failed: {exc}"
-            )
-            await send_error(send, error, call.response_headers)
-            return error.status
+            upstream = call.served.upstream
+            error = engine_unavailable(call.served.key, upstream.retry_after_s(), f"connection failed: {exc}")
+            return await _fail(send, call, error)
+        if response.attempts > 1:
+            record.attempts = response.attempts
+            self._metrics.upstream_retries.inc(response.attempts - 1)
         try:
             if response.status != 200:
                 status = await self._relay_error(send, call, response)
@@ -81,34 +86,31 @@ class Proxy:
         try:
             raw = await response.read()
         except OSError as exc:
-            error = engine_unavailable(
-                call.served.name, call.served.upstream.retry_after_s(), f"engine dropped the response: {exc}"
-            )
-            await send_error(send, error, call.response_headers)
-            return error.status
+            upstream = call.served.upstream
+            reason = f"engine dropped the response: {exc}"
+            return await _fail(send, call, engine_unavailable(call.served.key, upstream.retry_after_s(), reason))
         usage = sse.usage_of_body(raw)
         if usage:
-            self._metrics.observe_usage(call.served.name, usage.prompt_tokens, usage.completion_tokens)
+            _record_usage(call, usage.prompt_tokens, usage.completion_tokens)
         await send_bytes(send, 200, raw, call.response_headers)
         return 200
 
     async def _relay_stream(self, send: Send, call: ProxyCall, response: UpstreamResponse) -> int:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + call.response_headers})
         splitter = sse.EventSplitter()
-        first_token_seen = False
+        record = call.record
         status = 200
         try:
             async for data in response.iter_any():
                 out = []
                 for event in splitter.feed(data):
-                    if not first_token_seen and sse.carries_token(event):
-                        first_token_seen = True
-                        self._metrics.observe_first_token(
-                            call.served.name, call.endpoint, time.perf_counter() - call.started
-                        )
+                    if sse.carries_token(event):
+                        record.last_token = time.perf_counter()
+                        if record.first_token is None:
+                            record.first_token = record.last_token
                     usage = sse.usage_of_event(event)
                     if usage is not None:
-                        self._metrics.observe_usage(call.served.name, usage.prompt_tokens, usage.completion_tokens)
+                        _record_usage(call, usage.prompt_tokens, usage.completion_tokens)
                         if not call.client_wants_usage and sse.is_usage_only(event):
                             continue
                     out.append(event)
@@ -116,12 +118,13 @@ class Proxy:
                     await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
         except OSError as exc:
             # Once bytes have reached the client a retry would duplicate output: report and end the stream.
-            log.warning("engine stream for %s broke: %s", call.served.name, exc)
+            log.warning("engine stream for %s broke: %s", call.served.key, exc)
             status = 502
+            record.error_type = "upstream_stream_broken"
             await send(
                 {
                     "type": "http.response.body",
-                    "body": sse.error_event(f"The engine serving '{call.served.name}' stopped mid-stream: {exc}"),
+                    "body": sse.error_event(f"The engine serving '{call.served.key}' stopped mid-stream: {exc}"),
                     "more_body": True,
                 }
             )
@@ -134,9 +137,21 @@ class Proxy:
             raw = await response.read()
         except OSError:
             raw = b""
-        error = _engine_error(call.served.name, response.status, raw)
-        await send_error(send, error, call.response_headers)
-        return error.status
+        return await _fail(send, call, _engine_error(call.served.key, response.status, raw))
+
+
+async def _fail(send: Send, call: ProxyCall, error: APIError) -> int:
+    call.record.error_type = error.code or error.type
+    await send_error(send, error, call.response_headers)
+    return error.status
+
+
+def _record_usage(call: ProxyCall, prompt_tokens: int, completion_tokens: int) -> None:
+    record = call.record
+    record.prompt_tokens, record.completion_tokens = prompt_tokens, completion_tokens
+    served = call.served
+    cost_per_1k = prompt_tokens * served.price_input_per_1k + completion_tokens * served.price_output_per_1k
+    record.cost_usd = cost_per_1k / 1000
 
 
 def _engine_error(model: str, status: int, raw: bytes) -> APIError:

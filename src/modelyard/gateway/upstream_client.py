@@ -169,6 +169,7 @@ class UpstreamResponse:
         self._pool = pool
         self._done = False
         self.status = connection.status
+        self.attempts = 1  # 2 when a stale pooled connection forced a retry on a fresh one
 
     async def read(self) -> bytes:
         parts = []
@@ -235,7 +236,9 @@ class _OriginPool:
             if not reused or connection.received_any:
                 raise
         # The upstream had closed this idle connection before it saw the request: one try on a fresh one.
-        return await self._exchange(await self._connect(), request)
+        response = await self._exchange(await self._connect(), request)
+        response.attempts = 2
+        return response
 
     async def _exchange(self, connection: _Connection, request: bytes) -> UpstreamResponse:
         try:

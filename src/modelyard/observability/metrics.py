@@ -1,19 +1,57 @@
-"""Prometheus metrics for the gateway.
+"""Prometheus metrics for the gateway (names, types, units and labels are documented in docs/observability.md).
 
 Each gateway owns its registry (no global default registry), so tests and several apps in one process never
-share counters. Labels are bounded: model names come from the catalog (unknown names are folded into
-``_unknown``), endpoints and status codes are finite sets; prompts and user ids never become labels.
+share series. Labels are bounded: ``route`` is a model id from the catalog (unresolved ids are folded into
+``_unknown``), ``model``/``version``/``target`` come from the registry, ``endpoint``, ``status_class`` and
+``error_type`` are finite sets; prompts, users and keys never become labels.
+
+Where the OpenTelemetry GenAI semantic conventions define a metric the meaning is kept:
+``modelyard_time_to_first_token_seconds`` is ``gen_ai.server.time_to_first_token``,
+``modelyard_time_per_output_token_seconds`` is ``gen_ai.server.time_per_output_token`` and
+``modelyard_token_usage`` (with ``token_type`` = input | output) is ``gen_ai.client.token.usage``.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from collections.abc import Callable, Iterable
 
-UNKNOWN_MODEL = "_unknown"
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from modelyard.observability.request_record import UNKNOWN, RequestRecord
+
+UNKNOWN_MODEL = UNKNOWN
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
 TTFT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20)
+TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1)
+TOKENS_PER_S_BUCKETS = (1, 2.5, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 2500)
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144)
+QUEUE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1)
+
+REQUEST_LABELS = ("route", "model", "version", "endpoint")
+LabelKey = tuple[str, str, str, str]
+
+
+class _RequestSeries:
+    """The labelled children of one (route, model, version, endpoint), looked up once: ``labels()`` validates and
+    locks on every call, which showed in hot-path profiles."""
+
+    __slots__ = ("by_status", "cost", "duration", "input_tokens", "output_tokens", "queue", "tpot", "tps", "ttft")
+
+    def __init__(self, metrics: GatewayMetrics, key: LabelKey) -> None:
+        route, model, version, _endpoint = key
+        self.by_status: dict[tuple[str, str], tuple[Counter, Counter | None]] = {}
+        self.duration = metrics.request_duration.labels(*key)
+        self.queue = metrics.queue_time.labels(route, model, version)
+        self.ttft = metrics.time_to_first_token.labels(*key)
+        self.tpot = metrics.time_per_output_token.labels(route, model, version)
+        self.tps = metrics.output_tokens_per_second.labels(route, model, version)
+        self.input_tokens = metrics.token_usage.labels(route, model, version, "input")
+        self.output_tokens = metrics.token_usage.labels(route, model, version, "output")
+        self.cost = metrics.cost.labels(route, model, version)
 
 
 class GatewayMetrics:
@@ -21,81 +59,157 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self._restarts_seen: dict[str, int] = {}
-        # Labelled children looked up once per label set: ``labels()`` validates and locks on every call, which
-        # showed in hot-path profiles. Bounded like the labels themselves (catalog models x endpoints x statuses).
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._token_children: dict[str, tuple[Counter, Counter]] = {}
+        self._series: dict[LabelKey, _RequestSeries] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
             "modelyard_requests",
-            "Inference requests by model, endpoint and HTTP status.",
-            ("model", "endpoint", "status"),
+            "Inference requests, by route, model version, endpoint and HTTP status class.",
+            (*REQUEST_LABELS, "status_class"),
+            registry=r,
+        )
+        self.errors = Counter(
+            "modelyard_request_errors",
+            "Failed inference requests by error type (the OpenAI error code, or client_closed).",
+            (*REQUEST_LABELS, "status_class", "error_type"),
             registry=r,
         )
         self.request_duration = Histogram(
             "modelyard_request_duration_seconds",
             "End-to-end request latency as seen by the gateway.",
-            ("model", "endpoint"),
+            REQUEST_LABELS,
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_time = Histogram(
+            "modelyard_gateway_queue_seconds",
+            "Time from request arrival to the engine call (body read, validation, routing).",
+            ("route", "model", "version"),
+            buckets=QUEUE_BUCKETS,
             registry=r,
         )
         self.time_to_first_token = Histogram(
             "modelyard_time_to_first_token_seconds",
-            "Time from request arrival to the first generated token forwarded to the client (streaming).",
-            ("model", "endpoint"),
+            "Time from request arrival to the first output token sent to the client (streams; "
+            "gen_ai.server.time_to_first_token).",
+            REQUEST_LABELS,
             buckets=TTFT_BUCKETS,
             registry=r,
         )
-        self.prompt_tokens = Counter(
-            "modelyard_prompt_tokens", "Prompt (input) tokens reported by the engine.", ("model",), registry=r
+        self.time_per_output_token = Histogram(
+            "modelyard_time_per_output_token_seconds",
+            "Mean time between output tokens after the first, per stream (inter-token latency; "
+            "gen_ai.server.time_per_output_token).",
+            ("route", "model", "version"),
+            buckets=TPOT_BUCKETS,
+            registry=r,
         )
-        self.completion_tokens = Counter(
-            "modelyard_completion_tokens",
-            "Completion (output) tokens reported by the engine.",
-            ("model",),
+        self.output_tokens_per_second = Histogram(
+            "modelyard_output_tokens_per_second",
+            "Decode speed per request: output tokens over the time spent generating them.",
+            ("route", "model", "version"),
+            buckets=TOKENS_PER_S_BUCKETS,
+            registry=r,
+        )
+        self.token_usage = Histogram(
+            "modelyard_token_usage",
+            "Tokens per request as reported by the engine, token_type = input | output (gen_ai.client.token.usage)."
+            " Use rate(..._sum) for tokens per second.",
+            ("route", "model", "version", "token_type"),
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.cost = Counter(
+            "modelyard_cost_usd",
+            "Estimated cost in US dollars, from the model's price_input_per_1k / price_output_per_1k tags.",
+            ("route", "model", "version"),
             registry=r,
         )
         self.in_flight = Gauge("modelyard_requests_in_flight", "Inference requests being processed.", registry=r)
+        self.upstream_retries = Counter(
+            "modelyard_upstream_retries",
+            "Engine calls retried on a fresh connection because a pooled one had been closed by the engine.",
+            registry=r,
+        )
         self.engine_up = Gauge(
-            "modelyard_engine_up", "1 when the engine answers its health check, else 0.", ("engine",), registry=r
+            "modelyard_engine_up",
+            "1 when the engine answers its health check, else 0.",
+            ("engine", "model", "version"),
+            registry=r,
         )
         self.engine_restarts = Counter(
-            "modelyard_engine_restarts", "Times the supervisor restarted an engine.", ("engine",), registry=r
+            "modelyard_engine_restarts",
+            "Times the supervisor restarted an engine.",
+            ("engine", "model", "version"),
+            registry=r,
         )
 
-    def observe_request(self, model: str, endpoint: str, status: int, seconds: float) -> None:
-        key = (model, endpoint, status)
-        children = self._request_children.get(key)
-        if children is None:
-            children = self._request_children[key] = (
-                self.requests.labels(model, endpoint, str(status)),
-                self.request_duration.labels(model, endpoint),
+    def observe(self, record: RequestRecord) -> None:
+        key = (record.route, record.model, record.version, record.endpoint)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _RequestSeries(self, key)
+        status_class = record.status_class
+        counters = series.by_status.get((status_class, record.error_type))
+        if counters is None:
+            error = (
+                self.errors.labels(*key, status_class, record.error_type or "unknown")
+                if record.error_type or record.status >= 400
+                else None
             )
-        children[0].inc()
-        children[1].observe(seconds)
-
-    def observe_first_token(self, model: str, endpoint: str, seconds: float) -> None:
-        self.time_to_first_token.labels(model, endpoint).observe(seconds)
-
-    def observe_usage(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
-        children = self._token_children.get(model)
-        if children is None:
-            children = self._token_children[model] = (
-                self.prompt_tokens.labels(model),
-                self.completion_tokens.labels(model),
+            counters = series.by_status[(status_class, record.error_type)] = (
+                self.requests.labels(*key, status_class),
+                error,
             )
-        if prompt_tokens:
-            children[0].inc(prompt_tokens)
-        if completion_tokens:
-            children[1].inc(completion_tokens)
+        counters[0].inc()
+        if counters[1] is not None:
+            counters[1].inc()
+        series.duration.observe(record.duration_s)
+        queued = record.queued_s
+        if queued is not None:
+            series.queue.observe(queued)
+        if record.stream and record.first_token is not None:
+            series.ttft.observe(record.first_token - record.received)
+        tpot = record.time_per_output_token_s
+        if tpot is not None:
+            series.tpot.observe(tpot)
+        tps = record.output_tokens_per_s
+        if tps is not None:
+            series.tps.observe(tps)
+        if record.prompt_tokens or record.completion_tokens:
+            series.input_tokens.observe(record.prompt_tokens)
+            series.output_tokens.observe(record.completion_tokens)
+        if record.cost_usd:
+            series.cost.inc(record.cost_usd)
 
-    def engine_state_changed(self, engine: str, ready: bool, restarts: int) -> None:
-        self.engine_up.labels(engine).set(1 if ready else 0)
+    def engine_state_changed(self, engine: str, model: str, version: str, ready: bool, restarts: int) -> None:
+        self.engine_up.labels(engine, model, version).set(1 if ready else 0)
         missing = restarts - self._restarts_seen.get(engine, 0)
         if missing > 0:
-            self.engine_restarts.labels(engine).inc(missing)
+            self.engine_restarts.labels(engine, model, version).inc(missing)
             self._restarts_seen[engine] = restarts
+
+    def watch_engine_load(self, active_requests: Callable[[], Iterable[tuple[str, str, str, int]]]) -> None:
+        """Per-engine in-flight requests, read at scrape time (the hot path only bumps a plain int)."""
+        self.registry.register(_EngineLoadCollector(active_requests))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _EngineLoadCollector(Collector):
+    def __init__(self, active_requests: Callable[[], Iterable[tuple[str, str, str, int]]]) -> None:
+        self._active_requests = active_requests
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "modelyard_engine_requests_in_flight",
+            "Requests being served by each engine (a retiring engine drains this to 0 before it stops).",
+            labels=("engine", "model", "version"),
+        )
+        for engine, model, version, active in self._active_requests():
+            family.add_metric((engine, model, version), active)
+        yield family
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []

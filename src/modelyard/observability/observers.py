@@ -1,0 +1,41 @@
+"""Everything that happens once a request has finished: metrics, its log line, its request-log row.
+
+The handler calls one function with the finished :class:`RequestRecord`; each observer only reads it, and none
+does I/O on the event loop (the log line goes through the logging queue, the row through the request log's
+bounded queue).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from modelyard.observability.metrics import GatewayMetrics
+from modelyard.observability.request_record import RequestRecord
+
+request_log = logging.getLogger("modelyard.requests")
+
+
+class RecordSink(Protocol):
+    def offer(self, record: RequestRecord) -> None: ...
+
+
+class RequestObservers:
+    def __init__(self, metrics: GatewayMetrics, log_requests: bool = True, sink: RecordSink | None = None) -> None:
+        self._metrics = metrics
+        self._log_requests = log_requests
+        self.sink = sink
+
+    def __call__(self, record: RequestRecord) -> None:
+        self._metrics.observe(record)
+        if self._log_requests and request_log.isEnabledFor(logging.INFO):
+            request_log.info(
+                "%s %s %d in %.1f ms",
+                record.endpoint,
+                record.route,
+                record.status,
+                record.duration_s * 1000,
+                extra={"fields": record.log_fields()},
+            )
+        if self.sink is not None:
+            self.sink.offer(record)

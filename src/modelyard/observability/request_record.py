@@ -1,0 +1,102 @@
+"""What the gateway learns about one inference request, filled in as it happens.
+
+One mutable record per request, written by the handler (identity, route, outcome) and the proxy (dispatch time,
+first and last token, usage), then handed once to every observer: metrics, the JSON request log line, the
+stored request log, the trace. Keeping the facts in one place means every observer reports the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+UNKNOWN = "_unknown"  # route/model label for requests that never resolved a model (bounded labels)
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    trace_id: str
+    endpoint: str
+    received: float  # perf_counter() at arrival
+    received_at: float  # wall clock at arrival (for logs and the stored request log)
+    route: str = UNKNOWN  # the model id the client sent, once it resolved
+    model: str = UNKNOWN
+    version: str = ""
+    target: str = ""  # the engine that served it (name:version)
+    stream: bool = False
+    status: int = 0
+    error_type: str = ""  # the OpenAI error ``code`` when the request failed
+    dispatched: float | None = None  # upstream call started
+    first_token: float | None = None
+    last_token: float | None = None
+    finished: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 0
+    cost_usd: float = 0.0
+    request_body: bytes | None = None  # kept only when the request-log policy asks for bodies
+    response_body: bytes | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return (self.finished or self.received) - self.received
+
+    @property
+    def ttft_s(self) -> float | None:
+        return None if self.first_token is None else self.first_token - self.received
+
+    @property
+    def queued_s(self) -> float | None:
+        """Time spent in the gateway before the engine was called (body read, validation, routing)."""
+        return None if self.dispatched is None else self.dispatched - self.received
+
+    @property
+    def time_per_output_token_s(self) -> float | None:
+        """Mean time between output tokens after the first (OpenTelemetry's time_per_output_token)."""
+        if self.first_token is None or self.last_token is None or self.completion_tokens < 2:
+            return None
+        return (self.last_token - self.first_token) / (self.completion_tokens - 1)
+
+    @property
+    def output_tokens_per_s(self) -> float | None:
+        """Decode speed. Streams: tokens after the first over the time between first and last token (prefill
+        excluded); whole answers: all output tokens over the engine call."""
+        per_token = self.time_per_output_token_s
+        if per_token is not None:
+            return 1.0 / per_token if per_token > 0 else None
+        if self.completion_tokens < 1 or self.dispatched is None or self.finished is None:
+            return None
+        span = self.finished - self.dispatched
+        return self.completion_tokens / span if span > 0 else None
+
+    @property
+    def status_class(self) -> str:
+        return f"{self.status // 100}xx" if self.status else "unknown"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The JSON request log line (and the stored request-log row), without bodies."""
+        return {
+            "request_id": self.request_id,
+            "trace_id": self.trace_id,
+            "endpoint": self.endpoint,
+            "route": self.route,
+            "model": self.model,
+            "version": self.version,
+            "target": self.target,
+            "stream": self.stream,
+            "status": self.status,
+            "error_type": self.error_type or None,
+            "duration_ms": _ms(self.duration_s),
+            "queued_ms": _ms(self.queued_s),
+            "ttft_ms": _ms(self.ttft_s),
+            "tpot_ms": _ms(self.time_per_output_token_s),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "attempts": self.attempts,
+            "cost_usd": round(self.cost_usd, 8),
+        }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
