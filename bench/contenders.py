@@ -16,6 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.procs import BENCH, PRODUCT_PYTHON, REPO, Pinning, Service, free_port
 
@@ -37,15 +38,24 @@ class Endpoint:
         return f"http://127.0.0.1:{self.port}"
 
 
+MOCKS = {"raw": "bench.mock_upstream", "aiohttp": "bench.mock_aiohttp"}
+
+
 def start_mock(
-    log_dir: Path, pinning: Pinning, latency_ms: float = 0.0, token_rate: float = 0.0, tokens: int = 16
+    log_dir: Path,
+    pinning: Pinning,
+    latency_ms: float = 0.0,
+    token_rate: float = 0.0,
+    tokens: int = 16,
+    kind: str = "raw",
 ) -> Endpoint:
+    """The mock upstream: ``raw`` (asyncio + httptools, the default) or ``aiohttp`` (as in the issue's probes)."""
     port = free_port()
     command = [
         *pinning.prefix(pinning.servers),
         sys.executable,
         "-m",
-        "bench.mock_upstream",
+        MOCKS[kind],
         "--port",
         str(port),
         "--latency-ms",
@@ -153,7 +163,7 @@ def start_on_mock(
     names: list[str],
     gateway_args: list[str],
     baseline: str | None = None,
-    **mock_settings: float,
+    **mock_settings: Any,
 ) -> dict[str, Endpoint]:
     """The mock and, in front of it, each named gateway (plus ``baseline`` when a revision is given).
 
@@ -165,7 +175,7 @@ def start_on_mock(
             started.append(endpoint.service)
         return endpoint
 
-    mock = keep(start_mock(log_dir, pinning, **mock_settings))  # type: ignore[arg-type]
+    mock = keep(start_mock(log_dir, pinning, **mock_settings))
     endpoints = {"direct": mock}
     if "modelyard" in names:
         endpoints["modelyard"] = keep(start_modelyard(log_dir, pinning, mock, gateway_args))

@@ -95,6 +95,7 @@ class Connection(asyncio.Protocol):
         self._chunks: list[bytes] = []
         self._clock: SSETokenClock | None = None
         self._keep_alive = True
+        self.received_any = False
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
@@ -111,6 +112,7 @@ class Connection(asyncio.Protocol):
             self._waiter.set_exception(ConnectionError(f"connection lost: {exc}"))
 
     def data_received(self, data: bytes) -> None:
+        self.received_any = True
         now = time.perf_counter()
         if self._clock is not None:
             self._clock.feed(data, now)
@@ -139,6 +141,7 @@ class Connection(asyncio.Protocol):
         if self.closed or self.transport is None:
             raise ConnectionError("connection closed")
         self._response = Response(started=time.perf_counter())
+        self.received_any = False
         self._chunks = []
         self._clock = SSETokenClock(self._response) if stream else None
         self._waiter = asyncio.get_running_loop().create_future()
@@ -166,15 +169,26 @@ class ConnectionPool:
         self.opened = 0
 
     async def request(self, raw: bytes, stream: bool = False) -> Response:
+        """Send on an idle connection (or a new one). A reused connection that the server had closed while idle
+        (llama-server closes keep-alive connections after a few requests) is retried once on a fresh one, if not a
+        byte of the answer had arrived — the server never saw that request."""
         connection = None
         while self._idle:
             candidate = self._idle.pop()
             if not candidate.closed:
                 connection = candidate
                 break
-        if connection is None:
-            connection = await Connection.open(self.host, self.port)
-            self.opened += 1
+        if connection is not None:
+            try:
+                return await self._send(connection, raw, stream)
+            except ConnectionError:
+                if connection.received_any:
+                    raise
+        connection = await Connection.open(self.host, self.port)
+        self.opened += 1
+        return await self._send(connection, raw, stream)
+
+    async def _send(self, connection: Connection, raw: bytes, stream: bool) -> Response:
         try:
             response = await connection.request(raw, stream)
         except BaseException:

@@ -48,7 +48,7 @@ def measure(args: Any) -> dict[str, Any]:
     names = [n.strip() for n in args.contenders.split(",") if n.strip()]
     wrk_prefix = pinning.prefix(pinning.client)
     with services() as started:
-        endpoints = start_on_mock(started, logs, pinning, names, args.gateway_arg, args.baseline)
+        endpoints = start_on_mock(started, logs, pinning, names, args.gateway_arg, args.baseline, kind=args.mock)
         if args.baseline:
             names.append("baseline")
         names = [n for n in names if n in endpoints]
@@ -153,6 +153,7 @@ def summarize(raw: dict[str, Any], args: Any) -> dict[str, Any]:
         "connections": args.connections,
         "pin": args.pin,
         "gateway_args": args.gateway_arg,
+        "mock": args.mock,
     }
     return summary
 
@@ -244,7 +245,7 @@ def show(summary: dict[str, Any], names: list[str]) -> None:
     out.print(report.table("Targets", ["target", "measured", ""], rows))
 
 
-def plot(summary: dict[str, Any], names: list[str], publish: bool) -> None:
+def plot(summary: dict[str, Any], names: list[str], publish: bool, scenario: str = "overhead") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -286,8 +287,11 @@ def plot(summary: dict[str, Any], names: list[str], publish: bool) -> None:
     right.set_ylabel("latency from scheduled send, ms")
     right.set_title("Open-loop latency at fixed rates")
     right.legend(fontsize=8)
-    figure.suptitle("Scenario 1 — non-streaming gateway overhead (mock upstream, 2 shared cores; median over reps)")
-    report.save_plot(figure, "overhead", publish)
+    mock = summary["settings"]["mock"]
+    figure.suptitle(
+        f"Scenario 1 - non-streaming gateway overhead ({mock} mock upstream, 2 shared cores; median over reps)"
+    )
+    report.save_plot(figure, scenario, publish)
     plt.close(figure)
 
 
@@ -302,12 +306,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--contenders", default="direct,modelyard,litellm")
     parser.add_argument("--gateway-arg", action="append", default=[], help="extra flag for the modelyard gateway")
     parser.add_argument("--baseline", help="also run the gateway of this git revision (before/after comparison)")
+    parser.add_argument(
+        "--mock", choices=("raw", "aiohttp"), default="raw", help="mock upstream: raw asyncio+httptools, or aiohttp"
+    )
     args = parser.parse_args(argv)
     raw = measure(args)
     summary = summarize(raw, args)
     show(summary, raw["names"])
-    plot(summary, raw["names"], args.publish)
-    path = report.write_json("overhead", {"summary": summary, "runs": _runs_for_json(raw)})
+    scenario = "overhead" if args.mock == "raw" else f"overhead-{args.mock}-mock"
+    plot(summary, raw["names"], args.publish, scenario)
+    path = report.write_json(scenario, {"summary": summary, "runs": _runs_for_json(raw)})
     report.console().print(f"results: {path}")
 
 
