@@ -15,7 +15,6 @@ Run it with the product's own interpreter so the gateway uses exactly the produc
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 
@@ -24,7 +23,9 @@ from modelyard.gateway.catalog import ModelCatalog, ServedModel
 from modelyard.gateway.handlers import InferenceHandlers, RequestLimits
 from modelyard.gateway.proxy import Proxy
 from modelyard.gateway.upstream_client import UpstreamClientSettings, create_session
+from modelyard.observability.logs import configure_logging
 from modelyard.observability.metrics import GatewayMetrics
+from modelyard.observability.observers import RequestObservers
 from modelyard.server import GatewayServer, bind_listener, gateway_config
 from modelyard.settings import ServeSettings
 
@@ -36,33 +37,47 @@ class RemoteUpstream:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.ready = True
+        self.active_requests = 0
 
     def retry_after_s(self) -> int:
         return 1
+
+    def unavailable_reason(self) -> str:
+        return "remote upstream"
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "state": "remote", "ready": self.ready, "base_url": self.base_url}
 
 
 class RemoteRuntime:
-    """What ``ModelyardApp`` needs from ``modelyard.runtime.Runtime``, with remote upstreams instead of engines."""
+    """What ``ModelyardApp`` needs from ``modelyard.runtime.Runtime``, with remote upstreams instead of engines
+    and no registry (so no admin API)."""
 
-    def __init__(self, upstreams: list[RemoteUpstream], limits: RequestLimits) -> None:
+    admin = None
+
+    def __init__(self, upstreams: list[RemoteUpstream], limits: RequestLimits, log_requests: bool) -> None:
         self.metrics = GatewayMetrics()
-        self.supervisors = upstreams  # ModelyardApp describes them on /ready
+        self._upstreams = upstreams
         created = int(time.time())
-        self._catalog = ModelCatalog(ServedModel(name=u.name, upstream=u, created=created) for u in upstreams)
+        self._catalog = ModelCatalog(
+            {u.name: ServedModel(name=u.name, upstream=u, version=1, created=created) for u in upstreams}
+        )
         self._proxy = Proxy(self.metrics)
-        self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits)
+        observers = RequestObservers(self.metrics, log_requests=log_requests)
+        self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits, observers)
         for upstream in upstreams:
-            self.metrics.engine_state_changed(upstream.name, True, 0)
+            self.metrics.engine_state_changed(upstream.name, upstream.name, "1", True, 0)
+        self.metrics.watch_engine_load(lambda: [(u.name, u.name, "1", u.active_requests) for u in upstreams])
 
     def catalog(self) -> ModelCatalog:
         return self._catalog
 
+    def describe(self) -> dict[str, object]:
+        return {"engines": [u.describe() for u in self._upstreams]}
+
     @property
     def ready(self) -> bool:
-        return all(u.ready for u in self.supervisors)
+        return all(u.ready for u in self._upstreams)
 
     async def start(self) -> None:
         self._proxy.session = create_session(UpstreamClientSettings())
@@ -80,12 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="mock-model", help="model name served (and sent upstream)")
     parser.add_argument("--max-body-bytes", type=int, default=ServeSettings.max_body_bytes)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--log-format", default="text", choices=("text", "json"))
+    parser.add_argument("--log-requests", action="store_true", help="one log line per request (needs info level)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     settings = ServeSettings(
         host=args.host, port=args.port, max_body_bytes=args.max_body_bytes, log_level=args.log_level
     )
-    runtime = RemoteRuntime([RemoteUpstream(args.model, args.upstream)], RequestLimits(args.max_body_bytes))
+    runtime = RemoteRuntime(
+        [RemoteUpstream(args.model, args.upstream)], RequestLimits(args.max_body_bytes), args.log_requests
+    )
     app = ModelyardApp(runtime)  # type: ignore[arg-type]  # duck-typed: RemoteRuntime has what the app reads
     listener = bind_listener(settings.host, settings.port)
     server = GatewayServer(gateway_config(app, settings), on_exit_requested=app.begin_drain)

@@ -40,10 +40,13 @@ class Runtime:
         self.observers = RequestObservers(metrics, log_requests=log_requests)
         self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits, self.observers)
         metrics.watch_engine_load(reconciler.engine_load)
-        self.admin = AdminAPI(store, checker, reconciler)
+        self.admin: AdminAPI | None = AdminAPI(store, checker, reconciler)
 
     def catalog(self) -> ModelCatalog:
         return self.reconciler.catalog
+
+    def describe(self) -> dict[str, object]:
+        return self.reconciler.describe()
 
     @property
     def ready(self) -> bool:

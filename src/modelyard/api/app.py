@@ -57,7 +57,7 @@ class ModelyardApp:
         if path.startswith(_MODELS_PREFIX) and scope["method"] == "GET":
             await self.runtime.handlers.get_model(scope, receive, send, path[len(_MODELS_PREFIX) :])
             return
-        if path.startswith(ADMIN_PREFIX):
+        if path.startswith(ADMIN_PREFIX) and self.runtime.admin is not None:
             await self.runtime.admin(scope, receive, send)
             return
         await send_error(send, not_found_route(path))
@@ -68,7 +68,7 @@ class ModelyardApp:
 
     async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
         ready = self.runtime.ready and not self._draining
-        body = {"ready": ready, "draining": self._draining, **self.runtime.reconciler.describe()}
+        body = {"ready": ready, "draining": self._draining, **self.runtime.describe()}
         headers = [] if ready else [(b"retry-after", b"2")]
         await send_bytes(send, 200 if ready else 503, orjson.dumps(body), headers)
 
