@@ -15,7 +15,7 @@ setup: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/modelyard setup
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest
 
 # Unit tests only: no engine, no model.
@@ -23,7 +23,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not engine"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests
 
 system-deps:
