@@ -8,6 +8,7 @@ from the ASGI lifespan so that every resource lives inside the loop that serves 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from modelyard.api.admin import AdminAPI
 from modelyard.deploy.reconciler import Reconciler
@@ -15,12 +16,22 @@ from modelyard.gateway.catalog import ModelCatalog
 from modelyard.gateway.handlers import InferenceHandlers, RequestLimits
 from modelyard.gateway.proxy import Proxy
 from modelyard.gateway.upstream_client import UpstreamClientSettings, create_session
+from modelyard.observability.body_policy import BodyPolicy
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers
+from modelyard.observability.request_log import RequestLogSettings, RequestLogWriter
+from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
 
 log = logging.getLogger("modelyard")
+
+
+@dataclass(frozen=True)
+class ObservabilityOptions:
+    log_requests: bool = True
+    request_log: RequestLogSettings | None = field(default_factory=RequestLogSettings)  # None: not stored
+    bodies: BodyPolicy = field(default_factory=BodyPolicy)
 
 
 class Runtime:
@@ -31,22 +42,32 @@ class Runtime:
         reconciler: Reconciler,
         metrics: GatewayMetrics,
         limits: RequestLimits,
-        log_requests: bool = True,
+        options: ObservabilityOptions | None = None,
     ) -> None:
+        options = options or ObservabilityOptions()
         self.store = store
         self.metrics = metrics
         self.reconciler = reconciler
         self._proxy = Proxy(self.metrics)
-        self.observers = RequestObservers(metrics, log_requests=log_requests)
+        requests = RequestLogStore(store.database)
+        self.request_log = (
+            RequestLogWriter(requests, metrics, options.request_log) if options.request_log is not None else None
+        )
+        self.observers = RequestObservers(
+            metrics, log_requests=options.log_requests, sink=self.request_log, bodies=options.bodies
+        )
         self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits, self.observers)
         metrics.watch_engine_load(reconciler.engine_load)
-        self.admin: AdminAPI | None = AdminAPI(store, checker, reconciler)
+        self.admin: AdminAPI | None = AdminAPI(store, checker, reconciler, requests)
 
     def catalog(self) -> ModelCatalog:
         return self.reconciler.catalog
 
     def describe(self) -> dict[str, object]:
-        return self.reconciler.describe()
+        described = self.reconciler.describe()
+        if self.request_log is not None:
+            described["request_log"] = {"queued": self.request_log.depth()}
+        return described
 
     @property
     def ready(self) -> bool:
@@ -54,9 +75,13 @@ class Runtime:
 
     async def start(self) -> None:
         self._proxy.session = create_session(UpstreamClientSettings())
+        if self.request_log is not None:
+            await self.request_log.start()
         await self.reconciler.start()
 
     async def stop(self) -> None:
         await self.reconciler.stop()
+        if self.request_log is not None:
+            await self.request_log.stop()
         if self._proxy.session is not None:
             await self._proxy.session.close()

@@ -22,10 +22,12 @@ from modelyard.deploy.reconciler import Reconciler
 from modelyard.engines.llamacpp_build import EngineBuild
 from modelyard.engines.supervisor import RestartPolicy
 from modelyard.gateway.handlers import RequestLimits
+from modelyard.observability.body_policy import BodyPolicy
 from modelyard.observability.metrics import GatewayMetrics
+from modelyard.observability.request_log import RequestLogSettings
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
-from modelyard.runtime import Runtime
+from modelyard.runtime import ObservabilityOptions, Runtime
 from modelyard.settings import ServeSettings
 from modelyard.store.database import describe_url
 
@@ -135,7 +137,18 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         on_nothing_servable=lambda reason: server_box[0].fail(f"nothing can be served: {reason}"),
     )
     limits = RequestLimits(max_body_bytes=settings.max_body_bytes)
-    runtime = Runtime(store, checker, reconciler, metrics, limits, log_requests=settings.log_requests)
+    observability = ObservabilityOptions(
+        log_requests=settings.log_requests,
+        request_log=RequestLogSettings(
+            capacity=settings.request_log_queue,
+            retention_days=settings.request_log_retention_days,
+            body_retention_days=settings.request_log_body_retention_days,
+        )
+        if settings.request_log
+        else None,
+        bodies=BodyPolicy.parse(settings.request_log_bodies),
+    )
+    runtime = Runtime(store, checker, reconciler, metrics, limits, observability)
     app = ModelyardApp(runtime)
     config = gateway_config(app, settings)
     server = GatewayServer(config, on_exit_requested=app.begin_drain)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelyard.observability.body_policy import BodyPolicy, BodyPolicyError
+
 
 class SettingsError(ValueError):
     pass
@@ -32,6 +34,11 @@ class ServeSettings:
     registry_poll_s: float = 1.0  # how often the registry is checked for alias moves
     log_level: str = "info"
     log_requests: bool = True  # one log line per request (JSON with --log-format json)
+    request_log: bool = True  # store every request's metadata (SQLite/PostgreSQL) through a bounded queue
+    request_log_queue: int = 10_000
+    request_log_retention_days: float = 30.0
+    request_log_body_retention_days: float = 7.0
+    request_log_bodies: tuple[str, ...] = ()  # ROUTE_GLOB=RATE rules; bodies are kept only where one matches
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -52,5 +59,13 @@ class ServeSettings:
             raise SettingsError(f"registry poll interval must be between 0.05 and 60 s, got {self.registry_poll_s}")
         if self.shutdown_grace_s < 0 or self.engine_restart_backoff_s < 0 or self.drain_timeout_s < 0:
             raise SettingsError("grace and back-off durations cannot be negative")
+        if self.request_log_queue < 1:
+            raise SettingsError(f"request log queue must hold at least 1 record, got {self.request_log_queue}")
+        if self.request_log_retention_days <= 0 or self.request_log_body_retention_days <= 0:
+            raise SettingsError("request log retention periods must be positive (days)")
+        try:
+            BodyPolicy.parse(self.request_log_bodies)
+        except BodyPolicyError as exc:
+            raise SettingsError(str(exc)) from None
         if self.model_name is not None and not self.model_name.strip():
             raise SettingsError("model name cannot be empty")

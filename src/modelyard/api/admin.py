@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -21,6 +22,8 @@ from modelyard.api.asgi import Receive, Scope, Send, header, read_body, send_byt
 from modelyard.deploy.reconciler import Reconciler
 from modelyard.errors import APIError, method_not_allowed, not_found_route
 from modelyard.gateway.schemas import decode_object, validate
+from modelyard.observability.request_log_store import RequestLogStore
+from modelyard.observability.request_query import QueryError, build_query
 from modelyard.registry.card import model_card, render_markdown
 from modelyard.registry.errors import RegistryError
 from modelyard.registry.integrity import IntegrityChecker
@@ -37,10 +40,13 @@ Handler = Callable[[Scope, Receive, dict[str, str]], Awaitable[tuple[int, Any]]]
 
 
 class AdminAPI:
-    def __init__(self, store: RegistryStore, checker: IntegrityChecker, reconciler: Reconciler) -> None:
+    def __init__(
+        self, store: RegistryStore, checker: IntegrityChecker, reconciler: Reconciler, requests: RequestLogStore
+    ) -> None:
         self._store = store
         self._checker = checker
         self._reconciler = reconciler
+        self._requests = requests
         # Most specific first: model names may contain '/', so "{name}/versions/2" must not match "{name}".
         self._routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
             (re.compile(rf"^/admin/models/{_NAME}/versions/(?P<version>\d+)/archive$"), {"POST": self._archive}),
@@ -56,6 +62,8 @@ class AdminAPI:
             (re.compile(rf"^/admin/models/{_NAME}$"), {"GET": self._get_model}),
             (re.compile(r"^/admin/models$"), {"GET": self._list_models, "POST": self._register}),
             (re.compile(r"^/admin/serving$"), {"GET": self._serving}),
+            (re.compile(r"^/admin/requests$"), {"GET": self._list_requests}),
+            (re.compile(r"^/admin/requests/export$"), {"GET": self._export_requests}),
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,6 +86,9 @@ class AdminAPI:
     ) -> None:
         try:
             status, result = await handler(scope, receive, params)
+        except QueryError as exc:
+            await send_error(send, APIError(400, str(exc), code="invalid_value", param=exc.param))
+            return
         except RegistryError as exc:
             await send_error(send, APIError(exc.status, exc.message, code=exc.code, param=exc.param))
             return
@@ -94,7 +105,9 @@ class AdminAPI:
         except APIError as exc:
             await send_error(send, exc)
             return
-        if isinstance(result, str):
+        if isinstance(result, Ndjson):
+            await send_bytes(send, status, result.body, content_type=b"application/x-ndjson")
+        elif isinstance(result, str):
             await send_bytes(send, status, result.encode(), content_type=b"text/markdown; charset=utf-8")
         else:
             await send_bytes(send, status, orjson.dumps(result))
@@ -141,6 +154,20 @@ class AdminAPI:
 
     async def _serving(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
         return 200, self._reconciler.describe()
+
+    async def _list_requests(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        query = build_query(_query_params(scope))
+        rows = await asyncio.to_thread(self._requests.query, query)
+        return 200, {"object": "list", "data": rows}
+
+    async def _export_requests(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        """JSONL for offline evaluation: one request per line, everything matching unless ``limit`` is given."""
+        query = build_query(_query_params(scope), default_limit=0)
+
+        def lines() -> bytes:
+            return b"".join(orjson.dumps(row) + b"\n" for row in self._requests.iter(query))
+
+        return 200, Ndjson(await asyncio.to_thread(lines))
 
     # -- writes -----------------------------------------------------------------------------------------------
 
@@ -201,6 +228,15 @@ class AdminAPI:
         version = await asyncio.to_thread(self._store.archive, params["name"], int(params["version"]), _actor(scope))
         self._reconciler.poke()
         return 200, version.to_json()
+
+
+@dataclass(frozen=True)
+class Ndjson:
+    body: bytes
+
+
+def _query_params(scope: Scope) -> dict[str, str]:
+    return dict(parse_qsl(scope.get("query_string", b"").decode()))
 
 
 def _actor(scope: Scope) -> str:

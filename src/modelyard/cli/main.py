@@ -13,6 +13,7 @@ from rich.console import Console
 from modelyard import __version__, paths
 from modelyard.cli.models import models_app
 from modelyard.cli.progress import build_progress, byte_progress
+from modelyard.cli.requests import requests_app
 from modelyard.engines.llamacpp_build import BuildError, EngineBuild, ensure_engine
 from modelyard.engines.llamacpp_server import ModelFileError, check_gguf
 from modelyard.engines.llamacpp_source import SourceError
@@ -27,6 +28,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Run open-wei
 engine_app = typer.Typer(no_args_is_help=True, help="The llama.cpp engine build.")
 app.add_typer(engine_app, name="engine")
 app.add_typer(models_app, name="models")
+app.add_typer(requests_app, name="requests")
 db_app = typer.Typer(no_args_is_help=True, help="The registry database (SQLite by default, or PostgreSQL).")
 app.add_typer(db_app, name="db")
 
@@ -144,6 +146,24 @@ def serve(
     log_requests: Annotated[
         bool, typer.Option(envvar="MODELYARD_LOG_REQUESTS", help="One log line per request.")
     ] = True,
+    request_log: Annotated[
+        bool, typer.Option(envvar="MODELYARD_REQUEST_LOG", help="Store every request's metadata in the database.")
+    ] = True,
+    request_log_queue: Annotated[
+        int, typer.Option(envvar="MODELYARD_REQUEST_LOG_QUEUE", help="Records queued before drops are counted.")
+    ] = 10_000,
+    request_log_retention_days: Annotated[
+        float, typer.Option(envvar="MODELYARD_REQUEST_LOG_RETENTION_DAYS", help="Days request-log rows are kept.")
+    ] = 30.0,
+    request_log_body_retention_days: Annotated[
+        float, typer.Option(envvar="MODELYARD_REQUEST_LOG_BODY_RETENTION_DAYS", help="Days bodies are kept.")
+    ] = 7.0,
+    request_log_bodies: Annotated[
+        list[str],
+        typer.Option(
+            envvar="MODELYARD_REQUEST_LOG_BODIES", help="ROUTE_GLOB=RATE: keep bodies for matching routes (repeat)."
+        ),
+    ] = [],  # noqa: B006
 ) -> None:
     """Serve a model through the OpenAI-compatible gateway (builds the engine and model on first run)."""
     from modelyard.server import PortInUseError, run_gateway  # imported late: `modelyard engine` stays fast
@@ -167,6 +187,11 @@ def serve(
             registry_poll_s=registry_poll,
             log_level=log_level,
             log_requests=log_requests,
+            request_log=request_log,
+            request_log_queue=request_log_queue,
+            request_log_retention_days=request_log_retention_days,
+            request_log_body_retention_days=request_log_body_retention_days,
+            request_log_bodies=tuple(request_log_bodies),
         )
         if model is not None:
             model_path = model.expanduser().absolute()

@@ -40,6 +40,7 @@ from modelyard.gateway.schemas import (
     validate,
 )
 from modelyard.observability.metrics import GatewayMetrics
+from modelyard.observability.observers import RequestObservers
 from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.tracing import trace_id_from
 
@@ -71,13 +72,13 @@ class InferenceHandlers:
         proxy: Proxy,
         metrics: GatewayMetrics,
         limits: RequestLimits,
-        observe: Callable[[RequestRecord], None],
+        observers: RequestObservers,
     ) -> None:
         self._catalog = catalog
         self._proxy = proxy
         self._metrics = metrics
         self._limits = limits
-        self._observe = observe
+        self._observers = observers
 
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._handle(scope, receive, send, CHAT)
@@ -122,6 +123,8 @@ class InferenceHandlers:
             record.route, record.model, record.target = request.model, served.name, served.key
             record.version = "" if served.version is None else str(served.version)
             response_headers.append((b"x-modelyard-model-version", served.key.encode()))
+            if self._observers.keep_bodies(request.model, record.request_id):
+                record.request_body, record.response_body = body, b""
             if endpoint is EMBEDDINGS and not served.embeddings:
                 raise APIError(
                     404,
@@ -159,7 +162,7 @@ class InferenceHandlers:
             if status == CLIENT_CLOSED and not record.error_type:
                 record.error_type = "client_closed"
             record.finished = time.perf_counter()
-            self._observe(record)
+            self._observers(record)
 
 
 def _proxy_call(

@@ -19,6 +19,7 @@ from modelyard.errors import APIError, engine_unavailable, upstream_failed
 from modelyard.gateway import sse
 from modelyard.gateway.catalog import ServedModel
 from modelyard.gateway.upstream_client import UpstreamClient, UpstreamResponse
+from modelyard.observability.body_policy import MAX_BODY_BYTES
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.request_record import RequestRecord
 
@@ -89,6 +90,8 @@ class Proxy:
             upstream = call.served.upstream
             reason = f"engine dropped the response: {exc}"
             return await _fail(send, call, engine_unavailable(call.served.key, upstream.retry_after_s(), reason))
+        if call.record.response_body is not None:
+            call.record.response_body = raw
         usage = sse.usage_of_body(raw)
         if usage:
             _record_usage(call, usage.prompt_tokens, usage.completion_tokens)
@@ -115,7 +118,10 @@ class Proxy:
                             continue
                     out.append(event)
                 if out:
-                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                    chunk = b"".join(out)
+                    if record.response_body is not None and len(record.response_body) <= MAX_BODY_BYTES:
+                        record.response_body += chunk
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except OSError as exc:
             # Once bytes have reached the client a retry would duplicate output: report and end the stream.
             log.warning("engine stream for %s broke: %s", call.served.key, exc)

@@ -193,6 +193,10 @@ class GatewayMetrics:
         """Per-engine in-flight requests, read at scrape time (the hot path only bumps a plain int)."""
         self.registry.register(_EngineLoadCollector(active_requests))
 
+    def gauge_callback(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """A gauge whose value is read at scrape time (nothing to update on the hot path)."""
+        Gauge(name, documentation, registry=self.registry).set_function(read)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

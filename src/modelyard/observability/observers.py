@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from modelyard.observability.body_policy import BodyPolicy
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.request_record import RequestRecord
 
@@ -21,10 +22,21 @@ class RecordSink(Protocol):
 
 
 class RequestObservers:
-    def __init__(self, metrics: GatewayMetrics, log_requests: bool = True, sink: RecordSink | None = None) -> None:
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        log_requests: bool = True,
+        sink: RecordSink | None = None,
+        bodies: BodyPolicy | None = None,
+    ) -> None:
         self._metrics = metrics
         self._log_requests = log_requests
         self.sink = sink
+        self._bodies = bodies if sink is not None and bodies is not None else BodyPolicy()
+
+    def keep_bodies(self, route: str, request_id: str) -> bool:
+        """Whether this request's bodies go to the request log (never when there is no request log)."""
+        return self._bodies.keep_bodies(route, request_id) if self._bodies.rules else False
 
     def __call__(self, record: RequestRecord) -> None:
         self._metrics.observe(record)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from alembic import context
 
-import modelyard.registry.tables  # noqa: F401  (registers the tables on the metadata for autogenerate)
+import modelyard.observability.request_log_table
+import modelyard.registry.tables  # noqa: F401
 from modelyard.store.base import Base
 
 connection = context.config.attributes.get("connection")

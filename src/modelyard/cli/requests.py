@@ -1,0 +1,119 @@
+"""``modelyard requests …``: query and export the stored request log."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelyard.observability.request_log_store import RequestLogStore
+from modelyard.observability.request_query import QueryError, build_query
+from modelyard.store import migrate
+from modelyard.store.database import Database, StoreUnavailable
+
+requests_app = typer.Typer(no_args_is_help=True, help="The request log: every inference request's metadata.")
+
+Route = Annotated[str | None, typer.Option(help="Model id clients sent, e.g. gemma-3-270m@canary.")]
+Model = Annotated[str | None, typer.Option(help="Registered model name.")]
+Version = Annotated[str | None, typer.Option(help="Version number.")]
+Status = Annotated[str | None, typer.Option(help="HTTP status (200) or class (5xx).")]
+Since = Annotated[str | None, typer.Option(help="15m, 2h, 7d or an ISO timestamp.")]
+Until = Annotated[str | None, typer.Option(help="15m, 2h, 7d or an ISO timestamp.")]
+
+
+def _filters(**values: object) -> dict[str, str]:
+    return {key: str(value) for key, value in values.items() if value is not None}
+
+
+def _open() -> RequestLogStore:
+    database = Database()
+    migrate.upgrade(database)
+    return RequestLogStore(database)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+@requests_app.command("list")
+def list_requests(
+    route: Route = None,
+    model: Model = None,
+    version: Version = None,
+    status: Status = None,
+    since: Since = None,
+    until: Until = None,
+    limit: Annotated[int, typer.Option(help="Newest N.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Show recent requests, newest first."""
+    try:
+        query = build_query(_filters(route=route, model=model, version=version, status=status, since=since,
+                                     until=until, limit=limit))  # fmt: skip
+        rows = _open().query(query)
+    except QueryError as exc:
+        raise _fail(str(exc), 2) from None
+    except StoreUnavailable as exc:
+        raise _fail(str(exc), 3) from None
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title=f"Requests (newest {len(rows)})", title_justify="left")
+    for column in ("When (UTC)", "Route", "Version", "Status", "ms", "TTFT ms", "In", "Out", "Request id"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["received_at"][:23].replace("T", " "),
+            row["route"],
+            row["version"] or "—",
+            str(row["status"]) + (f" {row['error_type']}" if row["error_type"] else ""),
+            f"{row['duration_ms']:.1f}",
+            f"{row['ttft_ms']:.1f}" if row["ttft_ms"] is not None else "—",
+            str(row["prompt_tokens"]),
+            str(row["completion_tokens"]),
+            row["request_id"],
+        )
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console.width = 160
+    console.print(table)
+
+
+@requests_app.command("export")
+def export_requests(
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write (- for stdout).")],
+    route: Route = None,
+    model: Model = None,
+    version: Version = None,
+    status: Status = None,
+    since: Since = None,
+    until: Until = None,
+    bodies: Annotated[bool, typer.Option("--bodies", help="Include stored prompt/response bodies.")] = False,
+) -> None:
+    """Export matching requests as JSON Lines, for offline evaluation."""
+    try:
+        query = build_query(_filters(route=route, model=model, version=version, status=status, since=since,
+                                     until=until, bodies=bodies), default_limit=0)  # fmt: skip
+        store = _open()
+        sink = sys.stdout.buffer if str(out) == "-" else out.open("wb")
+        count = 0
+        try:
+            for row in store.iter(query):
+                sink.write(orjson.dumps(row) + b"\n")
+                count += 1
+        finally:
+            if sink is not sys.stdout.buffer:
+                sink.close()
+    except QueryError as exc:
+        raise _fail(str(exc), 2) from None
+    except StoreUnavailable as exc:
+        raise _fail(str(exc), 3) from None
+    if str(out) != "-":
+        Console(stderr=True).print(f"wrote {count} requests to {out}")
