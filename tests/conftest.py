@@ -53,8 +53,8 @@ def start_gateway(
     including when the test fails halfway."""
     started: list[GatewayProcess] = []
 
-    def start(*args: str) -> GatewayProcess:
-        process = GatewayProcess(tmp_path / f"gw{len(started)}", *args)
+    def start(*args: str, env: dict[str, str] | None = None) -> GatewayProcess:
+        process = GatewayProcess(tmp_path / f"gw{len(started)}", *args, env=env)
         started.append(process)
         process.wait_ready()
         return process

@@ -7,6 +7,7 @@ from the ASGI lifespan so that every resource lives inside the loop that serves 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers
 from modelyard.observability.request_log import RequestLogSettings, RequestLogWriter
 from modelyard.observability.request_log_store import RequestLogStore
+from modelyard.observability.tracing import SpanExporter
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
 
@@ -32,6 +34,7 @@ class ObservabilityOptions:
     log_requests: bool = True
     request_log: RequestLogSettings | None = field(default_factory=RequestLogSettings)  # None: not stored
     bodies: BodyPolicy = field(default_factory=BodyPolicy)
+    otlp_endpoint: str | None = None  # export spans over OTLP/HTTP; None: no spans, no SDK loaded
 
 
 class Runtime:
@@ -53,8 +56,9 @@ class Runtime:
         self.request_log = (
             RequestLogWriter(requests, metrics, options.request_log) if options.request_log is not None else None
         )
+        self.spans = SpanExporter(options.otlp_endpoint) if options.otlp_endpoint else None
         self.observers = RequestObservers(
-            metrics, log_requests=options.log_requests, sink=self.request_log, bodies=options.bodies
+            metrics, log_requests=options.log_requests, sink=self.request_log, bodies=options.bodies, spans=self.spans
         )
         self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits, self.observers)
         metrics.watch_engine_load(reconciler.engine_load)
@@ -85,3 +89,5 @@ class Runtime:
             await self.request_log.stop()
         if self._proxy.session is not None:
             await self._proxy.session.close()
+        if self.spans is not None:
+            await asyncio.to_thread(self.spans.shutdown)  # flushes the last batch

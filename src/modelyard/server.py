@@ -25,6 +25,7 @@ from modelyard.gateway.handlers import RequestLimits
 from modelyard.observability.body_policy import BodyPolicy
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.request_log import RequestLogSettings
+from modelyard.observability.tracing import otlp_endpoint
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
 from modelyard.runtime import ObservabilityOptions, Runtime
@@ -147,6 +148,7 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         if settings.request_log
         else None,
         bodies=BodyPolicy.parse(settings.request_log_bodies),
+        otlp_endpoint=otlp_endpoint(settings.otlp_endpoint),
     )
     runtime = Runtime(store, checker, reconciler, metrics, limits, observability)
     app = ModelyardApp(runtime)

@@ -164,6 +164,10 @@ def serve(
             envvar="MODELYARD_REQUEST_LOG_BODIES", help="ROUTE_GLOB=RATE: keep bodies for matching routes (repeat)."
         ),
     ] = [],  # noqa: B006
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(envvar="MODELYARD_OTLP_ENDPOINT", help="OTLP/HTTP endpoint for traces (or OTEL_EXPORTER_OTLP_*)."),
+    ] = None,
 ) -> None:
     """Serve a model through the OpenAI-compatible gateway (builds the engine and model on first run)."""
     from modelyard.server import PortInUseError, run_gateway  # imported late: `modelyard engine` stays fast
@@ -192,6 +196,7 @@ def serve(
             request_log_retention_days=request_log_retention_days,
             request_log_body_retention_days=request_log_body_retention_days,
             request_log_bodies=tuple(request_log_bodies),
+            otlp_endpoint=otlp_endpoint,
         )
         if model is not None:
             model_path = model.expanduser().absolute()

@@ -42,7 +42,7 @@ from modelyard.gateway.schemas import (
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers
 from modelyard.observability.request_record import RequestRecord
-from modelyard.observability.tracing import trace_id_from
+from modelyard.observability.tracing import parse_traceparent
 
 log = logging.getLogger("modelyard.gateway")
 
@@ -102,9 +102,11 @@ class InferenceHandlers:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
         request_id = (header(scope, b"x-request-id") or os.urandom(12).hex().encode())[:128]
+        trace_id, parent_span_id = parse_traceparent(header(scope, b"traceparent"))
         record = RequestRecord(
             request_id=request_id.decode(errors="replace"),
-            trace_id=trace_id_from(header(scope, b"traceparent")),
+            trace_id=trace_id,
+            parent_span_id=parent_span_id,
             endpoint=endpoint.name,
             received=time.perf_counter(),
             received_at=time.time(),
@@ -121,6 +123,7 @@ class InferenceHandlers:
             if served is None:
                 raise model_not_found(request.model, catalog.ids, catalog.explain(request.model))
             record.route, record.model, record.target = request.model, served.name, served.key
+            record.routed = time.perf_counter()
             record.version = "" if served.version is None else str(served.version)
             response_headers.append((b"x-modelyard-model-version", served.key.encode()))
             if self._observers.keep_bodies(request.model, record.request_id):

@@ -8,6 +8,7 @@ bounded queue).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from modelyard.observability.body_policy import BodyPolicy
@@ -28,7 +29,9 @@ class RequestObservers:
         log_requests: bool = True,
         sink: RecordSink | None = None,
         bodies: BodyPolicy | None = None,
+        spans: Callable[[RequestRecord], None] | None = None,
     ) -> None:
+        self._spans = spans
         self._metrics = metrics
         self._log_requests = log_requests
         self.sink = sink
@@ -51,3 +54,5 @@ class RequestObservers:
             )
         if self.sink is not None:
             self.sink.offer(record)
+        if self._spans is not None:
+            self._spans(record)

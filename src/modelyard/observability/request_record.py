@@ -25,8 +25,10 @@ class RequestRecord:
     version: str = ""
     target: str = ""  # the engine that served it (name:version)
     stream: bool = False
+    parent_span_id: str | None = None  # the caller's span, from its traceparent
     status: int = 0
     error_type: str = ""  # the OpenAI error ``code`` when the request failed
+    routed: float | None = None  # model resolved
     dispatched: float | None = None  # upstream call started
     first_token: float | None = None
     last_token: float | None = None
