@@ -29,6 +29,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelyard.engines.llamacpp_build import EngineBuild
+
 from conftest import MODEL
 from dashboard_queries import (
     ALERTS,
@@ -64,8 +66,8 @@ def modelyard(data_dir: Path, *args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    tmp_path_factory: pytest.TempPathFactory, engine_build: object, default_model_path: Path
+def canary_gateway(
+    tmp_path_factory: pytest.TempPathFactory, engine_build: EngineBuild, default_model_path: Path
 ) -> Iterator[GatewayProcess]:
     """Production :1 (priced) and canary :2, each on its own llama-server."""
     data_dir = tmp_path_factory.mktemp("prometheus-gateway")
@@ -85,9 +87,9 @@ def gateway(
 
 
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory, gateway: GatewayProcess) -> Iterator[PrometheusProcess]:
+def prometheus(tmp_path_factory: pytest.TempPathFactory, canary_gateway: GatewayProcess) -> Iterator[PrometheusProcess]:
     with as_file(shipped(ALERTS)) as rules:
-        server = PrometheusProcess(tmp_path_factory.mktemp("prometheus"), f"127.0.0.1:{gateway.port}", [rules])
+        server = PrometheusProcess(tmp_path_factory.mktemp("prometheus"), f"127.0.0.1:{canary_gateway.port}", [rules])
         try:
             server.wait_ready()
             server.wait_for(lambda: server.scalar(f'up{{job="{JOB}"}}') == 1, "the first scrape of the gateway")
@@ -96,8 +98,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory, gateway: GatewayProcess
             server.stop()
 
 
-def _gateway_total(gateway: GatewayProcess) -> float:
-    text = httpx.get(gateway.url + "/metrics", timeout=5).text
+def _gateway_total(canary_gateway: GatewayProcess) -> float:
+    text = httpx.get(canary_gateway.url + "/metrics", timeout=5).text
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)
@@ -106,10 +108,10 @@ def _gateway_total(gateway: GatewayProcess) -> float:
     )
 
 
-def _send_wave(gateway: GatewayProcess) -> None:
+def _send_wave(canary_gateway: GatewayProcess) -> None:
     """One round of real traffic: JSON and streamed answers on both versions, an unknown model (404) and a prompt
     longer than the canary's context (the engine refuses it: a 4xx error with the version's labels)."""
-    url = gateway.url
+    url = canary_gateway.url
     common = {"max_tokens": 4, "ignore_eos": True}  # exactly 4 tokens: time per output token needs at least 2
     chat = {"messages": [{"role": "user", "content": "Say hello"}], **common}
     completion = {"prompt": "One, two, three,", **common}
@@ -139,17 +141,17 @@ class Traffic:
 
 
 @pytest.fixture(scope="module")
-def traffic(gateway: GatewayProcess, prometheus: PrometheusProcess) -> Traffic:
+def traffic(canary_gateway: GatewayProcess, prometheus: PrometheusProcess) -> Traffic:
     """Two waves, each waited for in Prometheus: series born in the first wave have a rate in the second."""
     for _ in range(2):
-        _send_wave(gateway)
-        total = _gateway_total(gateway)
+        _send_wave(canary_gateway)
+        total = _gateway_total(canary_gateway)
         prometheus.wait_for(
             lambda total=total: prometheus.scalar("sum(modelyard_requests_total)") == total,
             f"Prometheus to scrape {total} requests",
         )
     at = time.time()
-    text = httpx.get(gateway.url + "/metrics", timeout=5).text
+    text = httpx.get(canary_gateway.url + "/metrics", timeout=5).text
     names = frozenset(s.name for f in text_string_to_metric_families(text) for s in f.samples)
     return Traffic(at, names)
 
@@ -182,10 +184,10 @@ def _request_log_in(traffic: Traffic) -> bool:
     return any(name.startswith(REQUEST_LOG_PREFIX) for name in traffic.metric_names)
 
 
-def test_gateway_metrics_pass_promtool_check_metrics(gateway: GatewayProcess, traffic: Traffic) -> None:
+def test_gateway_metrics_pass_promtool_check_metrics(canary_gateway: GatewayProcess, traffic: Traffic) -> None:
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: `make setup` installs Debian's prometheus package"
-    exposition = httpx.get(gateway.url + "/metrics", timeout=5).text
+    exposition = httpx.get(canary_gateway.url + "/metrics", timeout=5).text
     assert "modelyard_time_per_output_token_seconds_bucket" in exposition  # the traffic reached every family
     result = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -208,11 +210,11 @@ def test_every_dashboard_panel_returns_data_for_all(prometheus: PrometheusProces
 
 
 def test_dashboard_panels_follow_the_selected_version(
-    gateway: GatewayProcess, prometheus: PrometheusProcess, traffic: Traffic
+    canary_gateway: GatewayProcess, prometheus: PrometheusProcess, traffic: Traffic
 ) -> None:
     """One model, one gateway and only the canary version selected: every panel still has data, and none shows
     another version, model or gateway (a query that forgot a variable would)."""
-    instance = f"127.0.0.1:{gateway.port}"
+    instance = f"127.0.0.1:{canary_gateway.port}"
     values = {
         "instance": grafana_regex_escape(instance),
         "model": grafana_regex_escape(MODEL),
@@ -233,7 +235,7 @@ def test_dashboard_panels_follow_the_selected_version(
 
 
 def test_dashboard_variables_list_the_served_models_routes_and_versions(
-    gateway: GatewayProcess, prometheus: PrometheusProcess, traffic: Traffic
+    canary_gateway: GatewayProcess, prometheus: PrometheusProcess, traffic: Traffic
 ) -> None:
     variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
     found = {}
@@ -241,7 +243,7 @@ def test_dashboard_variables_list_the_served_models_routes_and_versions(
         metric, label = variables[name]["definition"].removeprefix("label_values(").removesuffix(")").rsplit(", ", 1)
         assert label == name
         found[name] = prometheus.label_values(label, substitute(metric, dict.fromkeys(VARIABLES, ALL)))
-    assert found["instance"] == {f"127.0.0.1:{gateway.port}"}
+    assert found["instance"] == {f"127.0.0.1:{canary_gateway.port}"}
     assert found["model"] == {MODEL, "_unknown"}
     assert {MODEL, CANARY} <= found["route"]
     assert {"1", "2"} <= found["version"]
@@ -271,11 +273,11 @@ def test_prometheus_loads_and_evaluates_every_shipped_rule(prometheus: Prometheu
 
 
 def test_engine_down_alert_ignores_a_retired_version(
-    gateway: GatewayProcess, prometheus: PrometheusProcess, traffic: Traffic
+    canary_gateway: GatewayProcess, prometheus: PrometheusProcess, traffic: Traffic
 ) -> None:
     """Deleting the canary alias drains and stops the :2 engine; the gateway keeps its ``engine_up`` at 0. The
     alert (and the dashboard's engine-up panel) must not call that an outage. Runs last: it changes what serves."""
-    modelyard(gateway.log_path.parent, "models", "alias", MODEL, "canary", "--delete")  # its data dir
+    modelyard(canary_gateway.log_path.parent, "models", "alias", MODEL, "canary", "--delete")  # its data dir
     retired = f'modelyard_engine_requests_in_flight{{engine="{V2_ENGINE}"}}'
     prometheus.wait_for(lambda: not prometheus.query(retired), f"{V2_ENGINE} to be retired", timeout=90)
     assert prometheus.scalar(f'modelyard_engine_up{{engine="{V2_ENGINE}"}}') in (0.0, None)
