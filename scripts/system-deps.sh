@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages modelyard needs to build llama.cpp; installs only what is missing (needs root or sudo).
+# Debian packages modelyard needs to build llama.cpp, plus Prometheus (its `prometheus` and `promtool` check the
+# shipped alert rules and dashboard queries in the test suite); installs only what is missing (needs root or sudo).
 set -euo pipefail
 
 need=()
@@ -8,6 +9,7 @@ command -v c++ >/dev/null 2>&1 || need+=(g++)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v ninja >/dev/null 2>&1 || need+=(ninja-build)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
