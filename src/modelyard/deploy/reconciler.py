@@ -239,6 +239,9 @@ class Reconciler:
         await engine.stop()
         if self.draining.get(key) is engine:
             del self.draining[key]
+        if key not in self.engines:  # not re-launched meanwhile
+            model, _, version = key.rpartition(":")
+            self._metrics.engine_retired(key, model, version)
         log.info("engine %s drained and stopped", key)
 
     def _engine_changed(self, engine: EngineSupervisor) -> None:

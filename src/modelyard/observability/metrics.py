@@ -13,6 +13,7 @@ Where the OpenTelemetry GenAI semantic conventions define a metric the meaning i
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -184,10 +185,18 @@ class GatewayMetrics:
 
     def engine_state_changed(self, engine: str, model: str, version: str, ready: bool, restarts: int) -> None:
         self.engine_up.labels(engine, model, version).set(1 if ready else 0)
+        counter = self.engine_restarts.labels(engine, model, version)  # exists from 0, so increase() sees the first
         missing = restarts - self._restarts_seen.get(engine, 0)
         if missing > 0:
-            self.engine_restarts.labels(engine, model, version).inc(missing)
+            counter.inc(missing)
             self._restarts_seen[engine] = restarts
+
+    def engine_retired(self, engine: str, model: str, version: str) -> None:
+        """A version stopped on purpose is not an engine that is down: its series go away."""
+        for metric in (self.engine_up, self.engine_restarts):
+            with contextlib.suppress(KeyError):
+                metric.remove(engine, model, version)
+        self._restarts_seen.pop(engine, None)
 
     def watch_engine_load(self, active_requests: Callable[[], Iterable[tuple[str, str, str, int]]]) -> None:
         """Per-engine in-flight requests, read at scrape time (the hot path only bumps a plain int)."""
