@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from modelyard.api.app import ModelyardApp
 from modelyard.gateway.catalog import ModelCatalog, ServedModel
@@ -26,8 +27,12 @@ from modelyard.gateway.upstream_client import UpstreamClientSettings, create_ses
 from modelyard.observability.logs import configure_logging
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers
+from modelyard.observability.request_log import RequestLogSettings, RequestLogWriter
+from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.server import GatewayServer, bind_listener, gateway_config
 from modelyard.settings import ServeSettings
+from modelyard.store import migrate
+from modelyard.store.database import Database
 
 
 class RemoteUpstream:
@@ -55,7 +60,14 @@ class RemoteRuntime:
 
     admin = None
 
-    def __init__(self, upstreams: list[RemoteUpstream], limits: RequestLimits, log_requests: bool) -> None:
+    def __init__(
+        self,
+        upstreams: list[RemoteUpstream],
+        limits: RequestLimits,
+        log_requests: bool,
+        request_log: Path | None = None,
+        observe: bool = True,
+    ) -> None:
         self.metrics = GatewayMetrics()
         self._upstreams = upstreams
         created = int(time.time())
@@ -63,7 +75,14 @@ class RemoteRuntime:
             {u.name: ServedModel(name=u.name, upstream=u, version=1, created=created) for u in upstreams}
         )
         self._proxy = Proxy(self.metrics)
-        observers = RequestObservers(self.metrics, log_requests=log_requests)
+        self.request_log: RequestLogWriter | None = None
+        if request_log is not None:
+            database = Database(f"sqlite:///{request_log}")
+            migrate.upgrade(database)
+            self.request_log = RequestLogWriter(RequestLogStore(database), self.metrics, RequestLogSettings())
+        observers = RequestObservers(self.metrics, log_requests=log_requests, sink=self.request_log)
+        if not observe:  # "the same build with watching off": no metrics, log line or request-log row per request
+            observers = _Unobserved()  # type: ignore[assignment]
         self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits, observers)
         for upstream in upstreams:
             self.metrics.engine_state_changed(upstream.name, upstream.name, "1", True, 0)
@@ -75,16 +94,31 @@ class RemoteRuntime:
     def describe(self) -> dict[str, object]:
         return {"engines": [u.describe() for u in self._upstreams]}
 
+    async def engine_metrics(self) -> bytes:
+        return b""  # the mock has no engine metrics
+
     @property
     def ready(self) -> bool:
         return all(u.ready for u in self._upstreams)
 
     async def start(self) -> None:
         self._proxy.session = create_session(UpstreamClientSettings())
+        if self.request_log is not None:
+            await self.request_log.start()
 
     async def stop(self) -> None:
+        if self.request_log is not None:
+            await self.request_log.stop()
         if self._proxy.session is not None:
             await self._proxy.session.close()
+
+
+class _Unobserved:
+    def __call__(self, record: object) -> None:
+        pass
+
+    def keep_bodies(self, route: str, request_id: str) -> bool:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,13 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="warning")
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
     parser.add_argument("--log-requests", action="store_true", help="one log line per request (needs info level)")
+    parser.add_argument("--request-log", type=Path, help="store every request in this SQLite file")
+    parser.add_argument("--unobserved", action="store_true", help="no metrics, log lines or request log per request")
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     settings = ServeSettings(
         host=args.host, port=args.port, max_body_bytes=args.max_body_bytes, log_level=args.log_level
     )
     runtime = RemoteRuntime(
-        [RemoteUpstream(args.model, args.upstream)], RequestLimits(args.max_body_bytes), args.log_requests
+        [RemoteUpstream(args.model, args.upstream)],
+        RequestLimits(args.max_body_bytes),
+        args.log_requests,
+        request_log=args.request_log,
+        observe=not args.unobserved,
     )
     app = ModelyardApp(runtime)  # type: ignore[arg-type]  # duck-typed: RemoteRuntime has what the app reads
     listener = bind_listener(settings.host, settings.port)

@@ -73,6 +73,9 @@ class Runtime:
             described["request_log"] = {"queued": self.request_log.depth()}
         return described
 
+    async def engine_metrics(self) -> bytes:
+        return await self.reconciler.engine_metrics()
+
     @property
     def ready(self) -> bool:
         return self.reconciler.ready

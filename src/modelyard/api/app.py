@@ -77,7 +77,8 @@ class ModelyardApp:
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = self.runtime.metrics
-        await send_bytes(send, 200, metrics.render(), content_type=metrics.content_type.encode())
+        engines = await self.runtime.engine_metrics()
+        await send_bytes(send, 200, metrics.render() + engines, content_type=metrics.content_type.encode())
 
     def begin_drain(self) -> None:
         """Called on SIGTERM: report not-ready so load balancers stop sending while in-flight work finishes."""

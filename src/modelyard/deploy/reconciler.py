@@ -22,6 +22,7 @@ from modelyard.deploy.plan import ServingPlan, choose_routes, engines_to_retire,
 from modelyard.engines.llamacpp_build import EngineBuild
 from modelyard.engines.supervisor import EngineState, EngineSupervisor, LaunchRefused, RestartPolicy
 from modelyard.gateway.catalog import ModelCatalog, ServedModel
+from modelyard.observability.engine_metrics import relabel
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.registry.integrity import ArtifactIntegrityError, IntegrityChecker
 from modelyard.registry.pricing import model_prices
@@ -101,6 +102,17 @@ class Reconciler:
         return any(u.ready for u in serving) and all(
             u.ready or getattr(u, "state", None) == EngineState.FAILED for u in serving
         )
+
+    async def engine_metrics(self) -> bytes:
+        """Every ready engine's own metrics, labelled with engine, model and version (fetched concurrently)."""
+        engines = list(self.engines.values())
+        texts = await asyncio.gather(*(engine.scrape_metrics() for engine in engines))
+        labelled = []
+        for engine, text in zip(engines, texts, strict=True):
+            if text:
+                model, _, version = engine.name.rpartition(":")
+                labelled.append(({"engine": engine.name, "model": model, "version": version}, text))
+        return relabel(labelled)
 
     def engine_load(self) -> list[tuple[str, str, str, int]]:
         """(engine, model, version, in-flight requests) for every running or retiring engine."""

@@ -241,6 +241,17 @@ class EngineSupervisor:
                 await self._terminate()
                 return
 
+    async def scrape_metrics(self, timeout_s: float = 1.0) -> str | None:
+        """The engine's own Prometheus text, or None when it is not ready or does not answer in time."""
+        if not self.ready or self._session is None:
+            return None
+        try:
+            timeout = aiohttp.ClientTimeout(total=timeout_s)
+            async with self._session.get(f"{self.base_url}/metrics", timeout=timeout) as response:
+                return await response.text() if response.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return None
+
     async def _healthy(self) -> bool:
         assert self._session is not None
         try:
