@@ -67,4 +67,6 @@ def test_requests_latency_ttft_tokens_and_errors_are_recorded(gateway: GatewayPr
     assert _value(after, "modelyard_engine_up", engine=MODEL_V1, model=MODEL, version="1") == 1
     assert _value(after, "modelyard_engine_requests_in_flight", engine=MODEL_V1, model=MODEL, version="1") == 0
     engine_labels = {"engine": MODEL_V1, "model": MODEL, "version": "1"}
-    assert _value(after, "llamacpp:tokens_predicted_total", **engine_labels) >= 7  # the engine's own count
+    assert (
+        _value(after, "modelyard_engine_llamacpp_tokens_predicted_total", **engine_labels) >= 7
+    )  # the engine's own count
