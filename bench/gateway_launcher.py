@@ -27,6 +27,7 @@ from modelyard.gateway.upstream_client import UpstreamClientSettings, create_ses
 from modelyard.observability.logs import configure_logging
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers
+from modelyard.observability.request_lines import RequestLineWriter
 from modelyard.observability.request_log import RequestLogSettings, RequestLogWriter
 from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.server import GatewayServer, bind_listener, gateway_config
@@ -67,6 +68,7 @@ class RemoteRuntime:
         log_requests: bool,
         request_log: Path | None = None,
         observe: bool = True,
+        log_format: str = "text",
     ) -> None:
         self.metrics = GatewayMetrics()
         self._upstreams = upstreams
@@ -80,7 +82,8 @@ class RemoteRuntime:
             database = Database(f"sqlite:///{request_log}")
             migrate.upgrade(database)
             self.request_log = RequestLogWriter(RequestLogStore(database), self.metrics, RequestLogSettings())
-        observers = RequestObservers(self.metrics, log_requests=log_requests, sink=self.request_log)
+        self.lines = RequestLineWriter(log_format) if log_requests else None
+        observers = RequestObservers(self.metrics, log_requests=log_requests, sink=self.request_log, lines=self.lines)
         if not observe:  # "the same build with watching off": no metrics, log line or request-log row per request
             observers = _Unobserved()  # type: ignore[assignment]
         self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits, observers)
@@ -105,10 +108,14 @@ class RemoteRuntime:
         self._proxy.session = create_session(UpstreamClientSettings())
         if self.request_log is not None:
             await self.request_log.start()
+        if self.lines is not None:
+            await self.lines.start()
 
     async def stop(self) -> None:
         if self.request_log is not None:
             await self.request_log.stop()
+        if self.lines is not None:
+            await self.lines.stop()
         if self._proxy.session is not None:
             await self._proxy.session.close()
 
@@ -144,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         args.log_requests,
         request_log=args.request_log,
         observe=not args.unobserved,
+        log_format=args.log_format,
     )
     app = ModelyardApp(runtime)  # type: ignore[arg-type]  # duck-typed: RemoteRuntime has what the app reads
     listener = bind_listener(settings.host, settings.port)

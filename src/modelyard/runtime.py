@@ -20,6 +20,7 @@ from modelyard.gateway.upstream_client import UpstreamClientSettings, create_ses
 from modelyard.observability.body_policy import BodyPolicy
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers
+from modelyard.observability.request_lines import RequestLineWriter
 from modelyard.observability.request_log import RequestLogSettings, RequestLogWriter
 from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.tracing import SpanExporter
@@ -32,6 +33,7 @@ log = logging.getLogger("modelyard")
 @dataclass(frozen=True)
 class ObservabilityOptions:
     log_requests: bool = True
+    log_format: str = "text"
     request_log: RequestLogSettings | None = field(default_factory=RequestLogSettings)  # None: not stored
     bodies: BodyPolicy = field(default_factory=BodyPolicy)
     otlp_endpoint: str | None = None  # export spans over OTLP/HTTP; None: no spans, no SDK loaded
@@ -57,8 +59,14 @@ class Runtime:
             RequestLogWriter(requests, metrics, options.request_log) if options.request_log is not None else None
         )
         self.spans = SpanExporter(options.otlp_endpoint) if options.otlp_endpoint else None
+        self.lines = RequestLineWriter(options.log_format) if options.log_requests else None
         self.observers = RequestObservers(
-            metrics, log_requests=options.log_requests, sink=self.request_log, bodies=options.bodies, spans=self.spans
+            metrics,
+            log_requests=options.log_requests,
+            sink=self.request_log,
+            bodies=options.bodies,
+            spans=self.spans,
+            lines=self.lines,
         )
         self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits, self.observers)
         metrics.watch_engine_load(reconciler.engine_load)
@@ -84,12 +92,16 @@ class Runtime:
         self._proxy.session = create_session(UpstreamClientSettings())
         if self.request_log is not None:
             await self.request_log.start()
+        if self.lines is not None:
+            await self.lines.start()
         await self.reconciler.start()
 
     async def stop(self) -> None:
         await self.reconciler.stop()
         if self.request_log is not None:
             await self.request_log.stop()
+        if self.lines is not None:
+            await self.lines.stop()
         if self._proxy.session is not None:
             await self._proxy.session.close()
         if self.spans is not None:

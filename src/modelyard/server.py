@@ -140,6 +140,7 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
     limits = RequestLimits(max_body_bytes=settings.max_body_bytes)
     observability = ObservabilityOptions(
         log_requests=settings.log_requests,
+        log_format=settings.log_format,
         request_log=RequestLogSettings(
             capacity=settings.request_log_queue,
             retention_days=settings.request_log_retention_days,

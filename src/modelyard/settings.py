@@ -33,6 +33,7 @@ class ServeSettings:
     drain_timeout_s: float = 300.0  # how long a retired engine's in-flight requests may take to finish
     registry_poll_s: float = 1.0  # how often the registry is checked for alias moves
     log_level: str = "info"
+    log_format: str = "text"  # or "json"
     log_requests: bool = True  # one log line per request (JSON with --log-format json)
     request_log: bool = True  # store every request's metadata (SQLite/PostgreSQL) through a bounded queue
     request_log_queue: int = 10_000

@@ -191,6 +191,7 @@ def serve(
             registry_poll_s=registry_poll,
             log_level=log_level,
             log_requests=log_requests,
+            log_format=log_format,
             request_log=request_log,
             request_log_queue=request_log_queue,
             request_log_retention_days=request_log_retention_days,

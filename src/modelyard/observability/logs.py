@@ -21,6 +21,8 @@ FORMATS = ("text", "json")
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "raw", False):  # lines formatted in a batch already (request lines)
+            return record.getMessage()
         line: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
@@ -40,6 +42,8 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "raw", False):
+            return record.getMessage()
         text = super().format(record)
         fields = getattr(record, "fields", None)
         if fields:

@@ -7,15 +7,13 @@ bounded queue).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Protocol
 
 from modelyard.observability.body_policy import BodyPolicy
 from modelyard.observability.metrics import GatewayMetrics
+from modelyard.observability.request_lines import RequestLineWriter
 from modelyard.observability.request_record import RequestRecord
-
-request_log = logging.getLogger("modelyard.requests")
 
 
 class RecordSink(Protocol):
@@ -30,10 +28,11 @@ class RequestObservers:
         sink: RecordSink | None = None,
         bodies: BodyPolicy | None = None,
         spans: Callable[[RequestRecord], None] | None = None,
+        lines: RequestLineWriter | None = None,
     ) -> None:
         self._spans = spans
         self._metrics = metrics
-        self._log_requests = log_requests
+        self.lines = lines if log_requests and RequestLineWriter.wanted() else None
         self.sink = sink
         self._bodies = bodies if sink is not None and bodies is not None else BodyPolicy()
 
@@ -43,15 +42,8 @@ class RequestObservers:
 
     def __call__(self, record: RequestRecord) -> None:
         self._metrics.observe(record)
-        if self._log_requests and request_log.isEnabledFor(logging.INFO):
-            request_log.info(
-                "%s %s %d in %.1f ms",
-                record.endpoint,
-                record.route,
-                record.status,
-                record.duration_s * 1000,
-                extra={"fields": record.log_fields()},
-            )
+        if self.lines is not None:
+            self.lines.offer(record)
         if self.sink is not None:
             self.sink.offer(record)
         if self._spans is not None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
 
 from modelyard.observability.body_policy import clip_body
 from modelyard.observability.request_log_table import RequestLogRow
@@ -32,12 +32,25 @@ class RequestQuery:
 class RequestLogStore:
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._insert_sql: str | None = None
+        self._timestamp: Callable[[datetime], Any] = lambda value: value
 
     def insert(self, records: Sequence[RequestRecord]) -> int:
-        rows = [_row(record) for record in records]
-        if rows:
-            with self.database.transaction() as session:
-                session.execute(insert(RequestLogRow), rows)
+        """One executemany of plain tuples: the ORM's per-row dict handling cost ~45 µs a row, this a few."""
+        if not records:
+            return 0
+        with self.database.transaction() as session:
+            connection = session.connection()
+            if self._insert_sql is None:
+                marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+                self._insert_sql = (
+                    f"INSERT INTO request_log ({', '.join(_COLUMNS)}) VALUES ({', '.join([marker] * len(_COLUMNS))})"
+                )
+                # Timestamps stored exactly as the ORM stores them (SQLite keeps a naive UTC string).
+                processor = RequestLogRow.__table__.c.received_at.type.bind_processor(connection.dialect)
+                self._timestamp = processor or (lambda value: value)
+            rows = [_row(record, self._timestamp) for record in records]
+            connection.exec_driver_sql(self._insert_sql, rows)
         return len(rows)
 
     def query(self, query: RequestQuery) -> list[dict[str, Any]]:
@@ -97,13 +110,35 @@ def _filtered(query: RequestQuery) -> Any:
     return statement
 
 
-def _row(record: RequestRecord) -> dict[str, Any]:
-    fields = record.log_fields()
-    row = {name: fields.get(name) for name in _COLUMNS if name in fields}
-    row["received_at"] = datetime.fromtimestamp(record.received_at, UTC)
-    row["request_body"] = clip_body(record.request_body) if record.request_body is not None else None
-    row["response_body"] = clip_body(record.response_body) if record.response_body is not None else None
-    return row
+def _row(record: RequestRecord, timestamp: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    """The row as a tuple in ``_COLUMNS`` order (checked by a test against the table)."""
+    return (
+        record.request_id,
+        record.trace_id,
+        timestamp(datetime.fromtimestamp(record.received_at, UTC)),
+        record.endpoint,
+        record.route,
+        record.model,
+        record.version,
+        record.target,
+        record.stream,
+        record.status,
+        record.error_type or None,
+        _ms(record.duration_s),
+        _ms(record.queued_s),
+        _ms(record.ttft_s),
+        _ms(record.time_per_output_token_s),
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.attempts,
+        record.cost_usd,
+        clip_body(record.request_body) if record.request_body is not None else None,
+        clip_body(record.response_body) if record.response_body is not None else None,
+    )
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
 
 
 def _as_dict(row: RequestLogRow, with_bodies: bool) -> dict[str, Any]:
