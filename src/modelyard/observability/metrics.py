@@ -14,13 +14,14 @@ Where the OpenTelemetry GenAI semantic conventions define a metric the meaning i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from modelyard.observability.fast_metrics import CounterChild, FastCounter, FastHistogram
 from modelyard.observability.request_record import UNKNOWN, RequestRecord
 
 UNKNOWN_MODEL = UNKNOWN
@@ -44,7 +45,7 @@ class _RequestSeries:
 
     def __init__(self, metrics: GatewayMetrics, key: LabelKey) -> None:
         route, model, version, _endpoint = key
-        self.by_status: dict[tuple[str, str], tuple[Counter, Counter | None]] = {}
+        self.by_status: dict[tuple[str, str], tuple[CounterChild, CounterChild | None]] = {}
         self.duration = metrics.request_duration.labels(*key)
         self.queue = metrics.queue_time.labels(route, model, version)
         self.ttft = metrics.time_to_first_token.labels(*key)
@@ -63,33 +64,33 @@ class GatewayMetrics:
         self._series: dict[LabelKey, _RequestSeries] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
+        self.requests = self._fast_counter(
             "modelyard_requests",
             "Inference requests, by route, model version, endpoint and HTTP status class.",
             (*REQUEST_LABELS, "status_class"),
             registry=r,
         )
-        self.errors = Counter(
+        self.errors = self._fast_counter(
             "modelyard_request_errors",
             "Failed inference requests by error type (the OpenAI error code, or client_closed).",
             (*REQUEST_LABELS, "status_class", "error_type"),
             registry=r,
         )
-        self.request_duration = Histogram(
+        self.request_duration = self._fast_histogram(
             "modelyard_request_duration_seconds",
             "End-to-end request latency as seen by the gateway.",
             REQUEST_LABELS,
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.queue_time = Histogram(
+        self.queue_time = self._fast_histogram(
             "modelyard_gateway_queue_seconds",
             "Time from request arrival to the engine call (body read, validation, routing).",
             ("route", "model", "version"),
             buckets=QUEUE_BUCKETS,
             registry=r,
         )
-        self.time_to_first_token = Histogram(
+        self.time_to_first_token = self._fast_histogram(
             "modelyard_time_to_first_token_seconds",
             "Time from request arrival to the first output token sent to the client (streams; "
             "gen_ai.server.time_to_first_token).",
@@ -97,7 +98,7 @@ class GatewayMetrics:
             buckets=TTFT_BUCKETS,
             registry=r,
         )
-        self.time_per_output_token = Histogram(
+        self.time_per_output_token = self._fast_histogram(
             "modelyard_time_per_output_token_seconds",
             "Mean time between output tokens after the first, per stream (inter-token latency; "
             "gen_ai.server.time_per_output_token).",
@@ -105,14 +106,14 @@ class GatewayMetrics:
             buckets=TPOT_BUCKETS,
             registry=r,
         )
-        self.output_tokens_per_second = Histogram(
+        self.output_tokens_per_second = self._fast_histogram(
             "modelyard_output_tokens_per_second",
             "Decode speed per request: output tokens over the time spent generating them.",
             ("route", "model", "version"),
             buckets=TOKENS_PER_S_BUCKETS,
             registry=r,
         )
-        self.token_usage = Histogram(
+        self.token_usage = self._fast_histogram(
             "modelyard_token_usage",
             "Tokens per request as reported by the engine, token_type = input | output (gen_ai.client.token.usage)."
             " Use rate(..._sum) for tokens per second.",
@@ -120,7 +121,7 @@ class GatewayMetrics:
             buckets=TOKEN_BUCKETS,
             registry=r,
         )
-        self.cost = Counter(
+        self.cost = self._fast_counter(
             "modelyard_cost_usd",
             "Estimated cost in US dollars, from the model's price_input_per_1k / price_output_per_1k tags.",
             ("route", "model", "version"),
@@ -144,6 +145,26 @@ class GatewayMetrics:
             ("engine", "model", "version"),
             registry=r,
         )
+
+    @staticmethod
+    def _fast_counter(
+        name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
+    ) -> FastCounter:
+        counter = FastCounter(name, documentation, labelnames)
+        registry.register(counter)
+        return counter
+
+    @staticmethod
+    def _fast_histogram(
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> FastHistogram:
+        histogram = FastHistogram(name, documentation, labelnames, buckets)
+        registry.register(histogram)
+        return histogram
 
     def observe(self, record: RequestRecord) -> None:
         key = (record.route, record.model, record.version, record.endpoint)
