@@ -28,8 +28,8 @@ log = logging.getLogger("modelyard.request_log")
 @dataclass(frozen=True)
 class RequestLogSettings:
     capacity: int = 10_000  # records waiting for the database before new ones are dropped (and counted)
-    batch_size: int = 500
-    flush_interval_s: float = 0.5
+    batch_size: int = 2000  # fewer, larger transactions: the per-batch cost is a commit and a thread hop
+    flush_interval_s: float = 1.0
     retention_days: float = 30.0
     body_retention_days: float = 7.0
     retention_check_s: float = 3600.0
