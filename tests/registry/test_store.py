@@ -237,3 +237,18 @@ def test_migrations_are_idempotent_and_revision_tracks_events(
     assert store.revision() == 0
     _register(store, checker, gguf_file(1))
     assert store.revision() == store.snapshot().revision == 3
+
+
+def test_model_details_change_with_an_event_while_versions_stay(
+    store: RegistryStore, checker: IntegrityChecker, gguf_file: GGUF
+) -> None:
+    from modelyard.registry.store import ModelDetails
+
+    _register(store, checker, gguf_file(1), description="old", tags={"team": "a"})
+    updated = store.update_model("tiny", ModelDetails(tags={"team": "a", "price_input_per_1k": "0.001"}), "eve")
+    assert dict(updated.tags) == {"team": "a", "price_input_per_1k": "0.001"} and updated.description == "old"
+    event = store.events("tiny")[-1]
+    assert (event.kind, event.actor) == ("model_updated", "eve")
+    assert event.detail["tags"]["from"] == {"team": "a"}
+    with pytest.raises(NotFound):
+        store.update_model("nope", ModelDetails(owner="x"), "eve")

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from modelyard.api.admin_schemas import CardQuery, MoveAlias, Promote, RegisterVersion, Rollback
+from modelyard.api.admin_schemas import CardQuery, MoveAlias, Promote, RegisterVersion, Rollback, UpdateModel
 from modelyard.api.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_error
 from modelyard.deploy.reconciler import Reconciler
 from modelyard.errors import APIError, method_not_allowed, not_found_route
@@ -29,7 +29,7 @@ from modelyard.registry.errors import RegistryError
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.references import check_alias_name, parse_ref
 from modelyard.registry.registration import Declared, register_file
-from modelyard.registry.store import RegistryStore
+from modelyard.registry.store import ModelDetails, RegistryStore
 from modelyard.store.database import StoreUnavailable
 
 PREFIX = "/admin/"
@@ -59,7 +59,7 @@ class AdminAPI:
             (re.compile(rf"^/admin/models/{_NAME}/rollback$"), {"POST": self._rollback}),
             (re.compile(rf"^/admin/models/{_NAME}/card$"), {"GET": self._card}),
             (re.compile(rf"^/admin/models/{_NAME}/events$"), {"GET": self._events}),
-            (re.compile(rf"^/admin/models/{_NAME}$"), {"GET": self._get_model}),
+            (re.compile(rf"^/admin/models/{_NAME}$"), {"GET": self._get_model, "PATCH": self._update_model}),
             (re.compile(r"^/admin/models$"), {"GET": self._list_models, "POST": self._register}),
             (re.compile(r"^/admin/serving$"), {"GET": self._serving}),
             (re.compile(r"^/admin/requests$"), {"GET": self._list_requests}),
@@ -190,6 +190,13 @@ class AdminAPI:
         )
         self._reconciler.poke()
         return 201, version.to_json()
+
+    async def _update_model(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        body = validate(decode_object(await read_body(receive, scope, _BODY_LIMIT)), UpdateModel)
+        details = ModelDetails(body.description, body.owner, body.tags)
+        model = await asyncio.to_thread(self._store.update_model, params["name"], details, _actor(scope))
+        self._reconciler.poke()  # prices live in tags
+        return 200, model.to_json()
 
     async def _move_alias(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
         body = validate(decode_object(await read_body(receive, scope, _BODY_LIMIT)), MoveAlias)

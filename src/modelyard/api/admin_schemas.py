@@ -27,6 +27,14 @@ class RegisterVersion(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     alias: str | None = None
 
 
+class UpdateModel(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Replace a model's description, owner or whole tag set; omitted fields stay as they are."""
+
+    description: str | None = None
+    owner: str | None = None
+    tags: dict[str, str] | None = None
+
+
 class MoveAlias(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     version: Version
     expected_version: Version | None = None  # compare-and-set: refuse with 409 if the alias moved meanwhile

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from modelyard import __version__
-from modelyard.api.admin_schemas import MoveAlias, Promote, RegisterVersion, Rollback
+from modelyard.api.admin_schemas import MoveAlias, Promote, RegisterVersion, Rollback, UpdateModel
 from modelyard.gateway.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 _REF = "#/components/schemas/{name}"
@@ -134,7 +134,16 @@ def _params(*names: str) -> list[dict[str, Any]]:
 
 def openapi_document() -> dict[str, Any]:
     _, request_schemas = msgspec.json.schema_components(
-        [ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RegisterVersion, MoveAlias, Promote, Rollback],
+        [
+            ChatCompletionRequest,
+            CompletionRequest,
+            EmbeddingRequest,
+            RegisterVersion,
+            UpdateModel,
+            MoveAlias,
+            Promote,
+            Rollback,
+        ],
         ref_template=_REF,
     )
     admin = {"tags": ["admin"]}
@@ -162,7 +171,14 @@ def openapi_document() -> dict[str, Any]:
             ),
         },
         "/admin/models/{name}": {
-            "get": _op("A model with its versions and aliases", "RegisteredModel", parameters=name, **admin)
+            "get": _op("A model with its versions and aliases", "RegisteredModel", parameters=name, **admin),
+            "patch": _op(
+                "Change description, owner or tags (e.g. prices)",
+                "RegisteredModel",
+                "UpdateModel",
+                parameters=name,
+                **admin,
+            ),
         },
         "/admin/models/{name}/versions/{version}": {
             "get": _op("One version", "ModelVersion", parameters=name_version, **admin)

@@ -29,7 +29,7 @@ from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.quantize import QuantizeError, requantize
 from modelyard.registry.references import PRODUCTION, parse_ref, parse_version_number
 from modelyard.registry.registration import Declared, register_file
-from modelyard.registry.store import RegistryStore
+from modelyard.registry.store import ModelDetails, RegistryStore
 from modelyard.store.database import StoreUnavailable
 
 models_app = typer.Typer(no_args_is_help=True, help="The model registry: versions, aliases, promotion, cards.")
@@ -167,6 +167,27 @@ def show(
             _print_json(version.to_json())
         else:
             _out().print(version_table(version))
+
+
+@models_app.command("update")
+def update(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    description: Annotated[str | None, typer.Option(help="New description.")] = None,
+    owner: Annotated[str | None, typer.Option(help="New owner.")] = None,
+    tag: Annotated[list[str], typer.Option("--tag", help="KEY=VALUE to set, repeatable.")] = [],  # noqa: B006
+    remove_tag: Annotated[list[str], typer.Option("--remove-tag", help="KEY to remove, repeatable.")] = [],  # noqa: B006
+    actor: ActorOption = None,
+) -> None:
+    """Change a model's description, owner or tags (e.g. price_input_per_1k / price_output_per_1k for cost)."""
+    with _registry() as (store, _):
+        tags = None
+        if tag or remove_tag:
+            tags = {**store.get_model(name).tags, **(_parse_tags(tag) or {})}
+            for key in remove_tag:
+                tags.pop(key, None)
+        model = store.update_model(name, ModelDetails(description, owner, tags), _actor(actor))
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(model.tags.items())) or "no tags"
+        _out().print(f"{model.name}: owner {model.owner or '—'}; {shown}")
 
 
 @models_app.command("alias")

@@ -56,6 +56,15 @@ class NewVersion:
     alias: str | None = None  # point this alias at the new version in the same transaction
 
 
+@dataclass(frozen=True)
+class ModelDetails:
+    """The mutable part of a registered model; ``None`` leaves a field as it is."""
+
+    description: str | None = None
+    owner: str | None = None
+    tags: dict[str, str] | None = None
+
+
 class RegistryStore:
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -272,6 +281,13 @@ class RegistryStore:
             session.flush()
             return _version_record(version)
 
+    def update_model(self, name: str, details: ModelDetails, actor: str) -> ModelRecord:
+        """Change a model's description, owner or tags (versions never change); recorded as ``model_updated``."""
+        with self.database.transaction() as session:
+            model = _lock_model(session, name)
+            _update_details(session, model, details, actor, utcnow())
+        return self.get_model(name)
+
     def record_integrity_failure(self, name: str, number: int, error: str, actor: str) -> None:
         with self.database.transaction() as session:
             model = _load_model(session, name)
@@ -377,7 +393,8 @@ def _set_alias(
     return AliasMove(model.name, alias, previous, version.number, event.id)
 
 
-def _update_details(session: Session, model: RegisteredModel, new: NewVersion, actor: str, now: Any) -> None:
+def _update_details(session: Session, model: RegisteredModel, new: Any, actor: str, now: Any) -> None:
+    """Apply the non-None ``description``/``owner``/``tags`` of ``new``; one ``model_updated`` event if any changed."""
     changes: dict[str, Any] = {}
     for field_name in ("description", "owner", "tags"):
         value = getattr(new, field_name)
