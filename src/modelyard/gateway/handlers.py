@@ -113,7 +113,7 @@ class InferenceHandlers:
         )
         response_headers = [(b"x-request-id", request_id), (b"x-modelyard-trace-id", record.trace_id.encode())]
         status = 500
-        self._metrics.in_flight.inc()
+        self._metrics.in_flight += 1
         try:
             body = await read_body(receive, scope, self._limits.max_body_bytes)
             payload = decode_object(body)
@@ -160,7 +160,7 @@ class InferenceHandlers:
             with contextlib.suppress(Exception):
                 await send_error(send, internal_error(record.request_id), response_headers)
         finally:
-            self._metrics.in_flight.dec()
+            self._metrics.in_flight -= 1
             record.status = status
             if status == CLIENT_CLOSED and not record.error_type:
                 record.error_type = "client_closed"

@@ -127,7 +127,10 @@ class GatewayMetrics:
             ("route", "model", "version"),
             registry=r,
         )
-        self.in_flight = Gauge("modelyard_requests_in_flight", "Inference requests being processed.", registry=r)
+        self.in_flight = 0  # a plain int on the hot path, read by the gauge at scrape time
+        Gauge("modelyard_requests_in_flight", "Inference requests being processed.", registry=r).set_function(
+            lambda: self.in_flight
+        )
         self.upstream_retries = Counter(
             "modelyard_upstream_retries",
             "Engine calls retried on a fresh connection because a pooled one had been closed by the engine.",
