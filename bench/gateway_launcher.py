@@ -26,9 +26,8 @@ from modelyard.gateway.proxy import Proxy
 from modelyard.gateway.upstream_client import UpstreamClientSettings, create_session
 from modelyard.observability.logs import configure_logging
 from modelyard.observability.metrics import GatewayMetrics
-from modelyard.observability.observers import RequestObservers
-from modelyard.observability.request_lines import RequestLineWriter
-from modelyard.observability.request_log import RequestLogSettings, RequestLogWriter
+from modelyard.observability.observers import ObservabilityOptions, RequestObservers
+from modelyard.observability.request_log import RequestLogSettings
 from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.server import GatewayServer, bind_listener, gateway_config
 from modelyard.settings import ServeSettings
@@ -77,15 +76,18 @@ class RemoteRuntime:
             {u.name: ServedModel(name=u.name, upstream=u, version=1, created=created) for u in upstreams}
         )
         self._proxy = Proxy(self.metrics)
-        self.request_log: RequestLogWriter | None = None
+        store = None
         if request_log is not None:
             database = Database(f"sqlite:///{request_log}")
             migrate.upgrade(database)
-            self.request_log = RequestLogWriter(RequestLogStore(database), self.metrics, RequestLogSettings())
-        self.lines = RequestLineWriter(log_format) if log_requests else None
-        observers = RequestObservers(self.metrics, log_requests=log_requests, sink=self.request_log, lines=self.lines)
-        if not observe:  # "the same build with watching off": no metrics, log line or request-log row per request
-            observers = _Unobserved()  # type: ignore[assignment]
+            store = RequestLogStore(database)
+        options = ObservabilityOptions(
+            log_requests=log_requests,
+            log_format=log_format,
+            request_log=RequestLogSettings() if store is not None else None,
+        )
+        self.observers = RequestObservers.build(self.metrics, options, store)
+        observers = self.observers if observe else _Unobserved()  # "watching off": nothing per request
         self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits, observers)
         for upstream in upstreams:
             self.metrics.engine_state_changed(upstream.name, upstream.name, "1", True, 0)
@@ -106,16 +108,10 @@ class RemoteRuntime:
 
     async def start(self) -> None:
         self._proxy.session = create_session(UpstreamClientSettings())
-        if self.request_log is not None:
-            await self.request_log.start()
-        if self.lines is not None:
-            await self.lines.start()
+        await self.observers.start()
 
     async def stop(self) -> None:
-        if self.request_log is not None:
-            await self.request_log.stop()
-        if self.lines is not None:
-            await self.lines.stop()
+        await self.observers.stop()
         if self._proxy.session is not None:
             await self._proxy.session.close()
 

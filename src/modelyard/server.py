@@ -24,11 +24,12 @@ from modelyard.engines.supervisor import RestartPolicy
 from modelyard.gateway.handlers import RequestLimits
 from modelyard.observability.body_policy import BodyPolicy
 from modelyard.observability.metrics import GatewayMetrics
+from modelyard.observability.observers import ObservabilityOptions
 from modelyard.observability.request_log import RequestLogSettings
 from modelyard.observability.tracing import otlp_endpoint
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
-from modelyard.runtime import ObservabilityOptions, Runtime
+from modelyard.runtime import Runtime
 from modelyard.settings import ServeSettings
 from modelyard.store.database import describe_url
 

@@ -22,9 +22,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from modelyard.observability.fast_metrics import CounterChild, FastCounter, FastHistogram
-from modelyard.observability.request_record import UNKNOWN, RequestRecord
-
-UNKNOWN_MODEL = UNKNOWN
+from modelyard.observability.request_record import RequestRecord
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
 TTFT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20)

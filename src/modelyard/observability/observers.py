@@ -7,34 +7,71 @@ bounded queue).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+import asyncio
+from dataclasses import dataclass, field
 
 from modelyard.observability.body_policy import BodyPolicy
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.request_lines import RequestLineWriter
+from modelyard.observability.request_log import RequestLogSettings, RequestLogWriter
+from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.request_record import RequestRecord
+from modelyard.observability.tracing import SpanExporter
 
 
-class RecordSink(Protocol):
-    def offer(self, record: RequestRecord) -> None: ...
+@dataclass(frozen=True)
+class ObservabilityOptions:
+    log_requests: bool = True
+    log_format: str = "text"
+    request_log: RequestLogSettings | None = field(default_factory=RequestLogSettings)  # None: not stored
+    bodies: BodyPolicy = field(default_factory=BodyPolicy)
+    otlp_endpoint: str | None = None  # export spans over OTLP/HTTP; None: no spans, no SDK loaded
 
 
 class RequestObservers:
+    """Owns every per-request observer and the background writers behind them (started and stopped together)."""
+
     def __init__(
         self,
         metrics: GatewayMetrics,
-        log_requests: bool = True,
-        sink: RecordSink | None = None,
-        bodies: BodyPolicy | None = None,
-        spans: Callable[[RequestRecord], None] | None = None,
         lines: RequestLineWriter | None = None,
+        request_log: RequestLogWriter | None = None,
+        bodies: BodyPolicy | None = None,
+        spans: SpanExporter | None = None,
     ) -> None:
-        self._spans = spans
         self._metrics = metrics
-        self.lines = lines if log_requests and RequestLineWriter.wanted() else None
-        self.sink = sink
-        self._bodies = bodies if sink is not None and bodies is not None else BodyPolicy()
+        self.lines = lines
+        self.request_log = request_log
+        self.spans = spans
+        self._bodies = bodies if request_log is not None and bodies is not None else BodyPolicy()
+
+    @classmethod
+    def build(
+        cls, metrics: GatewayMetrics, options: ObservabilityOptions, requests: RequestLogStore | None
+    ) -> RequestObservers:
+        lines = None
+        if options.log_requests and RequestLineWriter.wanted():
+            lines = RequestLineWriter(options.log_format)
+        request_log = None
+        if options.request_log is not None and requests is not None:
+            request_log = RequestLogWriter(requests, metrics, options.request_log)
+        spans = SpanExporter(options.otlp_endpoint) if options.otlp_endpoint else None
+        return cls(metrics, lines=lines, request_log=request_log, bodies=options.bodies, spans=spans)
+
+    async def start(self) -> None:
+        if self.request_log is not None:
+            await self.request_log.start()
+        if self.lines is not None:
+            await self.lines.start()
+
+    async def stop(self) -> None:
+        """Write what is queued; the span exporter flushes its last batch from a thread."""
+        if self.request_log is not None:
+            await self.request_log.stop()
+        if self.lines is not None:
+            await self.lines.stop()
+        if self.spans is not None:
+            await asyncio.to_thread(self.spans.shutdown)
 
     def keep_bodies(self, route: str, request_id: str) -> bool:
         """Whether this request's bodies go to the request log (never when there is no request log)."""
@@ -44,7 +81,7 @@ class RequestObservers:
         self._metrics.observe(record)
         if self.lines is not None:
             self.lines.offer(record)
-        if self.sink is not None:
-            self.sink.offer(record)
-        if self._spans is not None:
-            self._spans(record)
+        if self.request_log is not None:
+            self.request_log.offer(record)
+        if self.spans is not None:
+            self.spans(record)

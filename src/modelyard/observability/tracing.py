@@ -39,10 +39,6 @@ def parse_traceparent(traceparent: bytes | None) -> tuple[str, str | None]:
     return os.urandom(16).hex(), None
 
 
-def trace_id_from(traceparent: bytes | None) -> str:
-    return parse_traceparent(traceparent)[0]
-
-
 def otlp_endpoint(explicit: str | None) -> str | None:
     if explicit:
         return explicit
