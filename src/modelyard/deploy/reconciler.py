@@ -24,8 +24,11 @@ from modelyard.deploy.routes import (
     CatalogInputs,
     build_catalog,
     desired_instances,
+    instance_index,
     instance_name,
+    instances_to_retire,
     resolve_deployments,
+    version_key,
     versions_of,
 )
 from modelyard.engines.llamacpp_build import EngineBuild
@@ -209,7 +212,7 @@ class Reconciler:
         ]
         if launched and not initial:
             await self._settle(launched)
-        ready = {_version_key(name) for name, engine in self.engines.items() if engine.ready}
+        ready = {version_key(name) for name, engine in self.engines.items() if engine.ready}
         before = self._registry_routes
         routes = choose_routes(plan, ready, before, hold=not initial)
         self.catalog = build_catalog(
@@ -227,18 +230,15 @@ class Reconciler:
         )
         self._registry_routes = routes
         self.revision = snapshot.revision
-        held = set(routes.values())
-        for name in sorted(self.engines):
-            key, index = _version_key(name), _instance_index(name)
-            if key not in held and index >= wanted.get(key, 0):
-                self._retire(name)
+        for name in instances_to_retire(self.engines, wanted, set(routes.values())):
+            self._retire(name)
         self._forget_unused_remotes()
         if routes != before:
             names = {r: k for r, k in routes.items() if "@" not in r and ":" not in r}
             log.info("serving registry revision %d: %s", snapshot.revision, names or "nothing")
 
     def _replicas_of(self, key: str) -> tuple[Replica, ...]:
-        names = sorted((n for n in self.engines if _version_key(n) == key), key=_instance_index)
+        names = sorted((n for n in self.engines if version_key(n) == key), key=instance_index)
         return tuple(self._replicas[n] for n in names)
 
     def _remote_replica(self, url: str, target: TargetSpec) -> Replica:
@@ -260,7 +260,7 @@ class Reconciler:
         binary = self._build.binary("llama-server")
         log_path = engine_log_path(self._log_dir, version)
         if name != version.key:
-            log_path = log_path.with_name(f"{log_path.stem}-r{_instance_index(name) + 1}{log_path.suffix}")
+            log_path = log_path.with_name(f"{log_path.stem}-r{instance_index(name) + 1}{log_path.suffix}")
         engine = EngineSupervisor(
             name=name,
             command=lambda port: config.argv(binary, port),
@@ -331,16 +331,7 @@ class Reconciler:
             self._on_nothing_servable(engine.failure or f"engine {engine.name} failed")
 
 
-def _version_key(instance: str) -> str:
-    return instance.split("#", 1)[0]
-
-
-def _instance_index(instance: str) -> int:
-    _, _, replica = instance.partition("#")
-    return int(replica) - 1 if replica else 0
-
-
 def _labels(instance: str) -> tuple[str, str]:
     """(model, version) metric labels of an engine instance name such as ``gemma:1`` or ``gemma:1#2``."""
-    model, _, version = _version_key(instance).rpartition(":")
+    model, _, version = version_key(instance).rpartition(":")
     return model, version

@@ -7,7 +7,7 @@ reconciler does the I/O around them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass
 
 from modelyard.deploy.plan import ServingPlan
@@ -106,6 +106,24 @@ def desired_instances(plan: ServingPlan, resolved: Mapping[str, list[ResolvedTar
 def instance_name(version_key: str, index: int) -> str:
     """``gemma:1`` for the first process of a version, ``gemma:1#2`` … for further replicas."""
     return version_key if index == 0 else f"{version_key}#{index + 1}"
+
+
+def version_key(instance: str) -> str:
+    return instance.split("#", 1)[0]
+
+
+def instance_index(instance: str) -> int:
+    _, _, replica = instance.partition("#")
+    return int(replica) - 1 if replica else 0
+
+
+def instances_to_retire(running: Iterable[str], wanted: Mapping[str, int], held: Set[str]) -> list[str]:
+    """Engine processes neither wanted (beyond a version's replica count) nor still receiving held traffic."""
+    return sorted(
+        name
+        for name in running
+        if version_key(name) not in held and instance_index(name) >= wanted.get(version_key(name), 0)
+    )
 
 
 def versions_of(resolved: Mapping[str, list[ResolvedTarget]]) -> dict[str, VersionRecord]:

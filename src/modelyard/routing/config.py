@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 import msgspec
@@ -28,6 +28,7 @@ _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/@:-]{0,255}$")
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+_T = TypeVar("_T")
 Fail = Callable[[str, str], "DeploymentsError"]
 
 
@@ -129,22 +130,49 @@ def parse_deployments(text: str, source: str = "<deployments>") -> DeploymentsSp
         data = {}
     if not isinstance(data, dict):
         raise DeploymentsError(source, "", f"the top level must be a mapping with 'routes', got {type(data).__name__}")
-    try:
-        spec = msgspec.convert(data, DeploymentsSpec)
-    except msgspec.ValidationError as exc:
-        raise _from_validation_error(source, str(exc)) from None
+    unknown = sorted(set(data) - {"routes"})
+    if unknown:
+        raise DeploymentsError(source, unknown[0], "unknown key (the top level has 'routes')")
+    routes = _mapping(source, "routes", data.get("routes") or {})
+    spec = DeploymentsSpec({name: _convert_route(source, str(name), value) for name, value in routes.items()})
     for name, route in spec.routes.items():
         check_route(source, name, route)
     return spec
 
 
-def _from_validation_error(source: str, message: str) -> DeploymentsError:
+def _mapping(source: str, path: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DeploymentsError(source, path, f"Expected `object`, got `{type(value).__name__}`")
+    return value
+
+
+def _convert_route(source: str, name: str, value: object) -> RouteSpec:
+    """Route by route and target by target, so that errors name the keys (msgspec reports mapping keys as
+    ``[...]``)."""
+    at = f"routes.{name}"
+    data = _mapping(source, at, value)
+    targets = _mapping(source, f"{at}.targets", data.get("targets") or {})
+    converted = {str(t): _convert(source, f"{at}.targets.{t}", v, TargetSpec) for t, v in targets.items()}
+    route = _convert(source, at, {**data, "targets": {}}, RouteSpec)
+    return msgspec.structs.replace(route, targets=converted)
+
+
+def _convert(source: str, path: str, value: object, kind: type[_T]) -> _T:
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as exc:
+        raise _from_validation_error(source, path, str(exc)) from None
+
+
+def _from_validation_error(source: str, base: str, message: str) -> DeploymentsError:
     problem, _, where = message.partition(" - at `")
-    path = where.rstrip("`").removeprefix("$").lstrip(".")
-    path = re.sub(r"^\.", "", path)
+    inner = where.rstrip("`").removeprefix("$")
+    path = base + inner if inner.startswith("[") or not inner else f"{base}{inner}"
     problem = problem.replace("Object contains unknown field", "unknown key")
     problem = problem.replace("Object missing required field", "missing required key")
-    return DeploymentsError(source, path, problem)
+    if problem.startswith("Invalid enum value") and path.endswith(".balancing"):
+        problem += f" (expected one of: {', '.join(get_args(Balancing))})"
+    return DeploymentsError(source, path.replace("[...]", ""), problem)
 
 
 def check_route(source: str, name: str, route: RouteSpec) -> None:
