@@ -104,7 +104,7 @@ class RouteTarget:
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 2  # a registry id retries once on another replica (if it has one)
-    deadline_s: float = 600.0
+    deadline_s: float | None = None  # None: no limit (a whole answer can take minutes to generate)
     first_byte_timeout_s: float | None = None
     on_status: frozenset[int] = frozenset({500, 502, 503, 504})
 

@@ -10,6 +10,7 @@ replica's circuit breaker (routing/breaker.py); an ejected replica gets no attem
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,7 +75,7 @@ class Proxy:
         assert self.session is not None, "Proxy used before Runtime.start() opened its session"
         route, record = call.route, call.record
         policy = route.policy.retry
-        deadline = time.monotonic() + policy.deadline_s
+        deadline = math.inf if policy.deadline_s is None else time.monotonic() + policy.deadline_s
         tried: set[int] = set()
         last_error: APIError | None = None
         previous: RouteTarget | None = None
@@ -125,9 +126,11 @@ class Proxy:
         policy = call.route.policy.retry
         upstream = replica.upstream
         served = target.served
-        timeout = deadline - time.monotonic()
+        timeout: float | None = deadline - time.monotonic()
         if policy.first_byte_timeout_s is not None:
             timeout = min(timeout, policy.first_byte_timeout_s)
+        if timeout == math.inf:
+            timeout = None
         started = time.monotonic()
         upstream.active_requests += 1
         response: UpstreamResponse | None = None
@@ -141,7 +144,7 @@ class Proxy:
                         self._metrics.upstream_retries.inc(response.attempts - 1)
                     first = await self._first_piece(call, target, response)
             except TimeoutError:
-                reason = f"no answer within {timeout:.1f} s"
+                reason = f"no answer within {timeout or 0:.1f} s"
                 raise _AttemptFailed(engine_unavailable(served.key, upstream.retry_after_s(), reason)) from None
             except OSError as exc:
                 reason = f"connection failed: {exc}"
