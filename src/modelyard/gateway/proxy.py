@@ -89,8 +89,10 @@ class Proxy:
                 tried.add(id(replica))
                 if record.attempts:
                     self._routing.retried(route.name, target.name)
-                    if previous is not None and previous is not target:
-                        self._routing.fell_back(route.name, previous.name, target.name)
+                if previous is not target and target_index != call.order[0]:
+                    # down the chain: after failed attempts, or because the chosen target had no usable replica
+                    origin = previous or route.targets[call.order[0]]
+                    self._routing.fell_back(route.name, origin.name, target.name)
                 previous = target
                 record.attempts += 1
                 _name_target(call, target)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -89,9 +89,12 @@ class RequestLogStore:
             statement = select(RequestLogRow).where(
                 RequestLogRow.request_id.in_(ids), RequestLogRow.shadow_of.is_(None)
             )
-            # Same arrival time as the copy: the lookup stays on the received_at index.
+            # A copy carries its primary's arrival time: the lookup stays within a range of the received_at index.
             moments = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in times]
-            statement = statement.where(RequestLogRow.received_at.in_(moments))
+            statement = statement.where(
+                RequestLogRow.received_at >= min(moments) - timedelta(seconds=1),
+                RequestLogRow.received_at <= max(moments) + timedelta(seconds=1),
+            )
             primaries = {row.request_id: _as_dict(row, query.with_bodies) for row in session.scalars(statement)}
         return [{"primary": primaries.get(row["shadow_of"]), "shadow": row} for row in shadows]
 
