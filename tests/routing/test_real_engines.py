@@ -71,6 +71,7 @@ def test_two_real_engines_behind_one_route(
     canary = run(gateway.url, 400, lambda i: chat("canary", max_tokens=1), concurrency=8)
     assert canary.failed == 0, canary.error_bodies
     assert abs(canary.targets["q2"] / 400 - 0.10) < 0.05, canary.targets
+    print(f"canary 90/10 over 400 requests: {dict(canary.targets)}")
 
     user = lambda i: f"user-{i % 30}"  # noqa: E731
     sticky = run(gateway.url, 120, lambda i: chat("ab", max_tokens=1, user=user(i)), key=user, concurrency=8)
@@ -98,6 +99,10 @@ def test_two_real_engines_behind_one_route(
     os.kill(_engine_pid(gateway, "gemma-3-270m:2"), signal.SIGKILL)
     load.join()
     result = results[0]
+    print(
+        f"500 requests, q2 engine killed: statuses {dict(result.statuses)} targets {dict(result.targets)} "
+        f"attempts {dict(result.attempts)}"
+    )
     assert result.failed == 0, (result.statuses, result.errors, result.error_bodies)
     assert sum(result.statuses.values()) == 500
     assert result.targets["q2"] > 0 and result.targets["q4"] > result.targets["q2"]
