@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import orjson
@@ -99,6 +100,11 @@ class RouteTarget:
     @property
     def available(self) -> bool:
         return any(r.usable for r in self.replicas)
+
+    @cached_property
+    def headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """The response headers naming this target (encoded once, not per request)."""
+        return ((b"x-modelyard-target", self.name.encode()), (b"x-modelyard-model-version", self.served.key.encode()))
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,9 @@ class Proxy:
 
     def _pick(self, route: Route, target: RouteTarget, tried: set[int], affinity_key: str | None) -> Replica | None:
         replicas = target.replicas
+        if len(replicas) == 1:  # the common case (one engine per version): nothing to balance
+            only = replicas[0]
+            return only if only.usable and id(only) not in tried else None
         views = [
             ReplicaView(r.name, r.usable and id(r) not in tried, r.upstream.active_requests, r.latency_ewma_s)
             for r in replicas
@@ -196,8 +199,7 @@ def _name_target(call: ProxyCall, target: RouteTarget) -> None:
     record.version = "" if served.version is None else str(served.version)
     headers = call.response_headers
     del headers[call.fixed_headers :]
-    headers.append((b"x-modelyard-target", target.name.encode()))
-    headers.append((b"x-modelyard-model-version", served.key.encode()))
+    headers.extend(target.headers)
 
 
 def _unavailable_reason(target: RouteTarget) -> str:
