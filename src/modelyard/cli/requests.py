@@ -117,3 +117,45 @@ def export_requests(
         raise _fail(str(exc), 3) from None
     if str(out) != "-":
         Console(stderr=True).print(f"wrote {count} requests to {out}")
+
+
+@requests_app.command("shadow")
+def shadow_pairs(
+    route: Route = None,
+    since: Since = None,
+    until: Until = None,
+    limit: Annotated[int, typer.Option(help="Newest N copies.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Shadow copies side by side with their primaries: target, status, latency, tokens, whether outputs match."""
+    try:
+        query = build_query(_filters(route=route, since=since, until=until, limit=limit))
+        pairs = _open().shadow_pairs(query)
+    except QueryError as exc:
+        raise _fail(str(exc), 2) from None
+    except StoreUnavailable as exc:
+        raise _fail(str(exc), 3) from None
+    if as_json:
+        sys.stdout.write(json.dumps(pairs, indent=2) + "\n")
+        return
+    table = Table(title=f"Shadow comparisons (newest {len(pairs)})", title_justify="left")
+    for column in ("When (UTC)", "Route", "Primary", "Shadow", "Status", "ms", "Out tokens", "Match", "Similarity"):
+        table.add_column(column, overflow="fold")
+    for pair in pairs:
+        primary, shadow = pair["primary"] or {}, pair["shadow"]
+        similarity = shadow.get("similarity")
+        table.add_row(
+            shadow["received_at"][:23].replace("T", " "),
+            shadow["route"],
+            primary.get("target", "—"),
+            shadow["target"],
+            f"{primary.get('status', '—')} / {shadow['status']}",
+            f"{primary.get('duration_ms', 0):.0f} / {shadow['duration_ms']:.0f}",
+            f"{primary.get('completion_tokens', '—')} / {shadow['completion_tokens']}",
+            {True: "yes", False: "no", None: "—"}[shadow.get("outputs_match")],
+            f"{similarity:.2f}" if similarity is not None else "—",
+        )
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console.width = 160
+    console.print(table)
