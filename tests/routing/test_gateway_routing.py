@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -119,6 +123,11 @@ routes:
     assert pair["shadow"]["outputs_match"] is True  # the mock answers the same text
     assert pair["shadow"]["duration_ms"] > 2000 > pair["primary"]["duration_ms"]
     assert pair["shadow"]["completion_tokens"] == pair["primary"]["completion_tokens"]
+    env = {**os.environ, "MODELYARD_DATA_DIR": str(routing_gateway.log_path.parent)}
+    command = [sys.executable, "-m", "modelyard", "requests", "shadow", "--route", "mirrored", "--json"]
+    listed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == 40
     deadline = time.monotonic() + 10
     while _metric(routing_gateway, "modelyard_shadow_requests_total", route="mirrored-failing") < 40:
         assert time.monotonic() < deadline
