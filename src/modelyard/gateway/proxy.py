@@ -141,13 +141,11 @@ class Proxy:
         response: UpstreamResponse | None = None
         try:
             try:
-                async with asyncio.timeout(timeout):
-                    response = await self.session.post(
-                        upstream.base_url + call.path, call.body_for(target), replica.auth_header
-                    )
-                    if response.attempts > 1:
-                        self._metrics.upstream_retries.inc(response.attempts - 1)
-                    first = await self._first_piece(call, target, response)
+                if timeout is None:  # no deadline: skip the timer (the common case for registry ids)
+                    response, first = await self._open(call, target, replica)
+                else:
+                    async with asyncio.timeout(timeout):
+                        response, first = await self._open(call, target, replica)
             except TimeoutError:
                 reason = f"no answer within {timeout or 0:.1f} s"
                 raise _AttemptFailed(engine_unavailable(served.key, upstream.retry_after_s(), reason)) from None
@@ -171,6 +169,19 @@ class Proxy:
             upstream.active_requests -= 1
             if response is not None:
                 response.release()
+
+    async def _open(self, call: ProxyCall, target: RouteTarget, replica: Replica) -> tuple[UpstreamResponse, bytes]:
+        """Send the request and read up to the first piece of the answer (closing the connection on failure)."""
+        assert self.session is not None
+        body = call.body_for(target)
+        response = await self.session.post(replica.upstream.base_url + call.path, body, replica.auth_header)
+        if response.attempts > 1:
+            self._metrics.upstream_retries.inc(response.attempts - 1)
+        try:
+            return response, await self._first_piece(call, target, response)
+        except BaseException:
+            response.close()
+            raise
 
     async def _first_piece(self, call: ProxyCall, target: RouteTarget, response: UpstreamResponse) -> bytes:
         """The whole body of a JSON or error answer, or the first piece of a stream; a retryable status fails
