@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from evals.fake_gateway import fake_gateway
 from modelyard.evals.client import GatewayClient, UnknownTarget
 from modelyard.evals.compare import compare_runs
 from modelyard.evals.dataset import load_dataset
@@ -16,8 +17,6 @@ from modelyard.evals.records import RunRecord
 from modelyard.evals.reports import render_html, render_markdown
 from modelyard.evals.runner import RunOptions, run_suite
 from modelyard.evals.suite import load_suite
-
-from evals.fake_gateway import fake_gateway
 
 SUITE = """
 name: capitals
@@ -95,11 +94,11 @@ def test_cached_mode_rescores_without_calling_the_model(write_suite: Callable[..
 
 
 def test_an_unavailable_gateway_aborts_the_run_instead_of_scoring_it(write_suite: Callable[..., Path]) -> None:
-    record, calls = execute(write_suite(SUITE, CASES), "down")
+    record, _calls = execute(write_suite(SUITE, CASES), "down")
     assert record.status == "aborted" and "could not serve 'down' after 2 attempts" in (record.abort_reason or "")
     assert not record.threshold_met and len(record.cases) < len(CASES)
 
 
 def test_an_unknown_target_is_named(write_suite: Callable[..., Path]) -> None:
-    with pytest.raises(UnknownTarget, match="unknown target 'nope': the gateway at .* serves good, flaky"):
+    with pytest.raises(UnknownTarget, match=r"unknown target 'nope': the gateway at .* serves good, flaky"):
         execute(write_suite(SUITE, CASES), "nope")
