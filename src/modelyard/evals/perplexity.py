@@ -176,4 +176,4 @@ def _tail(output: str, lines: int = 12) -> str:
 
 
 def _unescape(label: str) -> str:
-    return label.replace("\\", "").replace(r"\s+", " ")
+    return label.replace(r"\s+", " ").replace("\\", "")
