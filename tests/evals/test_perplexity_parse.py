@@ -31,6 +31,6 @@ def test_unreadable_output_and_too_few_tokens_are_explained() -> None:
     truncated = (DATA / "perplexity-kld.txt").read_text().split("====== KL divergence")[0]
     with pytest.raises(PerplexityError, match="printed no 'Mean KLD' line"):
         parse_kl_divergence(truncated)
-    with pytest.raises(PerplexityError, match="score only 63 tokens.*use --chunks 2"):
+    with pytest.raises(PerplexityError, match=r"score only 63 tokens.*use --chunks 2"):
         check_sizes(128, 1)
     check_sizes(128, 2)
