@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import MODEL
@@ -60,22 +61,32 @@ def lab(tmp_path_factory: pytest.TempPathFactory, engine_build: object, default_
         gateway.stop()
 
 
-def test_quant_report_shows_q2k_clearly_worse_and_q4km_equal_to_itself(lab) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def quant_reports(lab) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    """``eval quant`` of :1 against :2 (Q2_K) and against itself, as a user runs it: stored against the candidate."""
     env, _gateway, text = lab
-    started = time.monotonic()
-    result = cli(env, "eval", "quant", "--base", V1, "--candidate", V2, "--text", str(text),
-                 "--ctx-size", "128", "--chunks", "4", "--json")  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    q2k = json.loads(result.stdout)
-    print(f"\nQ4_K_M vs Q2_K in {time.monotonic() - started:.0f} s:", json.dumps({k: q2k[k] for k in (
-        "ppl_base", "ppl_candidate", "ppl_ratio", "kld_mean", "kld_p99", "top_token_agreement")}))  # fmt: skip
+    reports = {}
+    for candidate in (V2, V1):
+        started = time.monotonic()
+        result = cli(env, "eval", "quant", "--base", V1, "--candidate", candidate, "--text", str(text),
+                     "--ctx-size", "128", "--chunks", "4", "--json")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        reports[candidate] = json.loads(result.stdout)
+        keys = ("ppl_base", "ppl_candidate", "ppl_ratio", "kld_mean", "kld_p99", "top_token_agreement")
+        shown = json.dumps({k: reports[candidate][k] for k in keys})
+        print(f"\n{V1} vs {candidate} in {time.monotonic() - started:.0f} s: {shown}")
+    return reports
+
+
+def test_quant_report_shows_q2k_clearly_worse_and_q4km_equal_to_itself(lab, quant_reports) -> None:  # type: ignore[no-untyped-def]
+    env, _gateway, _text = lab
+    q2k = quant_reports[V2]
     assert q2k["candidate"] == V2 and q2k["base"] == V1
     assert q2k["ppl_ratio"] > 1.3 and q2k["ppl_candidate"] > q2k["ppl_base"]
     assert q2k["kld_mean"] > 0.2 and q2k["kld_p99"] > q2k["kld_mean"]
     assert q2k["top_token_agreement"] < 0.85
 
-    same = json.loads(cli(env, "eval", "quant", "--base", V1, "--candidate", V1, "--text", str(text),
-                          "--ctx-size", "128", "--chunks", "4", "--json").stdout)  # fmt: skip
+    same = quant_reports[V1]
     assert same["ppl_ratio"] == pytest.approx(1.0, abs=0.01) and same["kld_mean"] < 0.01
     assert same["top_token_agreement"] > 0.97
 
@@ -164,13 +175,9 @@ def test_bad_input_is_a_clear_message_and_records_nothing(lab, tmp_path: Path) -
     assert run["status"] == "complete" and run["summary"]["errors"] >= 1
 
 
-def test_gates_block_q2k_and_let_q4km_pass_and_force_is_recorded(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    env, _gateway, text = lab
-    reports = {}
-    for version in (V1, V2):
-        quant = cli(env, "eval", "quant", "--base", V1, "--candidate", version, "--text", str(text),
-                    "--ctx-size", "128", "--chunks", "2", "--json")  # fmt: skip
-        reports[version] = json.loads(quant.stdout)
+def test_gates_block_q2k_and_let_q4km_pass_and_force_is_recorded(lab, quant_reports, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env, gateway, _text = lab
+    reports = quant_reports
     gates = tmp_path / "gates.yaml"
     gates.write_text("gates:\n  - {type: ppl_ratio, max: 1.05, name: ppl-vs-base}\n  - {type: kld_mean, max: 0.05}\n"
                      "  - {type: no_regression, suite: smoke}\n")  # fmt: skip
@@ -187,6 +194,17 @@ def test_gates_block_q2k_and_let_q4km_pass_and_force_is_recorded(lab, tmp_path: 
     same = cli(env, "models", "promote", MODEL, "1")
     assert same.returncode == 0, same.stderr
     assert "✓ ppl-vs-base: PPL ratio" in same.stdout
+
+    api = httpx.put(f"{gateway.url}/admin/models/{MODEL}/aliases/production", json={"version": 2}, timeout=30)
+    assert api.status_code == 409, api.text
+    error = api.json()["error"]
+    assert error["code"] == "promotion_gate_failed" and "PPL ratio" in error["message"]
+    api = httpx.post(f"{gateway.url}/admin/models/{MODEL}/promote", json={"version": 2, "force": True},
+                     headers={"x-modelyard-actor": "api-release"}, timeout=30)  # fmt: skip
+    assert api.status_code == 200, api.text
+    event = json.loads(cli(env, "models", "show", MODEL, "--json").stdout)["events"][-1]
+    assert (event["actor"], event["to_version"], event["detail"]["forced"]) == ("api-release", 2, True)
+    assert cli(env, "models", "rollback", MODEL).returncode == 0
 
     forced = cli(env, "models", "promote", MODEL, "2", "--force", "--actor", "release-manager")
     assert forced.returncode == 0 and "forced" in forced.stderr
