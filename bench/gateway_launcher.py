@@ -15,20 +15,24 @@ Run it with the product's own interpreter so the gateway uses exactly the produc
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 from pathlib import Path
 
 from modelyard.api.app import ModelyardApp
-from modelyard.gateway.catalog import ModelCatalog, ServedModel
+from modelyard.gateway.catalog import ModelCatalog, Replica, Route, RouteTarget, ServedModel
+from modelyard.gateway.decide import RouteDecider
 from modelyard.gateway.handlers import InferenceHandlers, RequestLimits
 from modelyard.gateway.proxy import Proxy
+from modelyard.gateway.shadow import ShadowMirror
 from modelyard.gateway.upstream_client import UpstreamClientSettings, create_session
 from modelyard.observability.logs import configure_logging
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import ObservabilityOptions, RequestObservers
 from modelyard.observability.request_log import RequestLogSettings
 from modelyard.observability.request_log_store import RequestLogStore
+from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.server import GatewayServer, bind_listener, gateway_config
 from modelyard.settings import ServeSettings
 from modelyard.store import migrate
@@ -72,10 +76,13 @@ class RemoteRuntime:
         self.metrics = GatewayMetrics()
         self._upstreams = upstreams
         created = int(time.time())
-        self._catalog = ModelCatalog(
-            {u.name: ServedModel(name=u.name, upstream=u, version=1, created=created) for u in upstreams}
-        )
-        self._proxy = Proxy(self.metrics)
+        routes = {}
+        for u in upstreams:
+            served = ServedModel(name=u.name, version=1, created=created)
+            routes[u.name] = Route(u.name, (RouteTarget(served.key, served, (Replica(u.name, u),)),))
+        self._catalog = ModelCatalog(routes)
+        routing = RoutingMetrics(self.metrics.registry)
+        self._proxy = Proxy(self.metrics, routing)
         store = None
         if request_log is not None:
             database = Database(f"sqlite:///{request_log}")
@@ -88,7 +95,10 @@ class RemoteRuntime:
         )
         self.observers = RequestObservers.build(self.metrics, options, store)
         observers = self.observers if observe else _Unobserved()  # "watching off": nothing per request
-        self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits, observers)
+        shadow = ShadowMirror(lambda: self._proxy.session, routing, observers.shadow, random.random)
+        self.handlers = InferenceHandlers(
+            self.catalog, self._proxy, self.metrics, limits, observers, RouteDecider(routing), shadow
+        )
         for upstream in upstreams:
             self.metrics.engine_state_changed(upstream.name, upstream.name, "1", True, 0)
         self.metrics.watch_engine_load(lambda: [(u.name, u.name, "1", u.active_requests) for u in upstreams])
@@ -122,6 +132,9 @@ class _Unobserved:
 
     def keep_bodies(self, route: str, request_id: str) -> bool:
         return False
+
+    def shadow(self, record: object) -> None:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ class MockSettings:
     token_rate: float = 0.0  # streamed tokens per second per request; 0 = no pacing
     default_tokens: int = 16  # completion length when the request sets no max_tokens
     model: str = "mock-model"
+    fail_status: int = 0  # answer every request (health included) with this status: a sick upstream for tests
 
 
 def _status_line(status: int) -> bytes:
@@ -182,7 +183,10 @@ class MockProtocol(asyncio.Protocol):
         method = self._parser.get_method()
         keep_alive = self._parser.should_keep_alive()
         path = self._url.split(b"?", 1)[0]
-        if method == b"GET" and path == b"/health":
+        if self._settings.fail_status:
+            body = b'{"error":{"message":"injected failure","type":"server_error"}}'
+            self._answer(json_response(self._settings.fail_status, body, keep_alive), keep_alive)
+        elif method == b"GET" and path == b"/health":
             self._answer(json_response(200, b'{"status":"ok"}', keep_alive), keep_alive)
         elif method == b"GET" and path == b"/v1/models":
             body = orjson.dumps({"object": "list", "data": [{"id": self._settings.model, "object": "model"}]})
@@ -263,8 +267,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token-rate", type=float, default=0.0, help="streamed tokens/s per request (0: unpaced)")
     parser.add_argument("--tokens", type=int, default=16, help="completion tokens when max_tokens is not set")
     parser.add_argument("--model", default="mock-model")
+    parser.add_argument("--fail-status", type=int, default=0, help="answer everything with this HTTP status")
     args = parser.parse_args(argv)
-    settings = MockSettings(args.latency_ms, args.token_rate, args.tokens, args.model)
+    settings = MockSettings(args.latency_ms, args.token_rate, args.tokens, args.model, args.fail_status)
     uvloop.run(serve(args.host, args.port, settings))
 
 

@@ -84,3 +84,17 @@ def postgres_schema() -> Iterator[str]:
         with admin.engine.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def q2k_model_path(engine_build: EngineBuild, default_model_path: Path) -> Path:
+    """The default model re-quantized to Q2_K (made once, kept in the cache dir next to the default model)."""
+    from modelyard.registry.quantize import requantize
+
+    path = paths.cache_dir() / "test-artifacts" / "gemma-3-270m-Q2_K.gguf"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        requantize(engine_build.binary("llama-quantize"), default_model_path, partial, "Q2_K", threads=os.cpu_count())
+        partial.replace(path)
+    return path

@@ -8,16 +8,23 @@ from the ASGI lifespan so that every resource lives inside the loop that serves 
 from __future__ import annotations
 
 import logging
+import random
+from pathlib import Path
 
 from modelyard.api.admin import AdminAPI
+from modelyard.deploy.deployments import DeploymentsManager
 from modelyard.deploy.reconciler import Reconciler
+from modelyard.gateway.breaker_probe import BreakerProber
 from modelyard.gateway.catalog import ModelCatalog
+from modelyard.gateway.decide import RouteDecider
 from modelyard.gateway.handlers import InferenceHandlers, RequestLimits
 from modelyard.gateway.proxy import Proxy
+from modelyard.gateway.shadow import ShadowMirror
 from modelyard.gateway.upstream_client import UpstreamClientSettings, create_session
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import ObservabilityOptions, RequestObservers
 from modelyard.observability.request_log_store import RequestLogStore
+from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
 
@@ -33,22 +40,36 @@ class Runtime:
         metrics: GatewayMetrics,
         limits: RequestLimits,
         options: ObservabilityOptions | None = None,
+        deployments_path: Path | None = None,
+        default_deployments_path: Path | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.reconciler = reconciler
-        self._proxy = Proxy(self.metrics)
+        routing = RoutingMetrics(metrics.registry)
+        self._proxy = Proxy(self.metrics, routing)
         requests = RequestLogStore(store.database)
         self.observers = RequestObservers.build(metrics, options or ObservabilityOptions(), requests)
-        self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits, self.observers)
+        self.shadow = ShadowMirror(lambda: self._proxy.session, routing, self.observers.shadow, random.random)
+        decider = RouteDecider(routing)
+        self.handlers = InferenceHandlers(
+            self.catalog, self._proxy, self.metrics, limits, self.observers, decider, self.shadow
+        )
         metrics.watch_engine_load(reconciler.engine_load)
-        self.admin: AdminAPI | None = AdminAPI(store, checker, reconciler, requests)
+        routing.watch_replicas(lambda: [(r.name, r.breaker.ejected) for r in self.catalog().replicas()])
+        self._prober = BreakerProber(lambda: self.catalog().replicas(), routing)
+        self.deployments = DeploymentsManager(
+            reconciler, routing, deployments_path, default_deployments_path or Path("deployments.yaml")
+        )
+        self.deployments.load_initial()
+        self.admin: AdminAPI | None = AdminAPI(store, checker, reconciler, requests, self.deployments)
 
     def catalog(self) -> ModelCatalog:
         return self.reconciler.catalog
 
     def describe(self) -> dict[str, object]:
         described = self.reconciler.describe()
+        described["deployments"] = self.deployments.status()
         if self.observers.request_log is not None:
             described["request_log"] = {"queued": self.observers.request_log.depth()}
         return described
@@ -64,8 +85,13 @@ class Runtime:
         self._proxy.session = create_session(UpstreamClientSettings())
         await self.observers.start()
         await self.reconciler.start()
+        await self.deployments.start()
+        await self._prober.start()
 
     async def stop(self) -> None:
+        await self.deployments.stop()
+        await self._prober.stop()
+        await self.shadow.stop()
         await self.reconciler.stop()
         await self.observers.stop()
         if self._proxy.session is not None:

@@ -152,7 +152,16 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         bodies=BodyPolicy.parse(settings.request_log_bodies),
         otlp_endpoint=otlp_endpoint(settings.otlp_endpoint),
     )
-    runtime = Runtime(store, checker, reconciler, metrics, limits, observability)
+    runtime = Runtime(
+        store,
+        checker,
+        reconciler,
+        metrics,
+        limits,
+        observability,
+        deployments_path=settings.deployments_path,
+        default_deployments_path=paths.data_dir() / "deployments.yaml",
+    )
     app = ModelyardApp(runtime)
     config = gateway_config(app, settings)
     server = GatewayServer(config, on_exit_requested=app.begin_drain)

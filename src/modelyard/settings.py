@@ -41,6 +41,7 @@ class ServeSettings:
     request_log_body_retention_days: float = 7.0
     request_log_bodies: tuple[str, ...] = ()  # ROUTE_GLOB=RATE rules; bodies are kept only where one matches
     otlp_endpoint: str | None = None  # else OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; neither: no spans
+    deployments_path: Path | None = None  # the deployments file (--config); None: registry ids only
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from modelyard.deploy.plan import choose_routes, engines_to_retire, serving_plan
+from modelyard.deploy.plan import choose_routes, serving_plan
+from modelyard.deploy.routes import desired_instances, instances_to_retire
 from modelyard.registry.card import model_card, render_markdown
 from modelyard.registry.errors import InvalidRequest
 from modelyard.registry.records import AliasRecord, EventRecord, ModelRecord, RegistrySnapshot, VersionRecord
@@ -105,11 +106,12 @@ def test_traffic_stays_on_the_old_version_until_the_new_one_is_ready() -> None:
 
     loading = choose_routes(plan, ready={"gemma:1"}, previous=previous)
     assert loading["gemma"] == "gemma:1" and loading["gemma@production"] == "gemma:1"
-    assert engines_to_retire({"gemma:1", "gemma:2"}, plan, loading) == set()
+    wanted = desired_instances(plan, {})
+    assert instances_to_retire({"gemma:1", "gemma:2"}, wanted, set(loading.values())) == []
 
     switched = choose_routes(plan, ready={"gemma:1", "gemma:2"}, previous=previous)
     assert switched["gemma"] == "gemma:2"
-    assert engines_to_retire({"gemma:1", "gemma:2"}, plan, switched) == {"gemma:1"}
+    assert instances_to_retire({"gemma:1", "gemma:2"}, wanted, set(switched.values())) == ["gemma:1"]
 
     first_start = choose_routes(plan, ready=set(), previous={}, hold=False)
     assert first_start["gemma"] == "gemma:2"  # nothing to hold on to: route and answer 503 until ready

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import orjson
 
-from modelyard.gateway.catalog import ModelCatalog, ServedModel
+from modelyard.gateway.catalog import ModelCatalog, Replica, Route, RouteTarget, ServedModel
 
 
 class StaticUpstream:
@@ -22,9 +22,13 @@ class StaticUpstream:
         return {"name": self.name}
 
 
+def _route(name: str, version: int) -> Route:
+    served = ServedModel("gemma", version=version)
+    return Route(name, (RouteTarget(served.key, served, (Replica(served.key, StaticUpstream(served.key)),)),))
+
+
 def test_every_id_resolves_to_its_version_and_is_listed() -> None:
-    v1 = ServedModel("gemma", StaticUpstream("gemma:1"), version=1)
-    v2 = ServedModel("gemma", StaticUpstream("gemma:2"), version=2)
+    v1, v2 = _route("gemma", 1), _route("gemma@canary", 2)
     catalog = ModelCatalog({"gemma": v1, "gemma@production": v1, "gemma:1": v1, "gemma@canary": v2, "gemma:2": v2})
     assert catalog.resolve("gemma") is v1
     assert catalog.resolve("gemma@canary") is v2
@@ -33,7 +37,7 @@ def test_every_id_resolves_to_its_version_and_is_listed() -> None:
         ["gemma", "gemma@production", "gemma:1", "gemma@canary", "gemma:2"]
     )
     assert catalog.routes()["gemma@canary"] == "gemma:2"
-    assert {s.key for s in catalog.served()} == {"gemma:1", "gemma:2"}
+    assert {u.name for u in catalog.upstreams()} == {"gemma:1", "gemma:2"}
     assert orjson.loads(catalog.get_body("gemma:2") or b"")["id"] == "gemma:2"
     assert catalog.get_body("gemma:3") is None
 
@@ -43,3 +47,15 @@ def test_unserved_ids_carry_their_reason() -> None:
     assert catalog.resolve("gemma:3") is None
     assert catalog.explain("gemma:3") == "Version 3 of 'gemma' is archived."
     assert catalog.explain("nothing") is None
+
+
+def test_an_ejected_replica_is_not_usable_until_a_probe_readmits_it() -> None:
+    replica = Replica("r1", StaticUpstream("r1"))
+    assert replica.usable
+    from modelyard.routing.breaker import BreakerPolicy, after_failure, after_probe
+
+    policy = BreakerPolicy(failures=2, cooldown_s=1)
+    replica.breaker = after_failure(after_failure(replica.breaker, 0.0, policy), 0.0, policy)
+    assert not replica.usable
+    replica.breaker = after_probe(replica.breaker, True, 1.0, policy)
+    assert replica.usable

@@ -19,6 +19,7 @@ import orjson
 
 from modelyard.api.admin_schemas import CardQuery, MoveAlias, Promote, RegisterVersion, Rollback, UpdateModel
 from modelyard.api.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_error
+from modelyard.deploy.deployments import DeploymentsManager
 from modelyard.deploy.reconciler import Reconciler
 from modelyard.errors import APIError, method_not_allowed, not_found_route
 from modelyard.evals.gates import gates_to_json, parse_gates
@@ -33,6 +34,7 @@ from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.references import check_alias_name, parse_ref
 from modelyard.registry.registration import Declared, register_file
 from modelyard.registry.store import ModelDetails, RegistryStore
+from modelyard.routing.config import DeploymentsError
 from modelyard.store.database import StoreUnavailable
 
 PREFIX = "/admin/"
@@ -44,8 +46,14 @@ Handler = Callable[[Scope, Receive, dict[str, str]], Awaitable[tuple[int, Any]]]
 
 class AdminAPI:
     def __init__(
-        self, store: RegistryStore, checker: IntegrityChecker, reconciler: Reconciler, requests: RequestLogStore
+        self,
+        store: RegistryStore,
+        checker: IntegrityChecker,
+        reconciler: Reconciler,
+        requests: RequestLogStore,
+        deployments: DeploymentsManager,
     ) -> None:
+        self._deployments = deployments
         self._store = store
         self._checker = checker
         self._reconciler = reconciler
@@ -71,6 +79,8 @@ class AdminAPI:
             (re.compile(r"^/admin/serving$"), {"GET": self._serving}),
             (re.compile(r"^/admin/requests$"), {"GET": self._list_requests}),
             (re.compile(r"^/admin/requests/export$"), {"GET": self._export_requests}),
+            (re.compile(r"^/admin/shadow$"), {"GET": self._shadow_pairs}),
+            (re.compile(r"^/admin/deployments$"), {"GET": self._get_deployments, "PUT": self._put_deployments}),
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -180,7 +190,25 @@ class AdminAPI:
 
         return 200, Ndjson(await asyncio.to_thread(lines))
 
+    async def _shadow_pairs(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        query = build_query(_query_params(scope))
+        pairs = await asyncio.to_thread(self._requests.shadow_pairs, query)
+        return 200, {"object": "list", "data": pairs}
+
+    async def _get_deployments(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        text = await asyncio.to_thread(self._deployments.current_text)
+        return 200, {**self._deployments.status(), "config": text, "serving": self._reconciler.catalog.routes()}
+
     # -- writes -----------------------------------------------------------------------------------------------
+
+    async def _put_deployments(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        """The whole deployments file (YAML or JSON) as the body: validated and applied, or refused as a whole."""
+        body = await read_body(receive, scope, _BODY_LIMIT)
+        try:
+            status = await self._deployments.replace(body.decode(errors="replace"), _actor(scope))
+        except DeploymentsError as exc:
+            raise APIError(400, str(exc), code="invalid_deployments", param=exc.path or None) from None
+        return 200, status
 
     async def _register(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
         body = validate(decode_object(await read_body(receive, scope, _BODY_LIMIT)), RegisterVersion)

@@ -132,6 +132,10 @@ def _params(*names: str) -> list[dict[str, Any]]:
     return [{"name": n, "in": "path", "required": True, "schema": kinds.get(n, {"type": "string"})} for n in names]
 
 
+def _query(*names: str) -> list[dict[str, Any]]:
+    return [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}} for n in names]
+
+
 def openapi_document() -> dict[str, Any]:
     _, request_schemas = msgspec.json.schema_components(
         [
@@ -214,6 +218,46 @@ def openapi_document() -> dict[str, Any]:
         },
         "/admin/serving": {
             "get": _op("What this gateway serves now: routes, engines, registry revision", None, **admin)
+        },
+        "/admin/requests": {
+            "get": _op(
+                "Stored request log, newest first (filters: route, model, version, status, since, until, limit, "
+                "shadow, bodies)",
+                None,
+                parameters=_query("route", "model", "version", "status", "since", "until", "limit", "shadow", "bodies"),
+                **admin,
+            )
+        },
+        "/admin/requests/export": {
+            "get": _op(
+                "The request log as JSON lines (same filters; everything unless limit is given)",
+                None,
+                parameters=_query("route", "model", "version", "status", "since", "until", "limit", "shadow", "bodies"),
+                **admin,
+            )
+        },
+        "/admin/shadow": {
+            "get": _op(
+                "Shadow copies side by side with their primaries (same filters as /admin/requests)",
+                None,
+                parameters=_query("route", "since", "until", "limit", "bodies"),
+                **admin,
+            )
+        },
+        "/admin/deployments": {
+            "get": _op(
+                "The deployments file, when it was applied, the last refusal and what each route serves", None, **admin
+            ),
+            "put": {
+                **_op("Replace the whole deployments file: validated, applied atomically, then saved", None, **admin),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/yaml": {"schema": {"type": "string"}},
+                        "application/json": {"schema": {"type": "object"}},
+                    },
+                },
+            },
         },
         "/health": {"get": _op("Liveness", None, tags=["operations"])},
         "/ready": {"get": _op("Readiness (503 until every served engine is ready)", None, tags=["operations"])},

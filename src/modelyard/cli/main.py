@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from modelyard import __version__, paths
+from modelyard.cli.deployments import deployments_app
 from modelyard.cli.evals import eval_app
 from modelyard.cli.gates import gates_app
 from modelyard.cli.models import models_app
@@ -23,6 +24,7 @@ from modelyard.observability.logs import configure_logging
 from modelyard.registry.bootstrap import ensure_default_registered, ensure_file_registered, open_registry
 from modelyard.registry.default_model import ModelAssemblyError, ensure_default_model
 from modelyard.registry.errors import RegistryError
+from modelyard.routing.config import DeploymentsError, load_deployments
 from modelyard.settings import ServeSettings, SettingsError
 from modelyard.store.database import StoreUnavailable, describe_url
 
@@ -33,6 +35,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
 models_app.add_typer(gates_app, name="gates")
 app.add_typer(requests_app, name="requests")
+app.add_typer(deployments_app, name="deployments")
 db_app = typer.Typer(no_args_is_help=True, help="The registry database (SQLite by default, or PostgreSQL).")
 app.add_typer(db_app, name="db")
 
@@ -172,6 +175,14 @@ def serve(
         str | None,
         typer.Option(envvar="MODELYARD_OTLP_ENDPOINT", help="OTLP/HTTP endpoint for traces (or OTEL_EXPORTER_OTLP_*)."),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="MODELYARD_DEPLOYMENTS",
+            help="Deployments file (routes, targets, policies); hot-reloaded.",
+        ),
+    ] = None,
 ) -> None:
     """Serve a model through the OpenAI-compatible gateway (builds the engine and model on first run)."""
     from modelyard.server import PortInUseError, run_gateway  # imported late: `modelyard engine` stays fast
@@ -202,7 +213,10 @@ def serve(
             request_log_body_retention_days=request_log_body_retention_days,
             request_log_bodies=tuple(request_log_bodies),
             otlp_endpoint=otlp_endpoint,
+            deployments_path=config.expanduser().absolute() if config is not None else None,
         )
+        if settings.deployments_path is not None:
+            load_deployments(settings.deployments_path)  # a bad file fails in a second, before any engine starts
         if model is not None:
             model_path = model.expanduser().absolute()
             check_gguf(model_path)  # before any build, so a wrong path fails in a second
@@ -217,6 +231,8 @@ def serve(
         build = _prepare_engine(console)
         code = run_gateway(settings, build, store, checker)
     except (SettingsError, BuildError, SourceError, ModelAssemblyError, ModelFileError, PortInUseError) as exc:
+        raise _fail(str(exc)) from None
+    except DeploymentsError as exc:
         raise _fail(str(exc)) from None
     except StoreUnavailable as exc:
         raise _fail(f"{exc}. Check MODELYARD_DATABASE_URL.") from None

@@ -79,8 +79,3 @@ def choose_routes(plan: ServingPlan, ready: Set[str], previous: Mapping[str, str
         else:
             chosen[route] = key
     return chosen
-
-
-def engines_to_retire(running: Set[str], plan: ServingPlan, routes: Mapping[str, str]) -> set[str]:
-    """Engines neither wanted by the plan nor still receiving traffic."""
-    return set(running) - set(plan.versions) - set(routes.values())

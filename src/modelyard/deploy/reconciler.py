@@ -12,22 +12,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 from modelyard.deploy.engine_settings import EngineSettings, engine_log_path, llama_server_config
-from modelyard.deploy.plan import ServingPlan, choose_routes, engines_to_retire, serving_plan
+from modelyard.deploy.plan import choose_routes, serving_plan
+from modelyard.deploy.routes import (
+    CatalogInputs,
+    build_catalog,
+    desired_instances,
+    instance_index,
+    instance_name,
+    instances_to_retire,
+    resolve_deployments,
+    version_key,
+    versions_of,
+)
 from modelyard.engines.llamacpp_build import EngineBuild
 from modelyard.engines.supervisor import EngineState, EngineSupervisor, LaunchRefused, RestartPolicy
-from modelyard.gateway.catalog import ModelCatalog, ServedModel
+from modelyard.gateway.catalog import ModelCatalog, Replica
+from modelyard.gateway.remote import RemoteUpstream
 from modelyard.observability.engine_metrics import relabel
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.registry.integrity import ArtifactIntegrityError, IntegrityChecker
 from modelyard.registry.pricing import model_prices
 from modelyard.registry.records import RegistrySnapshot, VersionRecord
 from modelyard.registry.store import RegistryStore
+from modelyard.routing.config import DeploymentsSpec, TargetSpec
 from modelyard.store.database import StoreUnavailable
 
 log = logging.getLogger("modelyard.deploy")
@@ -64,7 +78,13 @@ class Reconciler:
         self.draining: dict[str, EngineSupervisor] = {}
         self.revision = -1
         self.registry_error: str | None = None
-        self._versions: dict[str, VersionRecord] = {}
+        self._versions: dict[str, VersionRecord] = {}  # version key → record, for every engine instance
+        self._replicas: dict[str, Replica] = {}  # engine instance name or remote URL → its replica
+        self._registry_routes: dict[str, str] = {}  # registry id → version key, as last published
+        self._snapshot: RegistrySnapshot | None = None
+        self._apply_lock = asyncio.Lock()
+        self.deployments = DeploymentsSpec()
+        self.deployments_source = "<none>"
         self._prices: dict[str, tuple[float, float]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -76,7 +96,9 @@ class Reconciler:
         """Read the registry and start every engine it asks for; the catalog routes to them at once (they
         answer 503 until ready, and /ready says so), instead of holding start-up until all are loaded."""
         snapshot = await asyncio.to_thread(self._store.snapshot)
-        await self._apply(snapshot, initial=True)
+        resolve_deployments(snapshot, self.deployments, self.deployments_source, strict=True)
+        async with self._apply_lock:
+            await self._apply(snapshot, initial=True)
         self._task = asyncio.create_task(self._loop(), name="registry-reconciler")
 
     async def stop(self) -> None:
@@ -89,6 +111,20 @@ class Reconciler:
         everything = [*self.engines.values(), *self.draining.values()]
         await asyncio.gather(*(engine.stop() for engine in everything), return_exceptions=True)
 
+    async def apply_deployments(self, spec: DeploymentsSpec, source: str) -> None:
+        """Serve a new deployments file: refused as a whole (:class:`DeploymentsError`) if a reference does not
+        resolve; else new engines are started and ready before the new routes reach them."""
+        async with self._apply_lock:
+            snapshot = self._snapshot or await asyncio.to_thread(self._store.snapshot)
+            resolve_deployments(snapshot, spec, source, strict=True)
+            previous = self.deployments, self.deployments_source
+            self.deployments, self.deployments_source = spec, source
+            try:
+                await self._apply(snapshot, initial=False)
+            except BaseException:
+                self.deployments, self.deployments_source = previous
+                raise
+
     def poke(self) -> None:
         """Apply registry changes now rather than at the next poll (the admin API calls this after a write)."""
         self._wake.set()
@@ -98,7 +134,7 @@ class Reconciler:
     @property
     def ready(self) -> bool:
         """Ready when something serves and nothing that serves is still starting or restarting."""
-        serving = [s.upstream for s in self.catalog.served()]
+        serving = self.catalog.upstreams()
         return any(u.ready for u in serving) and all(
             u.ready or getattr(u, "state", None) == EngineState.FAILED for u in serving
         )
@@ -110,7 +146,7 @@ class Reconciler:
         labelled = []
         for engine, text in zip(engines, texts, strict=True):
             if text:
-                model, _, version = engine.name.rpartition(":")
+                model, version = _labels(engine.name)
                 labelled.append(({"engine": engine.name, "model": model, "version": version}, text))
         return relabel(labelled)
 
@@ -118,7 +154,7 @@ class Reconciler:
         """(engine, model, version, in-flight requests) for every running or retiring engine."""
         rows = []
         for engine in [*self.engines.values(), *self.draining.values()]:
-            model, _, version = engine.name.rpartition(":")
+            model, version = _labels(engine.name)
             rows.append((engine.name, model, version, engine.active_requests))
         return rows
 
@@ -155,40 +191,86 @@ class Reconciler:
                 log.info("registry reachable again")
                 self.registry_error = None
             try:
-                await self._apply(snapshot, initial=False)
+                async with self._apply_lock:
+                    await self._apply(snapshot, initial=False)
             except Exception:
                 log.exception("applying registry revision %d failed; still serving the previous one", snapshot.revision)
 
     async def _apply(self, snapshot: RegistrySnapshot, initial: bool) -> None:
+        self._snapshot = snapshot
         plan = serving_plan(snapshot)
+        resolved = resolve_deployments(snapshot, self.deployments, self.deployments_source, strict=False)
         self._prices = {name: model_prices(model) for name, model in snapshot.models.items()}
-        launched = [self._launch(version) for key, version in plan.versions.items() if key not in self.engines]
+        versions = {**plan.versions, **versions_of(resolved)}
+        self._versions.update(versions)
+        wanted = desired_instances(plan, resolved)
+        launched = [
+            self._launch(versions[key], instance_name(key, index))
+            for key, count in wanted.items()
+            for index in range(count)
+            if instance_name(key, index) not in self.engines
+        ]
         if launched and not initial:
             await self._settle(launched)
-        ready = {key for key, engine in self.engines.items() if engine.ready}
-        before = self.catalog.routes()
+        ready = {version_key(name) for name, engine in self.engines.items() if engine.ready}
+        before = self._registry_routes
         routes = choose_routes(plan, ready, before, hold=not initial)
-        self._publish(plan, routes)
+        self.catalog = build_catalog(
+            CatalogInputs(
+                plan=plan,
+                registry_routes=routes,
+                versions=self._versions,
+                replicas_of=self._replicas_of,
+                remote_replica=self._remote_replica,
+                prices=self._prices,
+                embeddings=self._engine_settings.embeddings,
+                spec=self.deployments,
+                resolved=resolved,
+            )
+        )
+        self._registry_routes = routes
         self.revision = snapshot.revision
-        for key in sorted(engines_to_retire(set(self.engines), plan, routes)):
-            self._retire(key)
+        for name in instances_to_retire(self.engines, wanted, set(routes.values())):
+            self._retire(name)
+        self._forget_unused_remotes()
         if routes != before:
             names = {r: k for r, k in routes.items() if "@" not in r and ":" not in r}
             log.info("serving registry revision %d: %s", snapshot.revision, names or "nothing")
 
-    def _launch(self, version: VersionRecord) -> EngineSupervisor:
+    def _replicas_of(self, key: str) -> tuple[Replica, ...]:
+        names = sorted((n for n in self.engines if version_key(n) == key), key=instance_index)
+        return tuple(self._replicas[n] for n in names)
+
+    def _remote_replica(self, url: str, target: TargetSpec) -> Replica:
+        replica = self._replicas.get(url)
+        if replica is None:
+            token = os.environ.get(target.api_key_env, "") if target.api_key_env else ""
+            header = f"Authorization: Bearer {token}\r\n".encode() if token else b""
+            replica = self._replicas[url] = Replica(url, RemoteUpstream(url), header)
+        return replica
+
+    def _forget_unused_remotes(self) -> None:
+        used = {id(r) for r in self.catalog.replicas()}
+        for name, replica in list(self._replicas.items()):
+            if isinstance(replica.upstream, RemoteUpstream) and id(replica) not in used:
+                del self._replicas[name]
+
+    def _launch(self, version: VersionRecord, name: str) -> EngineSupervisor:
         config = llama_server_config(version, self._engine_settings)
         binary = self._build.binary("llama-server")
+        log_path = engine_log_path(self._log_dir, version)
+        if name != version.key:
+            log_path = log_path.with_name(f"{log_path.stem}-r{instance_index(name) + 1}{log_path.suffix}")
         engine = EngineSupervisor(
-            name=version.key,
+            name=name,
             command=lambda port: config.argv(binary, port),
-            log_path=engine_log_path(self._log_dir, version),
+            log_path=log_path,
             policy=self._policy,
             on_change=self._engine_changed,
             pre_launch=partial(self._verify_artifact, version),
         )
-        self.engines[version.key] = engine
-        self._versions[version.key] = version
+        self.engines[name] = engine
+        self._replicas[name] = Replica(name, engine)
         engine.start()
         return engine
 
@@ -211,26 +293,9 @@ class Reconciler:
         if not result.from_cache:
             log.info("verified %s sha256 in %.1f s", version.key, time.monotonic() - started)
 
-    def _publish(self, plan: ServingPlan, routes: dict[str, str]) -> None:
-        served: dict[str, ServedModel] = {}
-        for key in set(routes.values()):
-            version = self._versions[key]
-            price_in, price_out = self._prices.get(version.model, (0.0, 0.0))
-            served[key] = ServedModel(
-                name=version.model,
-                upstream=self.engines[key],
-                version=version.number,
-                created=int(version.created_at.timestamp()),
-                embeddings=self._engine_settings.embeddings,
-                price_input_per_1k=price_in,
-                price_output_per_1k=price_out,
-            )
-        unrouted = {i: why for i, why in plan.unrouted.items() if i not in routes}
-        self.catalog = ModelCatalog({route: served[key] for route, key in routes.items()}, unrouted)
-
     def _retire(self, key: str) -> None:
         engine = self.engines.pop(key)
-        self._versions.pop(key, None)
+        self._replicas.pop(key, None)
         self.draining[key] = engine
         task = asyncio.create_task(self._drain(key, engine), name=f"drain-{key}")
         self._drains.add(task)
@@ -252,15 +317,21 @@ class Reconciler:
         if self.draining.get(key) is engine:
             del self.draining[key]
         if key not in self.engines:  # not re-launched meanwhile
-            model, _, version = key.rpartition(":")
+            model, version = _labels(key)
             self._metrics.engine_retired(key, model, version)
         log.info("engine %s drained and stopped", key)
 
     def _engine_changed(self, engine: EngineSupervisor) -> None:
-        model, _, version = engine.name.rpartition(":")
+        model, version = _labels(engine.name)
         self._metrics.engine_state_changed(engine.name, model, version, engine.ready, engine.restarts)
         if engine.state != EngineState.FAILED or self._on_nothing_servable is None:
             return
-        serving = [s.upstream for s in self.catalog.served()]
+        serving = self.catalog.upstreams()
         if engine in serving and all(getattr(u, "state", None) == EngineState.FAILED for u in serving):
             self._on_nothing_servable(engine.failure or f"engine {engine.name} failed")
+
+
+def _labels(instance: str) -> tuple[str, str]:
+    """(model, version) metric labels of an engine instance name such as ``gemma:1`` or ``gemma:1#2``."""
+    model, _, version = version_key(instance).rpartition(":")
+    return model, version

@@ -1,17 +1,25 @@
 """The gateway's in-memory view of what it serves.
 
-A catalog is an immutable snapshot mapping every model id a client may send (``name``, ``name@alias``,
-``name:version``) to the engine that serves it. The control plane builds a new one and swaps it in, so a request
-that already resolved its model keeps a consistent view and lookups are one dictionary read, with no lock.
+A catalog is an immutable snapshot mapping every model id a client may send to a :class:`Route`: the registry's
+own ids (``name``, ``name@alias``, ``name:version``, one target each) and the routes of the deployments file
+(several weighted targets, each with replicas, and the route's policies). The control plane builds a new one and
+swaps it in, so a request that already resolved its route keeps a consistent view, and a lookup is one
+dictionary read with no lock.
+
+:class:`Replica` objects outlive catalogs: the same upstream keeps its breaker state and latency average when a
+reload builds a new catalog around it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
+
+from modelyard.routing.breaker import CLOSED, BreakerPolicy, BreakerState
+from modelyard.routing.complexity import ComplexityScorer
 
 
 class Upstream(Protocol):
@@ -35,8 +43,7 @@ class Upstream(Protocol):
 
 @dataclass(frozen=True)
 class ServedModel:
-    name: str  # the registered model's name: the bounded label metrics use
-    upstream: Upstream
+    name: str  # the registered model's name (or a remote target's model name): the bounded label metrics use
     version: int | None = None
     created: int = 0
     owned_by: str = "modelyard"
@@ -50,30 +57,148 @@ class ServedModel:
         return self.name if self.version is None else f"{self.name}:{self.version}"
 
 
+class Replica:
+    """One upstream of a target plus what balancing and ejection learn about it (mutated on the hot path by
+    plain attribute writes, read by pure decision functions)."""
+
+    __slots__ = ("auth_header", "breaker", "breaker_policy", "latency_ewma_s", "name", "upstream")
+
+    def __init__(self, name: str, upstream: Upstream, auth_header: bytes = b"") -> None:
+        self.name = name
+        self.upstream = upstream
+        self.auth_header = auth_header  # extra request header line for remote upstreams ("Authorization: …")
+        self.breaker: BreakerState = CLOSED
+        self.breaker_policy = BreakerPolicy()  # the policy of the route whose failures ejected it (for probes)
+        self.latency_ewma_s: float | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.upstream.ready and not self.breaker.ejected
+
+
+class TargetState:
+    """Per-target counter for round-robin and tie rotation (one int; races only skew the rotation)."""
+
+    __slots__ = ("turn",)
+
+    def __init__(self) -> None:
+        self.turn = 0
+
+
+@dataclass(frozen=True, eq=False)
+class RouteTarget:
+    name: str  # the target's name in the deployments file, or the version key for registry ids
+    served: ServedModel
+    replicas: tuple[Replica, ...]
+    weight: float = 1.0
+    region: str | None = None
+    remote: bool = False
+    state: TargetState = field(default_factory=TargetState)
+    missing: str | None = None  # why it has no replicas (e.g. its registry reference does not resolve)
+
+    @property
+    def available(self) -> bool:
+        return any(r.usable for r in self.replicas)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 2  # a registry id retries once on another replica (if it has one)
+    deadline_s: float | None = None  # None: no limit (a whole answer can take minutes to generate)
+    first_byte_timeout_s: float | None = None
+    on_status: frozenset[int] = frozenset({500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class ShadowPolicy:
+    target: int  # index into the route's targets
+    sample: float = 1.0
+    timeout_s: float = 60.0
+    max_concurrent: int = 8
+
+
+@dataclass(frozen=True)
+class RouterPolicy:
+    small: int
+    large: int
+    scorer: ComplexityScorer
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    sticky_key: str | None = None  # "user" or "header:NAME"
+    balancing: str = "least_outstanding"
+    affinity: str = "conversation"
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    fallbacks: tuple[int, ...] = ()
+    shadow: ShadowPolicy | None = None
+    router: RouterPolicy | None = None
+
+
+DEFAULT_POLICY = RoutePolicy()
+
+
+@dataclass(frozen=True, eq=False)
+class Route:
+    name: str
+    targets: tuple[RouteTarget, ...]
+    policy: RoutePolicy = DEFAULT_POLICY
+    declared: bool = False  # from the deployments file (else one of the registry's own ids)
+
+    @property
+    def primary(self) -> RouteTarget:
+        return self.targets[0]
+
+    def describe(self) -> object:
+        if not self.declared:
+            return self.primary.served.key
+        return {
+            t.name: {
+                "serves": t.served.key,
+                "weight": t.weight,
+                "replicas": [
+                    {"name": r.name, "ready": r.upstream.ready, "ejected": r.breaker.ejected} for r in t.replicas
+                ],
+                **({"region": t.region} if t.region else {}),
+                **({"unavailable": t.missing} if t.missing else {}),
+            }
+            for t in self.targets
+        }
+
+
 class ModelCatalog:
-    def __init__(self, routes: Mapping[str, ServedModel], unrouted: Mapping[str, str] | None = None) -> None:
+    def __init__(self, routes: Mapping[str, Route], unrouted: Mapping[str, str] | None = None) -> None:
         self._routes = dict(routes)
         self._unrouted = dict(unrouted or {})
         self.ids = tuple(sorted(self._routes))
         self.list_body = orjson.dumps({"object": "list", "data": [self._openai_object(i) for i in self.ids]})
 
-    def resolve(self, model_id: str) -> ServedModel | None:
+    def resolve(self, model_id: str) -> Route | None:
         return self._routes.get(model_id)
 
     def explain(self, model_id: str) -> str | None:
         """Why a known id is not served (archived, not deployed, no production alias), for a helpful 404."""
         return self._unrouted.get(model_id)
 
-    def routes(self) -> dict[str, str]:
-        return {model_id: served.key for model_id, served in self._routes.items()}
+    def routes(self) -> dict[str, object]:
+        return {model_id: route.describe() for model_id, route in self._routes.items()}
 
-    def served(self) -> list[ServedModel]:
-        unique = {id(s.upstream): s for s in self._routes.values()}
+    def replicas(self) -> list[Replica]:
+        unique: dict[int, Replica] = {}
+        for route in self._routes.values():
+            for target in route.targets:
+                for replica in target.replicas:
+                    unique[id(replica)] = replica
+        return list(unique.values())
+
+    def upstreams(self) -> list[Upstream]:
+        unique = {id(r.upstream): r.upstream for r in self.replicas()}
         return list(unique.values())
 
     def get_body(self, model_id: str) -> bytes | None:
         return orjson.dumps(self._openai_object(model_id)) if model_id in self._routes else None
 
     def _openai_object(self, model_id: str) -> dict[str, object]:
-        served = self._routes[model_id]
+        served = self._routes[model_id].primary.served
         return {"id": model_id, "object": "model", "created": served.created, "owned_by": served.owned_by}

@@ -29,8 +29,9 @@ from modelyard.api.asgi import (
     send_bytes,
     send_error,
 )
-from modelyard.errors import APIError, engine_unavailable, internal_error, model_not_found
-from modelyard.gateway.catalog import ModelCatalog, ServedModel
+from modelyard.errors import APIError, internal_error, model_not_found
+from modelyard.gateway.catalog import ModelCatalog, Route
+from modelyard.gateway.decide import RouteDecider, RouteDecision
 from modelyard.gateway.proxy import Proxy, ProxyCall
 from modelyard.gateway.schemas import (
     ChatCompletionRequest,
@@ -39,6 +40,7 @@ from modelyard.gateway.schemas import (
     decode_object,
     validate,
 )
+from modelyard.gateway.shadow import Mirror, ShadowMirror
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers
 from modelyard.observability.request_record import RequestRecord
@@ -73,7 +75,11 @@ class InferenceHandlers:
         metrics: GatewayMetrics,
         limits: RequestLimits,
         observers: RequestObservers,
+        decider: RouteDecider,
+        shadow: ShadowMirror,
     ) -> None:
+        self._decider = decider
+        self._shadow = shadow
         self._catalog = catalog
         self._proxy = proxy
         self._metrics = metrics
@@ -113,38 +119,39 @@ class InferenceHandlers:
         )
         response_headers = [(b"x-request-id", request_id), (b"x-modelyard-trace-id", record.trace_id.encode())]
         status = 500
+        keep_bodies = False
+        mirror: Mirror | None = None
         self._metrics.in_flight += 1
         try:
             body = await read_body(receive, scope, self._limits.max_body_bytes)
             payload = decode_object(body)
             request = validate(payload, endpoint.schema)
             catalog = self._catalog()
-            served = catalog.resolve(request.model)
-            if served is None:
+            route = catalog.resolve(request.model)
+            if route is None:
                 raise model_not_found(request.model, catalog.ids, catalog.explain(request.model))
-            record.route, record.model, record.target = request.model, served.name, served.key
+            record.route = request.model
+            response_headers.append((b"x-modelyard-route", route.name.encode()))
+            decision = self._decider.decide(route, scope, payload, response_headers)
             record.routed = time.perf_counter()
-            record.version = "" if served.version is None else str(served.version)
-            response_headers.append((b"x-modelyard-model-version", served.key.encode()))
-            if self._observers.keep_bodies(request.model, record.request_id):
-                record.request_body, record.response_body = body, b""
-            if endpoint is EMBEDDINGS and not served.embeddings:
+            primary = route.targets[decision.order[0]]
+            record.model, record.target = primary.served.name, primary.name
+            record.version = "" if primary.served.version is None else str(primary.served.version)
+            if endpoint is EMBEDDINGS and not primary.served.embeddings:
                 raise APIError(
                     404,
-                    f"Embeddings are not supported by this deployment of '{served.name}'. Serve an embedding "
-                    "model (modelyard serve --embeddings) to enable /v1/embeddings.",
+                    f"Embeddings are not supported by this deployment of '{primary.served.name}'. Serve an "
+                    "embedding model (modelyard serve --embeddings) to enable /v1/embeddings.",
                     code="unsupported_endpoint",
                 )
-            upstream = served.upstream
-            if not upstream.ready:
-                raise engine_unavailable(served.key, upstream.retry_after_s(), upstream.unavailable_reason())
-            call = _proxy_call(endpoint, served, body, payload, request, record, response_headers)
-            # Counted from here, with no await since resolving: a retired engine is stopped only once this is 0.
-            upstream.active_requests += 1
-            try:
-                status = await run_until_disconnect(receive, send, lambda s: self._proxy.forward(s, call))
-            finally:
-                upstream.active_requests -= 1
+            keep_bodies = self._observers.keep_bodies(request.model, record.request_id)
+            shadowed = route.policy.shadow is not None and self._shadow.wanted(route, decision.order[0])
+            if keep_bodies or shadowed:
+                record.request_body, record.response_body = body, b""
+            call = _proxy_call(endpoint, route, decision, body, payload, request, record, response_headers)
+            if shadowed:
+                mirror = self._shadow.mirror(route, call)
+            status = await run_until_disconnect(receive, send, lambda s: self._proxy.forward(s, call))
         except APIError as error:
             status = error.status
             record.error_type = error.code or error.type
@@ -160,6 +167,10 @@ class InferenceHandlers:
             with contextlib.suppress(Exception):
                 await send_error(send, internal_error(record.request_id), response_headers)
         finally:
+            if mirror is not None:
+                mirror.primary_finished(record, status)
+            if not keep_bodies:
+                record.request_body = record.response_body = None
             self._metrics.in_flight -= 1
             record.status = status
             if status == CLIENT_CLOSED and not record.error_type:
@@ -170,7 +181,8 @@ class InferenceHandlers:
 
 def _proxy_call(
     endpoint: Endpoint,
-    served: ServedModel,
+    route: Route,
+    decision: RouteDecision,
     body: bytes,
     payload: dict[str, Any],
     request: msgspec.Struct,
@@ -182,15 +194,15 @@ def _proxy_call(
     options = getattr(request, "stream_options", None)
     client_wants_usage = bool(options and options.include_usage)
     unchanged = True
-    if served.upstream_model is not None and payload["model"] != served.upstream_model:
-        payload["model"] = served.upstream_model
-        unchanged = False
     if stream and not client_wants_usage:
         # Ask the engine for the usage chunk so tokens can be counted; the proxy removes it again.
         payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
         unchanged = False
     return ProxyCall(
-        served=served,
+        route=route,
+        order=decision.order,
+        affinity_key=decision.affinity_key,
+        fixed_headers=len(response_headers),
         endpoint=endpoint.name,
         path=endpoint.upstream_path,
         payload=payload,

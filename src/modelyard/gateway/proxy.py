@@ -1,42 +1,40 @@
-"""Forward one validated request to its engine and relay the answer: JSON as a whole, SSE event by event.
+"""Forward one validated request along its route: pick a replica, call it, and on failure before the first byte
+try another replica, then the next target of the fallback chain, within the route's attempt budget and deadline.
 
-Everything the client must not see from the engine is normalised here: engine errors are re-shaped into
-OpenAI's error body, the usage chunk the gateway asked for on the client's behalf is dropped again, and a
-connection failure before the first byte becomes a retryable 503.
+An attempt fails when the upstream cannot be reached, breaks its connection, answers with a retryable 5xx, or
+does not answer within ``first_byte_timeout_s``. Nothing has reached the client then, so trying again is safe.
+A stream is committed once its first piece has arrived; after that there is no silent retry. Failures feed the
+replica's circuit breaker (routing/breaker.py); an ejected replica gets no attempts until a probe re-admits it.
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from modelyard.api.asgi import Send, send_bytes, send_error
-from modelyard.errors import APIError, engine_unavailable, upstream_failed
-from modelyard.gateway import sse
-from modelyard.gateway.catalog import ServedModel
+from modelyard.api.asgi import Send
+from modelyard.errors import APIError, engine_unavailable
+from modelyard.gateway.catalog import Replica, Route, RouteTarget
+from modelyard.gateway.relay import engine_error, relay_json, relay_stream, send_failure
 from modelyard.gateway.upstream_client import UpstreamClient, UpstreamResponse
-from modelyard.observability.body_policy import MAX_BODY_BYTES
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.request_record import RequestRecord
-
-log = logging.getLogger("modelyard.gateway")
-
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
+from modelyard.observability.routing_metrics import RoutingMetrics
+from modelyard.routing.balancing import ReplicaView, pick_replica, updated_ewma
+from modelyard.routing.breaker import after_failure, after_success
 
 
-@dataclass(frozen=True)
+@dataclass
 class ProxyCall:
     """Everything about one request that forwarding needs."""
 
-    served: ServedModel
+    route: Route
+    order: list[int]  # target indices: the primary, then the fallback chain
     endpoint: str  # "chat" | "completions" | "embeddings"
     path: str  # upstream path, e.g. /v1/chat/completions
     payload: dict[str, Any]
@@ -45,135 +43,172 @@ class ProxyCall:
     client_wants_usage: bool
     record: RequestRecord
     response_headers: list[tuple[bytes, bytes]]
+    affinity_key: str | None = None
+    fixed_headers: int = 0  # response headers before the per-target ones (which change when a retry moves on)
+    bodies: dict[str | None, bytes] = field(default_factory=dict)  # encoded payload per upstream model name
+
+    def body_for(self, target: RouteTarget) -> bytes:
+        upstream_model = target.served.upstream_model
+        if upstream_model is None and self.body is not None:
+            return self.body
+        body = self.bodies.get(upstream_model)
+        if body is None:
+            payload = self.payload if upstream_model is None else {**self.payload, "model": upstream_model}
+            body = self.bodies[upstream_model] = orjson.dumps(payload)
+        return body
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, error: APIError) -> None:
+        self.error = error
 
 
 class Proxy:
     """Relays requests over one pooled session, which the runtime opens inside the serving event loop."""
 
-    def __init__(self, metrics: GatewayMetrics) -> None:
+    def __init__(self, metrics: GatewayMetrics, routing: RoutingMetrics) -> None:
         self.session: UpstreamClient | None = None
         self._metrics = metrics
+        self._routing = routing
 
     async def forward(self, send: Send, call: ProxyCall) -> int:
         assert self.session is not None, "Proxy used before Runtime.start() opened its session"
-        url = call.served.upstream.base_url + call.path
-        body = call.body if call.body is not None else orjson.dumps(call.payload)
-        record = call.record
+        route, record = call.route, call.record
+        policy = route.policy.retry
+        deadline = math.inf if policy.deadline_s is None else time.monotonic() + policy.deadline_s
+        tried: set[int] = set()
+        last_error: APIError | None = None
+        previous: RouteTarget | None = None
         record.dispatched = time.perf_counter()
-        record.attempts = 1
+        for target_index in call.order:
+            target = route.targets[target_index]
+            while record.attempts < policy.attempts and time.monotonic() < deadline:
+                replica = self._pick(route, target, tried, call.affinity_key)
+                if replica is None:
+                    break
+                tried.add(id(replica))
+                if record.attempts:
+                    self._routing.retried(route.name, target.name)
+                if previous is not target and target_index != call.order[0]:
+                    # down the chain: after failed attempts, or because the chosen target had no usable replica
+                    origin = previous or route.targets[call.order[0]]
+                    self._routing.fell_back(route.name, origin.name, target.name)
+                previous = target
+                record.attempts += 1
+                _name_target(call, target)
+                try:
+                    return await self._attempt(send, call, target, replica, deadline)
+                except _AttemptFailed as failure:
+                    last_error = failure.error
+                    self._failed(route, target, replica)
+        if last_error is None:
+            target = route.targets[call.order[0]]
+            _name_target(call, target)
+            reason = target.missing or _unavailable_reason(target)
+            last_error = engine_unavailable(target.served.key, _retry_after(target), reason)
+        headers = [*call.response_headers, (b"x-modelyard-attempts", str(record.attempts).encode())]
+        return await send_failure(send, record, last_error, headers)
+
+    def _pick(self, route: Route, target: RouteTarget, tried: set[int], affinity_key: str | None) -> Replica | None:
+        replicas = target.replicas
+        views = [
+            ReplicaView(r.name, r.usable and id(r) not in tried, r.upstream.active_requests, r.latency_ewma_s)
+            for r in replicas
+        ]
+        state = target.state
+        state.turn += 1
+        index = pick_replica(route.policy.balancing, views, state.turn, affinity_key)
+        return None if index is None else replicas[index]
+
+    async def _attempt(
+        self, send: Send, call: ProxyCall, target: RouteTarget, replica: Replica, deadline: float
+    ) -> int:
+        """One upstream call. Raises :class:`_AttemptFailed` while nothing has been sent to the client."""
+        assert self.session is not None
+        policy = call.route.policy.retry
+        upstream = replica.upstream
+        served = target.served
+        timeout: float | None = deadline - time.monotonic()
+        if policy.first_byte_timeout_s is not None:
+            timeout = min(timeout, policy.first_byte_timeout_s)
+        if timeout == math.inf:
+            timeout = None
+        started = time.monotonic()
+        upstream.active_requests += 1
+        response: UpstreamResponse | None = None
         try:
-            response = await self.session.post(url, body)
-        except OSError as exc:
-            upstream = call.served.upstream
-            error = engine_unavailable(call.served.key, upstream.retry_after_s(), f"connection failed: {exc}")
-            return await _fail(send, call, error)
-        if response.attempts > 1:
-            record.attempts = response.attempts
-            self._metrics.upstream_retries.inc(response.attempts - 1)
-        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    response = await self.session.post(
+                        upstream.base_url + call.path, call.body_for(target), replica.auth_header
+                    )
+                    if response.attempts > 1:
+                        self._metrics.upstream_retries.inc(response.attempts - 1)
+                    first = await self._first_piece(call, target, response)
+            except TimeoutError:
+                reason = f"no answer within {timeout or 0:.1f} s"
+                raise _AttemptFailed(engine_unavailable(served.key, upstream.retry_after_s(), reason)) from None
+            except OSError as exc:
+                reason = f"connection failed: {exc}"
+                raise _AttemptFailed(engine_unavailable(served.key, upstream.retry_after_s(), reason)) from None
+            replica.latency_ewma_s = updated_ewma(replica.latency_ewma_s, time.monotonic() - started)
+            replica.breaker = after_success(replica.breaker)
+            headers = [*call.response_headers, (b"x-modelyard-attempts", str(call.record.attempts).encode())]
             if response.status != 200:
-                status = await self._relay_error(send, call, response)
-            elif call.stream:
-                status = await self._relay_stream(send, call, response)
-            else:
-                status = await self._relay_json(send, call, response)
+                return await send_failure(send, call.record, engine_error(served.key, response.status, first), headers)
+            if call.stream:
+                return await relay_stream(send, first, response, served, call.record, headers, call.client_wants_usage)
+            return await relay_json(send, first, served, call.record, headers)
         except BaseException:
-            response.close()  # drop the engine connection: the engine then stops generating for this request
+            if response is not None:
+                response.close()  # drop the engine connection: the engine then stops generating for this request
+                response = None
             raise
-        response.release()
-        return status
+        finally:
+            upstream.active_requests -= 1
+            if response is not None:
+                response.release()
 
-    async def _relay_json(self, send: Send, call: ProxyCall, response: UpstreamResponse) -> int:
-        try:
+    async def _first_piece(self, call: ProxyCall, target: RouteTarget, response: UpstreamResponse) -> bytes:
+        """The whole body of a JSON or error answer, or the first piece of a stream; a retryable status fails
+        the attempt."""
+        if response.status != 200:
             raw = await response.read()
-        except OSError as exc:
-            upstream = call.served.upstream
-            reason = f"engine dropped the response: {exc}"
-            return await _fail(send, call, engine_unavailable(call.served.key, upstream.retry_after_s(), reason))
-        if call.record.response_body is not None:
-            call.record.response_body = raw
-        usage = sse.usage_of_body(raw)
-        if usage:
-            _record_usage(call, usage.prompt_tokens, usage.completion_tokens)
-        await send_bytes(send, 200, raw, call.response_headers)
-        return 200
+            if response.status in call.route.policy.retry.on_status:
+                raise _AttemptFailed(engine_error(target.served.key, response.status, raw))
+            return raw
+        if call.stream:
+            return await response.next_chunk() or b""
+        return await response.read()
 
-    async def _relay_stream(self, send: Send, call: ProxyCall, response: UpstreamResponse) -> int:
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + call.response_headers})
-        splitter = sse.EventSplitter()
-        record = call.record
-        status = 200
-        try:
-            async for data in response.iter_any():
-                out = []
-                for event in splitter.feed(data):
-                    if sse.carries_token(event):
-                        record.last_token = time.perf_counter()
-                        if record.first_token is None:
-                            record.first_token = record.last_token
-                    usage = sse.usage_of_event(event)
-                    if usage is not None:
-                        _record_usage(call, usage.prompt_tokens, usage.completion_tokens)
-                        if not call.client_wants_usage and sse.is_usage_only(event):
-                            continue
-                    out.append(event)
-                if out:
-                    chunk = b"".join(out)
-                    if record.response_body is not None and len(record.response_body) <= MAX_BODY_BYTES:
-                        record.response_body += chunk
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except OSError as exc:
-            # Once bytes have reached the client a retry would duplicate output: report and end the stream.
-            log.warning("engine stream for %s broke: %s", call.served.key, exc)
-            status = 502
-            record.error_type = "upstream_stream_broken"
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": sse.error_event(f"The engine serving '{call.served.key}' stopped mid-stream: {exc}"),
-                    "more_body": True,
-                }
-            )
-        tail = splitter.remainder()
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
-        return status
-
-    async def _relay_error(self, send: Send, call: ProxyCall, response: UpstreamResponse) -> int:
-        try:
-            raw = await response.read()
-        except OSError:
-            raw = b""
-        return await _fail(send, call, _engine_error(call.served.key, response.status, raw))
+    def _failed(self, route: Route, target: RouteTarget, replica: Replica) -> None:
+        before = replica.breaker
+        replica.breaker = after_failure(before, time.monotonic(), route.policy.breaker)
+        replica.breaker_policy = route.policy.breaker
+        if replica.breaker.ejected and not before.ejected:
+            self._routing.ejected(target.name, replica.name)
 
 
-async def _fail(send: Send, call: ProxyCall, error: APIError) -> int:
-    call.record.error_type = error.code or error.type
-    await send_error(send, error, call.response_headers)
-    return error.status
+def _name_target(call: ProxyCall, target: RouteTarget) -> None:
+    """The record and the response headers name the target that is (finally) answering."""
+    record, served = call.record, target.served
+    record.model, record.target = served.name, target.name
+    record.version = "" if served.version is None else str(served.version)
+    headers = call.response_headers
+    del headers[call.fixed_headers :]
+    headers.append((b"x-modelyard-target", target.name.encode()))
+    headers.append((b"x-modelyard-model-version", served.key.encode()))
 
 
-def _record_usage(call: ProxyCall, prompt_tokens: int, completion_tokens: int) -> None:
-    record = call.record
-    record.prompt_tokens, record.completion_tokens = prompt_tokens, completion_tokens
-    served = call.served
-    cost_per_1k = prompt_tokens * served.price_input_per_1k + completion_tokens * served.price_output_per_1k
-    record.cost_usd = cost_per_1k / 1000
+def _unavailable_reason(target: RouteTarget) -> str:
+    if not target.replicas:
+        return "no replicas"
+    reasons = {
+        r.upstream.unavailable_reason() if not r.upstream.ready else "ejected after repeated failures"
+        for r in target.replicas
+    }
+    return "; ".join(sorted(reasons))
 
 
-def _engine_error(model: str, status: int, raw: bytes) -> APIError:
-    """Engines report errors in slightly different shapes (llama-server uses an integer ``code``)."""
-    message, type_ = raw.decode(errors="replace")[:500] or f"HTTP {status}", None
-    try:
-        payload = orjson.loads(raw)
-        detail = payload.get("error", payload) if isinstance(payload, dict) else {}
-        if isinstance(detail, dict):
-            message = str(detail.get("message", message))
-            type_ = detail.get("type")
-    except orjson.JSONDecodeError:
-        pass
-    if status == 503:
-        return engine_unavailable(model, 2, message)
-    if status >= 500 and status != 501:
-        return upstream_failed(model, message)
-    code = "not_supported" if type_ == "not_supported_error" else "engine_rejected_request"
-    return APIError(status if status != 501 else 400, message, type="invalid_request_error", code=code)
+def _retry_after(target: RouteTarget) -> int:
+    return min((r.upstream.retry_after_s() for r in target.replicas), default=5)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -177,6 +178,10 @@ class UpstreamResponse:
             parts.append(data)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of body as it arrives, or None at its end."""
+        return await self._connection.next_chunk()
+
     async def iter_any(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive (chunked transfer encoding already removed)."""
         while (data := await self._connection.next_chunk()) is not None:
@@ -206,7 +211,10 @@ class UpstreamResponse:
 class _OriginPool:
     """Connections to one host:port: idle ones are reused most-recent first; at most ``max_connections`` open."""
 
-    def __init__(self, host: str, port: int, host_header: str, settings: UpstreamClientSettings) -> None:
+    def __init__(
+        self, host: str, port: int, host_header: str, settings: UpstreamClientSettings, tls: bool = False
+    ) -> None:
+        self._tls = ssl.create_default_context() if tls else None
         self._host = host
         self._port = port
         self._host_line = f"Host: {host_header}\r\n".encode()
@@ -215,20 +223,21 @@ class _OriginPool:
         self._open = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    def request_bytes(self, path: str, body: bytes) -> bytes:
+    def request_bytes(self, path: str, body: bytes, extra_headers: bytes = b"") -> bytes:
         return b"".join(
             (
                 b"POST ",
                 path.encode(),
                 b" HTTP/1.1\r\n",
                 self._host_line,
+                extra_headers,
                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body),
                 body,
             )
         )
 
-    async def post(self, path: str, body: bytes) -> UpstreamResponse:
-        request = self.request_bytes(path, body)
+    async def post(self, path: str, body: bytes, extra_headers: bytes = b"") -> UpstreamResponse:
+        request = self.request_bytes(path, body, extra_headers)
         connection, reused = await self._acquire()
         try:
             return await self._exchange(connection, request)
@@ -270,7 +279,8 @@ class _OriginPool:
         loop = asyncio.get_running_loop()
         try:
             _, connection = await asyncio.wait_for(
-                loop.create_connection(_Connection, self._host, self._port), self._settings.connect_timeout_s
+                loop.create_connection(_Connection, self._host, self._port, ssl=self._tls),
+                self._settings.connect_timeout_s,
             )
         except (OSError, TimeoutError) as exc:
             self._open -= 1
@@ -306,27 +316,30 @@ class _OriginPool:
 
 
 class UpstreamClient:
-    """The gateway's one client for every upstream: a connection pool per origin (plain http)."""
+    """The gateway's one client for every upstream: a connection pool per origin (http, or https for remote
+    upstreams)."""
 
     def __init__(self, settings: UpstreamClientSettings) -> None:
         self._settings = settings
         self._origins: dict[str, _OriginPool] = {}
         self._targets: dict[str, tuple[_OriginPool, str]] = {}  # full URL -> (its origin's pool, path)
 
-    async def post(self, url: str, body: bytes) -> UpstreamResponse:
-        """POST a JSON body; returns once the status and headers are in (the body is read from the response)."""
+    async def post(self, url: str, body: bytes, extra_headers: bytes = b"") -> UpstreamResponse:
+        """POST a JSON body; returns once the status and headers are in (the body is read from the response).
+        ``extra_headers`` are complete header lines (e.g. a remote upstream's ``Authorization``)."""
         target = self._targets.get(url) or self._target(url)
-        return await target[0].post(target[1], body)
+        return await target[0].post(target[1], body, extra_headers)
 
     def _target(self, url: str) -> tuple[_OriginPool, str]:
         parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise UpstreamError(f"unsupported upstream URL {url!r} (expected http://host:port/...)")
-        pool = self._origins.get(parts.netloc)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UpstreamError(f"unsupported upstream URL {url!r} (expected http(s)://host:port/...)")
+        origin = f"{parts.scheme}://{parts.netloc}"
+        pool = self._origins.get(origin)
         if pool is None:
-            pool = self._origins[parts.netloc] = _OriginPool(
-                parts.hostname, parts.port or 80, parts.netloc, self._settings
-            )
+            tls = parts.scheme == "https"
+            port = parts.port or (443 if tls else 80)
+            pool = self._origins[origin] = _OriginPool(parts.hostname, port, parts.netloc, self._settings, tls)
         target = self._targets[url] = (pool, parts.path or "/")
         return target
 

@@ -77,6 +77,14 @@ class RequestObservers:
         """Whether this request's bodies go to the request log (never when there is no request log)."""
         return self._bodies.keep_bodies(route, request_id) if self._bodies.rules else False
 
+    def shadow(self, record: RequestRecord) -> None:
+        """A shadow copy's record: logged and stored next to its primary, but not counted as client traffic
+        (its own metrics are the modelyard_shadow_* families)."""
+        if self.lines is not None:
+            self.lines.offer(record)
+        if self.request_log is not None:
+            self.request_log.offer(record)
+
     def __call__(self, record: RequestRecord) -> None:
         self._metrics.observe(record)
         if self.lines is not None:

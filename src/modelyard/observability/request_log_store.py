@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -27,6 +27,7 @@ class RequestQuery:
     until: datetime | None = None
     limit: int = 100
     with_bodies: bool = False
+    shadow: bool | None = None  # True: only shadow copies; False: only client requests; None: both
 
 
 class RequestLogStore:
@@ -77,6 +78,26 @@ class RequestLogStore:
             if len(rows) < size:
                 return
 
+    def shadow_pairs(self, query: RequestQuery) -> list[dict[str, Any]]:
+        """Shadow copies with their primaries, side by side (newest first)."""
+        shadows = self.query(replace(query, shadow=True))
+        if not shadows:
+            return []
+        ids = [row["shadow_of"] for row in shadows]
+        times = {row["received_at"] for row in shadows}
+        with self.database.transaction() as session:
+            statement = select(RequestLogRow).where(
+                RequestLogRow.request_id.in_(ids), RequestLogRow.shadow_of.is_(None)
+            )
+            # A copy carries its primary's arrival time: the lookup stays within a range of the received_at index.
+            moments = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in times]
+            statement = statement.where(
+                RequestLogRow.received_at >= min(moments) - timedelta(seconds=1),
+                RequestLogRow.received_at <= max(moments) + timedelta(seconds=1),
+            )
+            primaries = {row.request_id: _as_dict(row, query.with_bodies) for row in session.scalars(statement)}
+        return [{"primary": primaries.get(row["shadow_of"]), "shadow": row} for row in shadows]
+
     def purge(self, rows_before: datetime, bodies_before: datetime) -> tuple[int, int]:
         """Apply retention: drop old rows, and blank old bodies sooner (they are the sensitive part)."""
         with self.database.transaction() as session:
@@ -103,6 +124,9 @@ def _filtered(query: RequestQuery) -> Any:
             statement = statement.where(RequestLogRow.status >= low, RequestLogRow.status < low + 100)
         else:
             statement = statement.where(RequestLogRow.status == int(query.status))
+    if query.shadow is not None:
+        column = RequestLogRow.shadow_of
+        statement = statement.where(column.is_not(None) if query.shadow else column.is_(None))
     if query.since is not None:
         statement = statement.where(RequestLogRow.received_at >= query.since)
     if query.until is not None:
@@ -134,6 +158,9 @@ def _row(record: RequestRecord, timestamp: Callable[[datetime], Any]) -> tuple[A
         record.cost_usd,
         clip_body(record.request_body) if record.request_body is not None else None,
         clip_body(record.response_body) if record.response_body is not None else None,
+        record.shadow_of,
+        record.outputs_match,
+        record.similarity,
     )
 
 

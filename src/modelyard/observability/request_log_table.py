@@ -37,3 +37,6 @@ class RequestLogRow(Base):
     cost_usd: Mapped[float] = mapped_column(Float)
     request_body: Mapped[str | None] = mapped_column(Text, nullable=True)
     response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    shadow_of: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the primary of a shadow copy
+    outputs_match: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    similarity: Mapped[float | None] = mapped_column(Float, nullable=True)

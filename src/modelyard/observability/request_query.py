@@ -32,10 +32,18 @@ def parse_time(text: str, now: datetime, param: str) -> datetime:
 
 def build_query(filters: dict[str, str], now: datetime | None = None, default_limit: int = 100) -> RequestQuery:
     now = now or datetime.now(UTC)
-    unknown = set(filters) - {"route", "model", "version", "status", "since", "until", "limit", "bodies"}
+    known = {"route", "model", "version", "status", "since", "until", "limit", "bodies", "shadow"}
+    unknown = set(filters) - known
     if unknown:
         name = sorted(unknown)[0]
-        raise QueryError(f"unknown filter {name!r} (use route, model, version, status, since, until, limit)", name)
+        raise QueryError(
+            f"unknown filter {name!r} (use route, model, version, status, since, until, limit, shadow)", name
+        )
+    shadow = filters.get("shadow")
+    if shadow is not None and shadow.lower() not in ("true", "false"):
+        raise QueryError(
+            f"shadow must be true (only shadow copies) or false (only client requests), got {shadow!r}", "shadow"
+        )
     status = filters.get("status")
     if status is not None and not _STATUS.match(status):
         raise QueryError(f"status must be a code like 200 or a class like 5xx, got {status!r}", "status")
@@ -54,4 +62,5 @@ def build_query(filters: dict[str, str], now: datetime | None = None, default_li
         until=parse_time(filters["until"], now, "until") if "until" in filters else None,
         limit=limit,
         with_bodies=filters.get("bodies", "false").lower() in ("1", "true", "yes"),
+        shadow=None if shadow is None else shadow.lower() == "true",
     )

@@ -39,6 +39,9 @@ class RequestRecord:
     cost_usd: float = 0.0
     request_body: bytes | None = None  # kept only when the request-log policy asks for bodies
     response_body: bytes | None = None
+    shadow_of: str | None = None  # a shadow copy's primary request id
+    outputs_match: bool | None = None  # shadow copies: whether the answer equals the primary's
+    similarity: float | None = None  # shadow copies: 0..1 text similarity to the primary's answer
 
     @property
     def duration_s(self) -> float:
@@ -97,6 +100,11 @@ class RequestRecord:
             "completion_tokens": self.completion_tokens,
             "attempts": self.attempts,
             "cost_usd": round(self.cost_usd, 8),
+            **(
+                {"shadow_of": self.shadow_of, "outputs_match": self.outputs_match, "similarity": self.similarity}
+                if self.shadow_of is not None
+                else {}
+            ),
         }
 
 

@@ -3,8 +3,8 @@
 Runs, case results and quant reports are insert-only (triggers refuse UPDATE and DELETE), like registry events:
 a promotion gate's evidence cannot be rewritten after the fact.
 
-Revision ID: 0003_evals
-Revises: 0002_request_log
+Revision ID: 0006_evals
+Revises: 0005_shadow_requests
 Create Date: 2026-11-23
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 from modelyard.store.base import UTCDateTime
 
-revision = "0003_evals"
-down_revision = "0002_request_log"
+revision = "0006_evals"
+down_revision = "0005_shadow_requests"
 branch_labels = None
 depends_on = None
 

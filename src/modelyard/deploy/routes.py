@@ -1,0 +1,211 @@
+"""From the registry snapshot, the deployments file and the running upstreams to the catalog the gateway serves.
+
+Pure functions (no processes, no sockets): which registry version each declared target means, how many engine
+processes each version needs, and the :class:`ModelCatalog` that routes to the replicas that exist. The
+reconciler does the I/O around them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Set
+from dataclasses import dataclass
+
+from modelyard.deploy.plan import ServingPlan
+from modelyard.gateway.catalog import (
+    ModelCatalog,
+    Replica,
+    RetryPolicy,
+    Route,
+    RoutePolicy,
+    RouterPolicy,
+    RouteTarget,
+    ServedModel,
+    ShadowPolicy,
+)
+from modelyard.registry.errors import InvalidRequest
+from modelyard.registry.records import RegistrySnapshot, VersionRecord
+from modelyard.registry.references import PRODUCTION, parse_ref
+from modelyard.routing.breaker import BreakerPolicy
+from modelyard.routing.complexity import ComplexityScorer
+from modelyard.routing.config import DeploymentsError, DeploymentsSpec, RouteSpec, TargetSpec
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    name: str
+    spec: TargetSpec
+    version: VersionRecord | None = None  # local targets, once the reference resolves
+    missing: str | None = None  # why a local target has no version
+
+
+def resolve_version(snapshot: RegistrySnapshot, reference: str) -> VersionRecord | str:
+    """The version a reference means right now, or why it means none."""
+    try:
+        ref = parse_ref(reference)
+    except InvalidRequest as exc:
+        return exc.message
+    model = snapshot.models.get(ref.name)
+    if model is None:
+        return f"no registered model named {ref.name!r}"
+    if ref.version is not None:
+        number: int | None = ref.version
+    elif ref.alias is not None:
+        number = model.alias_map().get(ref.alias)
+        if number is None:
+            return f"model {ref.name!r} has no alias {ref.alias!r}"
+    else:
+        number = model.production
+        active = model.active_versions()
+        if number is None and len(active) == 1:
+            number = active[0].number
+        if number is None:
+            return f"model {ref.name!r} has no '{PRODUCTION}' alias"
+    version = model.version(number)
+    if version is None:
+        return f"model {ref.name!r} has no version {number}"
+    if version.archived:
+        return f"{version.key} is archived"
+    return version
+
+
+def resolve_deployments(
+    snapshot: RegistrySnapshot, spec: DeploymentsSpec, source: str, strict: bool
+) -> dict[str, list[ResolvedTarget]]:
+    """Every route's targets with their versions. ``strict`` (a new file being applied) turns the first
+    reference that does not resolve into a :class:`DeploymentsError`; otherwise (the registry changed under a
+    running file) that target just has no replicas and says why."""
+    resolved: dict[str, list[ResolvedTarget]] = {}
+    for route_name, route in spec.routes.items():
+        targets = []
+        for name, target in route.targets.items():
+            if target.model is None:
+                targets.append(ResolvedTarget(name, target))
+                continue
+            version = resolve_version(snapshot, target.model)
+            if isinstance(version, str):
+                if strict:
+                    raise DeploymentsError(source, f"routes.{route_name}.targets.{name}.model", version)
+                targets.append(ResolvedTarget(name, target, missing=f"{target.model}: {version}"))
+            else:
+                targets.append(ResolvedTarget(name, target, version))
+        resolved[route_name] = targets
+    return resolved
+
+
+def desired_instances(plan: ServingPlan, resolved: Mapping[str, list[ResolvedTarget]]) -> dict[str, int]:
+    """Engine processes per version key: one for every version the registry serves, more where a declared
+    target asks for replicas (the largest request wins; routes share a version's processes)."""
+    wanted = dict.fromkeys(plan.versions, 1)
+    for targets in resolved.values():
+        for target in targets:
+            if target.version is not None:
+                wanted[target.version.key] = max(wanted.get(target.version.key, 0), target.spec.replicas)
+    return wanted
+
+
+def instance_name(version_key: str, index: int) -> str:
+    """``gemma:1`` for the first process of a version, ``gemma:1#2`` … for further replicas."""
+    return version_key if index == 0 else f"{version_key}#{index + 1}"
+
+
+def version_key(instance: str) -> str:
+    return instance.split("#", 1)[0]
+
+
+def instance_index(instance: str) -> int:
+    _, _, replica = instance.partition("#")
+    return int(replica) - 1 if replica else 0
+
+
+def instances_to_retire(running: Iterable[str], wanted: Mapping[str, int], held: Set[str]) -> list[str]:
+    """Engine processes neither wanted (beyond a version's replica count) nor still receiving held traffic."""
+    return sorted(
+        name
+        for name in running
+        if version_key(name) not in held and instance_index(name) >= wanted.get(version_key(name), 0)
+    )
+
+
+def versions_of(resolved: Mapping[str, list[ResolvedTarget]]) -> dict[str, VersionRecord]:
+    return {t.version.key: t.version for ts in resolved.values() for t in ts if t.version is not None}
+
+
+@dataclass(frozen=True)
+class CatalogInputs:
+    plan: ServingPlan
+    registry_routes: Mapping[str, str]  # registry id → version key (after holding for readiness)
+    versions: Mapping[str, VersionRecord]
+    replicas_of: Callable[[str], tuple[Replica, ...]]  # version key → its engine replicas
+    remote_replica: Callable[[str, TargetSpec], Replica]  # (url, target) → the remote upstream's replica
+    prices: Mapping[str, tuple[float, float]]
+    embeddings: bool
+    spec: DeploymentsSpec
+    resolved: Mapping[str, list[ResolvedTarget]]
+
+
+def build_catalog(inputs: CatalogInputs) -> ModelCatalog:
+    routes: dict[str, Route] = {}
+    for route_id, key in inputs.registry_routes.items():
+        served = _served_version(inputs, inputs.versions[key])
+        routes[route_id] = Route(route_id, (RouteTarget(key, served, inputs.replicas_of(key)),))
+    for route_name, route_spec in inputs.spec.routes.items():
+        targets = tuple(_declared_target(inputs, route_name, t) for t in inputs.resolved[route_name])
+        routes[route_name] = Route(route_name, targets, route_policy(route_spec), declared=True)
+    unrouted = {i: why for i, why in inputs.plan.unrouted.items() if i not in routes}
+    return ModelCatalog(routes, unrouted)
+
+
+def _served_version(inputs: CatalogInputs, version: VersionRecord) -> ServedModel:
+    price_in, price_out = inputs.prices.get(version.model, (0.0, 0.0))
+    return ServedModel(
+        name=version.model,
+        version=version.number,
+        created=int(version.created_at.timestamp()),
+        embeddings=inputs.embeddings,
+        price_input_per_1k=price_in,
+        price_output_per_1k=price_out,
+    )
+
+
+def _declared_target(inputs: CatalogInputs, route_name: str, target: ResolvedTarget) -> RouteTarget:
+    spec = target.spec
+    if target.version is not None:
+        served = _served_version(inputs, target.version)
+        replicas = inputs.replicas_of(target.version.key)[: spec.replicas]
+        return RouteTarget(target.name, served, replicas, spec.weight, spec.region)
+    if target.missing is not None:
+        return RouteTarget(
+            target.name, ServedModel(name=target.name), (), spec.weight, spec.region, missing=target.missing
+        )
+    model = spec.upstream_model or route_name
+    served = ServedModel(name=model, owned_by="remote", embeddings=True, upstream_model=spec.upstream_model)
+    replicas = tuple(inputs.remote_replica(url, spec) for url in spec.urls())
+    return RouteTarget(target.name, served, replicas, spec.weight, spec.region, remote=True)
+
+
+def route_policy(spec: RouteSpec) -> RoutePolicy:
+    names = list(spec.targets)
+    router = None
+    if spec.router is not None:
+        r = spec.router
+        scorer = ComplexityScorer.configured(r.threshold, r.long_prompt_tokens, r.deep_conversation_turns, r.weights)
+        router = RouterPolicy(names.index(r.small), names.index(r.large), scorer)
+    shadow = None
+    if spec.shadow is not None:
+        s = spec.shadow
+        shadow = ShadowPolicy(names.index(s.target), s.sample, s.timeout_s, s.max_concurrent)
+    return RoutePolicy(
+        sticky_key=spec.sticky.key if spec.sticky is not None else None,
+        balancing=spec.balancing,
+        affinity=spec.affinity,
+        retry=RetryPolicy(
+            attempts=spec.retry.attempts,
+            deadline_s=spec.retry.deadline_s,
+            first_byte_timeout_s=spec.retry.first_byte_timeout_s,
+            on_status=frozenset(spec.retry.on_status),
+        ),
+        breaker=BreakerPolicy(spec.breaker.failures, spec.breaker.cooldown_s, spec.breaker.max_cooldown_s),
+        fallbacks=tuple(names.index(f) for f in spec.fallbacks),
+        shadow=shadow,
+        router=router,
+    )

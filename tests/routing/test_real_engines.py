@@ -1,0 +1,105 @@
+"""Routing across two real llama-server processes: the default model (Q4_K_M) and its Q2_K re-quantization,
+as two versions of one registered model behind declared routes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .load import apply, chat, run
+from gateway_process import GatewayProcess
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+ROUTES = """
+routes:
+  canary:
+    targets:
+      q4: {model: "gemma-3-270m:1", weight: 90}
+      q2: {model: "gemma-3-270m:2", weight: 10}
+  ab:
+    targets:
+      q4: {model: "gemma-3-270m:1", weight: 50}
+      q2: {model: "gemma-3-270m:2", weight: 50}
+    sticky: {key: user}
+  mirrored:
+    targets:
+      q4: {model: "gemma-3-270m:1"}
+      q2: {model: "gemma-3-270m:2", weight: 0}
+    shadow: {target: q2}
+  resilient:
+    targets:
+      q4: {model: "gemma-3-270m:1", weight: 50}
+      q2: {model: "gemma-3-270m:2", weight: 50}
+    fallbacks: [q4, q2]
+    breaker: {failures: 1, cooldown_s: 1}
+"""
+
+
+def _register(gateway_dir: Path, model: Path) -> None:
+    env = {**os.environ, "MODELYARD_DATA_DIR": str(gateway_dir)}
+    command = [sys.executable, "-m", "modelyard", "models", "register", str(model), "--name", "gemma-3-270m"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+def _engine_pid(gateway: GatewayProcess, name: str) -> int:
+    engines = gateway.ready_info()["engines"]
+    return next(e["pid"] for e in engines if e["name"] == name)
+
+
+def test_two_real_engines_behind_one_route(
+    start_gateway: Callable[..., GatewayProcess], q2k_model_path: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "deployments.yaml"
+    config.write_text("routes: {}\n")
+    gateway = start_gateway("--config", str(config), "--parallel", "4", "--ctx-size", "4096")
+    _register(tmp_path / "gw0", q2k_model_path)
+    applied = apply(gateway.url, ROUTES)  # returns once the Q2_K engine is up: no request ever meets it loading
+    assert applied.status_code == 200, applied.text
+    assert {e["name"] for e in gateway.ready_info()["engines"]} == {"gemma-3-270m:1", "gemma-3-270m:2"}
+
+    canary = run(gateway.url, 400, lambda i: chat("canary", max_tokens=1), concurrency=8)
+    assert canary.failed == 0, canary.error_bodies
+    assert abs(canary.targets["q2"] / 400 - 0.10) < 0.05, canary.targets
+
+    user = lambda i: f"user-{i % 30}"  # noqa: E731
+    sticky = run(gateway.url, 120, lambda i: chat("ab", max_tokens=1, user=user(i)), key=user, concurrency=8)
+    assert sticky.failed == 0 and all(len(t) == 1 for t in sticky.by_key.values())
+    assert sticky.targets["q4"] > 0 and sticky.targets["q2"] > 0
+
+    mirrored = run(gateway.url, 10, lambda i: chat("mirrored", "Name a colour.", max_tokens=8), concurrency=2)
+    assert mirrored.failed == 0 and mirrored.targets == {"q4": 10}
+    deadline, pairs = time.monotonic() + 30, []
+    while time.monotonic() < deadline and len(pairs) < 10:
+        time.sleep(0.5)
+        pairs = httpx.get(f"{gateway.url}/admin/shadow?route=mirrored", timeout=10).json()["data"]
+    assert len(pairs) == 10
+    for pair in pairs:
+        assert pair["primary"]["version"] == "1" and pair["shadow"]["version"] == "2"
+        assert pair["shadow"]["completion_tokens"] > 0 and pair["shadow"]["outputs_match"] in (True, False)
+
+    # 500 whole (non-streaming) requests; the Q2_K engine is killed by hand a third of the way through
+    results = []
+    load = threading.Thread(
+        target=lambda: results.append(run(gateway.url, 500, lambda i: chat("resilient", max_tokens=4), concurrency=8))
+    )
+    load.start()
+    time.sleep(2.0)
+    os.kill(_engine_pid(gateway, "gemma-3-270m:2"), signal.SIGKILL)
+    load.join()
+    result = results[0]
+    assert result.failed == 0, (result.statuses, result.errors, result.error_bodies)
+    assert sum(result.statuses.values()) == 500
+    assert result.targets["q2"] > 0 and result.targets["q4"] > result.targets["q2"]
+    metrics = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+    assert 'modelyard_route_retries_total{route="resilient"' in metrics
