@@ -65,7 +65,7 @@ def render_markdown(run: RunRecord) -> str:
         if case.error:
             lines += [f"**Error:** {case.error}", ""]
         for a in case.assertions:
-            mark = "✅" if a["passed"] else "❌"
+            mark = "pass" if a["passed"] else "FAIL"
             lines.append(f"- {mark} {a['name']} ({a['score']:.2f}): {a['reason']}")
             if a.get("detail", {}).get("raw") is not None:
                 lines.append(f"  - judge said: `{_one_line(a['detail']['raw'])}`")
@@ -138,7 +138,7 @@ def render_html(run: RunRecord) -> str:
             parts.append(f"<p class=bad><b>Error:</b> {esc(case.error)}</p>")
         parts.append("<ul>")
         for a in case.assertions:
-            mark = "✅" if a["passed"] else "❌"
+            mark = "<span class=ok>pass</span>" if a["passed"] else "<span class=bad>FAIL</span>"
             raw = a.get("detail", {}).get("raw")
             extra = f"<br><small>judge said: <code>{esc(_one_line(raw))}</code></small>" if raw is not None else ""
             parts.append(f"<li>{mark} <b>{esc(a['name'])}</b> ({a['score']:.2f}): {esc(a['reason'])}{extra}</li>")
