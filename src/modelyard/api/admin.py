@@ -22,6 +22,9 @@ from modelyard.api.asgi import Receive, Scope, Send, header, read_body, send_byt
 from modelyard.deploy.deployments import DeploymentsManager
 from modelyard.deploy.reconciler import Reconciler
 from modelyard.errors import APIError, method_not_allowed, not_found_route
+from modelyard.evals.gates import gates_to_json, parse_gates
+from modelyard.evals.storage import EvalStore, version_evaluations
+from modelyard.evals.suite import SuiteError
 from modelyard.gateway.schemas import decode_object, validate
 from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.request_query import QueryError, build_query
@@ -66,6 +69,10 @@ class AdminAPI:
             (re.compile(rf"^/admin/models/{_NAME}/promote$"), {"POST": self._promote}),
             (re.compile(rf"^/admin/models/{_NAME}/rollback$"), {"POST": self._rollback}),
             (re.compile(rf"^/admin/models/{_NAME}/card$"), {"GET": self._card}),
+            (
+                re.compile(rf"^/admin/models/{_NAME}/gates$"),
+                {"GET": self._get_gates, "PUT": self._set_gates, "DELETE": self._clear_gates},
+            ),
             (re.compile(rf"^/admin/models/{_NAME}/events$"), {"GET": self._events}),
             (re.compile(rf"^/admin/models/{_NAME}$"), {"GET": self._get_model, "PATCH": self._update_model}),
             (re.compile(r"^/admin/models$"), {"GET": self._list_models, "POST": self._register}),
@@ -98,6 +105,9 @@ class AdminAPI:
             status, result = await handler(scope, receive, params)
         except QueryError as exc:
             await send_error(send, APIError(400, str(exc), code="invalid_value", param=exc.param))
+            return
+        except SuiteError as exc:
+            await send_error(send, APIError(400, str(exc), code="invalid_value", param="gates"))
             return
         except RegistryError as exc:
             await send_error(send, APIError(exc.status, exc.message, code=exc.code, param=exc.param))
@@ -157,7 +167,8 @@ class AdminAPI:
 
         def build() -> dict[str, Any]:
             version = self._store.resolve(ref)
-            return model_card(self._store.get_model(name), version, self._store.events(name, limit=1000))
+            evaluations = version_evaluations(EvalStore(self._store.database), version.key)
+            return model_card(self._store.get_model(name), version, self._store.events(name, limit=1000), evaluations)
 
         card = await asyncio.to_thread(build)
         return 200, render_markdown(card) if query.format == "md" else card
@@ -235,6 +246,7 @@ class AdminAPI:
             body.version,
             _actor(scope),
             body.expected_version,
+            body.force,
         )
         self._reconciler.poke()
         return 200, move.to_json()
@@ -247,7 +259,13 @@ class AdminAPI:
     async def _promote(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
         body = validate(decode_object(await read_body(receive, scope, _BODY_LIMIT)), Promote)
         move = await asyncio.to_thread(
-            self._store.move_alias, params["name"], body.alias, body.version, _actor(scope), body.expected_version
+            self._store.move_alias,
+            params["name"],
+            body.alias,
+            body.version,
+            _actor(scope),
+            body.expected_version,
+            body.force,
         )
         self._reconciler.poke()
         return 200, move.to_json()
@@ -258,6 +276,20 @@ class AdminAPI:
         move = await asyncio.to_thread(self._store.rollback, params["name"], body.alias, _actor(scope))
         self._reconciler.poke()
         return 200, move.to_json()
+
+    async def _get_gates(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        spec = await asyncio.to_thread(EvalStore(self._store.database).get_gates, params["name"])
+        return 200, gates_to_json(spec) if spec is not None else {"gates": [], "aliases": []}
+
+    async def _set_gates(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        """Replace a model's gates: the same document as ``models gates set --file`` (JSON here)."""
+        spec = parse_gates(decode_object(await read_body(receive, scope, _BODY_LIMIT)), "request body")
+        await asyncio.to_thread(EvalStore(self._store.database).set_gates, params["name"], spec, _actor(scope))
+        return 200, gates_to_json(spec)
+
+    async def _clear_gates(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
+        await asyncio.to_thread(EvalStore(self._store.database).set_gates, params["name"], None, _actor(scope))
+        return 200, {"gates": [], "aliases": []}
 
     async def _archive(self, scope: Scope, receive: Receive, params: dict[str, str]) -> tuple[int, Any]:
         version = await asyncio.to_thread(self._store.archive, params["name"], int(params["version"]), _actor(scope))

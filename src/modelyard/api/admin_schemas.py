@@ -38,12 +38,14 @@ class UpdateModel(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class MoveAlias(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     version: Version
     expected_version: Version | None = None  # compare-and-set: refuse with 409 if the alias moved meanwhile
+    force: bool = False  # move past failed promotion gates; recorded in the alias_moved event
 
 
 class Promote(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     version: Version
     alias: str = "production"
     expected_version: Version | None = None
+    force: bool = False
 
 
 class Rollback(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

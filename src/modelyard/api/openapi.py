@@ -208,6 +208,11 @@ def openapi_document() -> dict[str, Any]:
             "post": _op("Move an alias back to its previous version", "AliasMove", "Rollback", parameters=name, **admin)
         },
         "/admin/models/{name}/events": {"get": _op("Append-only history of a model", None, parameters=name, **admin)},
+        "/admin/models/{name}/gates": {
+            "get": _op("Promotion gates of a model", None, parameters=name, **admin),
+            "put": _op("Replace promotion gates (JSON form of the gates YAML)", None, parameters=name, **admin),
+            "delete": _op("Remove promotion gates", None, parameters=name, **admin),
+        },
         "/admin/models/{name}/card": {
             "get": _op("Model card (JSON, or Markdown with format=md)", None, parameters=name, **admin)
         },

@@ -12,6 +12,8 @@ from rich.console import Console
 
 from modelyard import __version__, paths
 from modelyard.cli.deployments import deployments_app
+from modelyard.cli.evals import eval_app
+from modelyard.cli.gates import gates_app
 from modelyard.cli.models import models_app
 from modelyard.cli.progress import build_progress, byte_progress
 from modelyard.cli.requests import requests_app
@@ -30,6 +32,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Run open-wei
 engine_app = typer.Typer(no_args_is_help=True, help="The llama.cpp engine build.")
 app.add_typer(engine_app, name="engine")
 app.add_typer(models_app, name="models")
+app.add_typer(eval_app, name="eval")
+models_app.add_typer(gates_app, name="gates")
 app.add_typer(requests_app, name="requests")
 app.add_typer(deployments_app, name="deployments")
 db_app = typer.Typer(no_args_is_help=True, help="The registry database (SQLite by default, or PostgreSQL).")

@@ -21,10 +21,17 @@ from rich.console import Console
 
 from modelyard import paths
 from modelyard.cli.progress import byte_progress
-from modelyard.cli.registry_views import events_table, models_table, version_table, versions_table
+from modelyard.cli.registry_views import (
+    evaluations_table,
+    events_table,
+    models_table,
+    version_table,
+    versions_table,
+)
+from modelyard.evals.storage import EvalStore, version_evaluations
 from modelyard.registry.bootstrap import open_registry
 from modelyard.registry.card import model_card, render_markdown
-from modelyard.registry.errors import RegistryError
+from modelyard.registry.errors import PromotionGateFailed, RegistryError
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.quantize import QuantizeError, requantize
 from modelyard.registry.references import PRODUCTION, parse_ref, parse_version_number
@@ -68,6 +75,11 @@ def _registry() -> Iterator[tuple[RegistryStore, IntegrityChecker]]:
             yield store, checker
         finally:
             store.database.dispose()
+    except PromotionGateFailed as exc:
+        _err().print(f"[bold red]refused:[/] {exc.message}", highlight=False)
+        for gate in exc.gates:
+            _err().print(f"  ✗ {gate['gate']} ({gate['type']}): {gate['message']}", highlight=False)
+        raise typer.Exit(4) from None
     except RegistryError as exc:
         _err().print(f"[bold red]error:[/] {exc.message}")
         raise typer.Exit(2) from None
@@ -163,10 +175,12 @@ def show(
             console.print(events_table(events, "Recent history"))
             return
         version = store.resolve(parsed)
+        evaluations = version_evaluations(EvalStore(store.database), version.key)
         if as_json:
-            _print_json(version.to_json())
+            _print_json({**version.to_json(), "evaluations": evaluations})
         else:
             _out().print(version_table(version))
+            _out().print(evaluations_table(version.key, evaluations))
 
 
 @models_app.command("update")
@@ -197,6 +211,7 @@ def alias(
     version: Annotated[str | None, typer.Argument(help="Version to point at (omit with --delete).")] = None,
     delete: Annotated[bool, typer.Option("--delete", help="Remove the alias.")] = False,
     expect: Annotated[int | None, typer.Option(help="Only move if it points at this version now.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Move past failed promotion gates (recorded).")] = False,
     actor: ActorOption = None,
 ) -> None:
     """Point an alias at a version (or remove it). Gateways switch traffic once the version is ready."""
@@ -208,8 +223,9 @@ def alias(
         if version is None:
             raise typer.BadParameter("give a VERSION, or --delete", param_hint="VERSION")
         target = parse_ref(version) if (":" in version or "@" in version) else parse_version_number(version)
-        move = store.move_alias(name, alias_name, target, _actor(actor), expected=expect)
+        move = store.move_alias(name, alias_name, target, _actor(actor), expected=expect, force=force)
         _out().print(f"{name}: alias '{alias_name}' {move.from_version or '(none)'} → {move.to_version}")
+        _print_gate_outcome(store, name)
 
 
 @models_app.command("promote")
@@ -218,12 +234,25 @@ def promote(
     version: Annotated[str, typer.Argument(help="Version to promote.")],
     to: Annotated[str, typer.Option("--to", help="Alias to move.")] = PRODUCTION,
     expect: Annotated[int | None, typer.Option(help="Only promote if the alias points at this version now.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Promote past failed gates (recorded).")] = False,
     actor: ActorOption = None,
 ) -> None:
-    """Make a version production (or move another alias with --to)."""
+    """Make a version production (or move another alias with --to). Refused (exit 4) when a gate fails."""
     with _registry() as (store, _):
-        move = store.move_alias(name, to, parse_version_number(version), _actor(actor), expected=expect)
+        move = store.move_alias(name, to, parse_version_number(version), _actor(actor), expected=expect, force=force)
         _out().print(f"{name}: '{to}' {move.from_version or '(none)'} → {move.to_version}")
+        _print_gate_outcome(store, name)
+
+
+def _print_gate_outcome(store: RegistryStore, name: str) -> None:
+    """After a move: say which gates it passed, or that it was forced past which."""
+    event = store.events(name, limit=1)[-1]
+    if event.detail.get("forced"):
+        _err().print("[bold yellow]forced[/] past failed gates (recorded in the history):", highlight=False)
+        for gate in event.detail.get("failed_gates", []):
+            _err().print(f"  ✗ {gate['gate']}: {gate['message']}", highlight=False)
+    for gate in event.detail.get("gates", []) if not event.detail.get("forced") else []:
+        _out().print(f"  ✓ {gate['gate']}: {gate['message']}", highlight=False)
 
 
 @models_app.command("rollback")
@@ -264,7 +293,12 @@ def card(
     parsed = parse_ref(ref)
     with _registry() as (store, _):
         version = store.resolve(parsed)
-        document = model_card(store.get_model(parsed.name), version, store.events(parsed.name, limit=1000))
+        document = model_card(
+            store.get_model(parsed.name),
+            version,
+            store.events(parsed.name, limit=1000),
+            version_evaluations(EvalStore(store.database), version.key),
+        )
     text = render_markdown(document) if output_format == "md" else json.dumps(document, indent=2) + "\n"
     if output is not None:
         output.write_text(text)

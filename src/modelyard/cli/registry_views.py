@@ -88,3 +88,29 @@ def events_table(events: list[EventRecord], title: str = "History") -> Table:
     for event in events:
         table.add_row(str(event.id), event.at.strftime("%Y-%m-%d %H:%M:%S"), event.actor, event.describe())
     return table
+
+
+def evaluations_table(key: str, evaluations: dict) -> Table:
+    """A version's evidence: quant reports (as candidate) and recent eval runs, with report paths."""
+    table = Table(title=f"{key}: evaluations", title_justify="left")
+    for column in ("Kind", "Id", "Result", "Detail"):
+        table.add_column(column, overflow="fold")
+    for q in evaluations.get("quant_reports", []):
+        table.add_row(
+            "quant",
+            q["report_id"],
+            f"PPL ratio {q['ppl_ratio']:.3f}, KLD mean {q['kld_mean']:.4f} p99 {q['kld_p99']:.3f}, "
+            f"top-token {q['top_token_agreement']:.1%}",
+            f"vs {q['base']} (PPL {q['ppl_base']:.2f} → {q['ppl_candidate']:.2f}), ctx {q['ctx_size']} x {q['chunks']}",
+        )
+    for r in evaluations.get("eval_runs", []):
+        table.add_row(
+            f"suite {r['suite']}",
+            r["run_id"],
+            f"{r['status']}: {r['pass_rate']:.1%} of {r['total']} "
+            f"({'meets' if r['threshold_met'] else 'misses'} {r['pass_threshold']:.0%})",
+            r["report"] or "—",
+        )
+    if not evaluations.get("quant_reports") and not evaluations.get("eval_runs"):
+        table.add_row("—", "—", "no evaluations yet", "`modelyard eval run` / `modelyard eval quant`")
+    return table

@@ -10,7 +10,14 @@ from typing import Any
 from modelyard.registry.records import EventRecord, ModelRecord, VersionRecord
 
 
-def model_card(model: ModelRecord, version: VersionRecord, events: list[EventRecord]) -> dict[str, Any]:
+def model_card(
+    model: ModelRecord,
+    version: VersionRecord,
+    events: list[EventRecord],
+    evaluations: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``evaluations`` (eval runs and quant reports, see ``modelyard.evals.storage.version_evaluations``) links
+    the version's evidence and its HTML reports from the card."""
     aliases = sorted(a.name for a in model.aliases if a.version == version.number)
     relevant = [e for e in events if e.version == version.number or version.number in (e.from_version, e.to_version)]
     return {
@@ -48,6 +55,7 @@ def model_card(model: ModelRecord, version: VersionRecord, events: list[EventRec
             "archived_by": version.archived_by,
         },
         "events": [e.to_json() | {"summary": e.describe()} for e in relevant],
+        "evaluations": evaluations or {"eval_runs": [], "quant_reports": []},
     }
 
 
@@ -96,6 +104,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         lines.append(f"- **Archived by** {prov['archived_by']} at {prov['archived_at']}")
     if prov["lineage_notes"]:
         lines += ["", "### Lineage notes", "", prov["lineage_notes"]]
+    lines += _evaluation_lines(card.get("evaluations") or {})
     lines += ["", "## History", "", "| When | Who | What |", "| --- | --- | --- |"]
     lines += [f"| {e['at']} | {e['actor']} | {e['summary']} |" for e in card["events"]]
     return "\n".join(lines) + "\n"
@@ -107,3 +116,34 @@ def _count(value: int | None) -> str:
     if value >= 1_000_000_000:
         return f"{value / 1e9:.2f} B ({value:,})"
     return f"{value / 1e6:.1f} M ({value:,})"
+
+
+def _evaluation_lines(evaluations: dict[str, Any]) -> list[str]:
+    lines = ["", "## Evaluations", ""]
+    quants, runs = evaluations.get("quant_reports", []), evaluations.get("eval_runs", [])
+    if not quants and not runs:
+        return [*lines, "_No evaluations recorded._"]
+    if quants:
+        lines += [
+            "| Quant report | Base | PPL base → this | PPL ratio | KLD mean | KLD p99 | Top-token agreement |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {q['report_id']} | {q['base']} | {q['ppl_base']:.2f} → {q['ppl_candidate']:.2f} | "
+            f"{q['ppl_ratio']:.3f} | {q['kld_mean']:.4f} | {q['kld_p99']:.3f} | {q['top_token_agreement']:.1%} |"
+            for q in quants
+        ]
+        lines.append("")
+    if runs:
+        lines += ["| Eval run | Suite | Status | Pass rate | Report |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            f"| {r['run_id']} | {r['suite']} | {r['status']} | {r['pass_rate']:.1%} of {r['total']} | "
+            + (f"[HTML]({_file_url(r['report'])})" if r["report"] else "—")
+            + " |"
+            for r in runs
+        ]
+    return lines
+
+
+def _file_url(path: str) -> str:
+    return path if "://" in path else "file://" + path

@@ -26,3 +26,14 @@ class NotFound(RegistryError):
 class Conflict(RegistryError):
     status = 409
     code = "conflict"
+
+
+class PromotionGateFailed(RegistryError):
+    """Moving a gated alias was refused by the model's promotion gates; ``gates`` lists the failed ones."""
+
+    status = 409
+    code = "promotion_gate_failed"
+
+    def __init__(self, message: str, gates: list[dict[str, object]] | None = None) -> None:
+        super().__init__(message, param="version")
+        self.gates = gates or []

@@ -138,7 +138,13 @@ class EventRecord:
         if self.kind == "alias_moved":
             origin = f"{self.from_version}" if self.from_version is not None else "(none)"
             verb = "rolled back" if self.detail.get("rollback") else "moved"
-            return f"alias '{self.alias}' {verb} {origin} → {self.to_version}"
+            text = f"alias '{self.alias}' {verb} {origin} → {self.to_version}"
+            if self.detail.get("forced"):
+                failed = ", ".join(g.get("gate", "?") for g in self.detail.get("failed_gates", []))
+                text += f" (FORCED past failed gates: {failed})"
+            elif self.detail.get("gates"):
+                text += f" (passed {len(self.detail['gates'])} gate(s))"
+            return text
         if self.kind == "alias_removed":
             return f"alias '{self.alias}' removed (was {self.from_version})"
         if self.kind == "version_registered":
@@ -147,6 +153,9 @@ class EventRecord:
             return f"version {self.version} archived"
         if self.kind == "integrity_failed":
             return f"version {self.version} refused: {self.detail.get('error', 'integrity check failed')}"
+        if self.kind == "gates_set":
+            gates = [g.get("name") or g.get("type", "?") for g in self.detail.get("gates", [])]
+            return "promotion gates set: " + (", ".join(gates) if gates else "(none)")
         if self.kind == "model_created":
             return "model created"
         if self.kind == "model_updated":

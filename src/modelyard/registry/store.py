@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from modelyard.evals.promotion import check_promotion
 from modelyard.registry.errors import Conflict, InvalidRequest, NotFound
 from modelyard.registry.records import (
     AliasMove,
@@ -199,15 +200,30 @@ class RegistryStore:
         if created:
             aliases.add(PRODUCTION)
         for alias in sorted(aliases):
-            _set_alias(session, model, alias, version, actor, now, detail={})
+            detail: dict[str, Any] = {}
+            if not created:  # a gated alias needs evidence, which a version being registered cannot have yet
+                row = _alias_row(session, model, alias)
+                current = (row.version.id, row.version.number) if row is not None else None
+                detail = check_promotion(session, model.id, model.name, alias, (version.id, number), current, False)
+            _set_alias(session, model, alias, version, actor, now, detail=detail)
         session.flush()
         session.refresh(version, attribute_names=["model", "parent"])
         return _version_record(version)
 
     def move_alias(
-        self, name: str, alias: str, target: int | ModelRef, actor: str, expected: int | None = None
+        self,
+        name: str,
+        alias: str,
+        target: int | ModelRef,
+        actor: str,
+        expected: int | None = None,
+        force: bool = False,
     ) -> AliasMove:
-        """Point ``alias`` at a version. ``expected`` makes it a compare-and-set: refuse if the alias moved since."""
+        """Point ``alias`` at a version. ``expected`` makes it a compare-and-set: refuse if the alias moved since.
+
+        A gated alias (``production`` once the model declares gates) only moves when the target version's stored
+        evidence passes every gate; ``force`` overrides and the event records ``forced: true`` with the failed gates.
+        """
         check_alias_name(alias)
         with self.database.transaction() as session:
             model = _lock_model(session, name)
@@ -222,7 +238,11 @@ class RegistryStore:
                     f"Alias '{alias}' of '{name}' points at {current_number}, not {expected} as expected: "
                     "someone else moved it. Re-read and retry."
                 )
-            return _set_alias(session, model, alias, version, actor, utcnow(), detail={})
+            current_pair = (current.version.id, current_number) if current is not None and current_number else None
+            detail = check_promotion(
+                session, model.id, model.name, alias, (version.id, version.number), current_pair, force
+            )
+            return _set_alias(session, model, alias, version, actor, utcnow(), detail=detail)
 
     def rollback(self, name: str, alias: str, actor: str) -> AliasMove:
         """Move ``alias`` back to the version it pointed at before its current one (undoing the last move)."""
