@@ -8,6 +8,7 @@ from the ASGI lifespan so that every resource lives inside the loop that serves 
 from __future__ import annotations
 
 import logging
+import socket
 
 from modelyard.api.admin import AdminAPI
 from modelyard.deploy.reconciler import Reconciler
@@ -20,6 +21,7 @@ from modelyard.observability.observers import ObservabilityOptions, RequestObser
 from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
+from modelyard.security.layer import SecurityLayer
 
 log = logging.getLogger("modelyard")
 
@@ -33,6 +35,7 @@ class Runtime:
         metrics: GatewayMetrics,
         limits: RequestLimits,
         options: ObservabilityOptions | None = None,
+        security: SecurityLayer | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -40,7 +43,8 @@ class Runtime:
         self._proxy = Proxy(self.metrics)
         requests = RequestLogStore(store.database)
         self.observers = RequestObservers.build(metrics, options or ObservabilityOptions(), requests)
-        self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits, self.observers)
+        self.security = security
+        self.handlers = InferenceHandlers(self.catalog, self._proxy, self.metrics, limits, self.observers, security)
         metrics.watch_engine_load(reconciler.engine_load)
         self.admin: AdminAPI | None = AdminAPI(store, checker, reconciler, requests)
 
@@ -51,6 +55,8 @@ class Runtime:
         described = self.reconciler.describe()
         if self.observers.request_log is not None:
             described["request_log"] = {"queued": self.observers.request_log.depth()}
+        if self.security is not None:
+            described["security"] = self.security.describe()
         return described
 
     async def engine_metrics(self) -> bytes:
@@ -63,10 +69,14 @@ class Runtime:
     async def start(self) -> None:
         self._proxy.session = create_session(UpstreamClientSettings())
         await self.observers.start()
+        if self.security is not None:
+            await self.security.start(actor=f"gateway@{socket.gethostname()}")
         await self.reconciler.start()
 
     async def stop(self) -> None:
         await self.reconciler.stop()
+        if self.security is not None:
+            await self.security.stop()
         await self.observers.stop()
         if self._proxy.session is not None:
             await self._proxy.session.close()

@@ -14,6 +14,7 @@ from modelyard import __version__, paths
 from modelyard.cli.models import models_app
 from modelyard.cli.progress import build_progress, byte_progress
 from modelyard.cli.requests import requests_app
+from modelyard.cli.security import audit_app, keys_app
 from modelyard.engines.llamacpp_build import BuildError, EngineBuild, ensure_engine
 from modelyard.engines.llamacpp_server import ModelFileError, check_gguf
 from modelyard.engines.llamacpp_source import SourceError
@@ -21,6 +22,7 @@ from modelyard.observability.logs import configure_logging
 from modelyard.registry.bootstrap import ensure_default_registered, ensure_file_registered, open_registry
 from modelyard.registry.default_model import ModelAssemblyError, ensure_default_model
 from modelyard.registry.errors import RegistryError
+from modelyard.security.guardrails.config import GuardrailConfigError, load_config
 from modelyard.settings import ServeSettings, SettingsError
 from modelyard.store.database import StoreUnavailable, describe_url
 
@@ -29,6 +31,8 @@ engine_app = typer.Typer(no_args_is_help=True, help="The llama.cpp engine build.
 app.add_typer(engine_app, name="engine")
 app.add_typer(models_app, name="models")
 app.add_typer(requests_app, name="requests")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 db_app = typer.Typer(no_args_is_help=True, help="The registry database (SQLite by default, or PostgreSQL).")
 app.add_typer(db_app, name="db")
 
@@ -168,6 +172,30 @@ def serve(
         str | None,
         typer.Option(envvar="MODELYARD_OTLP_ENDPOINT", help="OTLP/HTTP endpoint for traces (or OTEL_EXPORTER_OTLP_*)."),
     ] = None,
+    auth: Annotated[
+        str, typer.Option(envvar="MODELYARD_AUTH", help="API keys required: on, or off (explicit; warned about).")
+    ] = "on",
+    region: Annotated[
+        str, typer.Option(envvar="MODELYARD_REGION", help="This gateway's region (key allow-lists).")
+    ] = "",
+    metrics_auth: Annotated[
+        bool, typer.Option(envvar="MODELYARD_METRICS_AUTH", help="/metrics needs a key with the read scope.")
+    ] = False,
+    redis_url: Annotated[
+        str | None, typer.Option(envvar="MODELYARD_REDIS_URL", help="Redis for limits and budgets across replicas.")
+    ] = None,
+    redis_prefix: Annotated[str, typer.Option(envvar="MODELYARD_REDIS_PREFIX", help="Prefix of Redis keys.")] = (
+        "modelyard"
+    ),
+    ratelimit_fail_mode: Annotated[
+        str, typer.Option(envvar="MODELYARD_RATELIMIT_FAIL_MODE", help="Redis unreachable: open or closed.")
+    ] = "open",
+    guardrails: Annotated[
+        Path | None, typer.Option(envvar="MODELYARD_GUARDRAILS", help="Guardrails and request limits per route (YAML).")
+    ] = None,
+    key_poll: Annotated[
+        float, typer.Option(envvar="MODELYARD_KEY_POLL", help="Seconds between API-key revision checks.")
+    ] = 0.25,
 ) -> None:
     """Serve a model through the OpenAI-compatible gateway (builds the engine and model on first run)."""
     from modelyard.server import PortInUseError, run_gateway  # imported late: `modelyard engine` stays fast
@@ -198,7 +226,17 @@ def serve(
             request_log_body_retention_days=request_log_body_retention_days,
             request_log_bodies=tuple(request_log_bodies),
             otlp_endpoint=otlp_endpoint,
+            auth=_auth_flag(auth),
+            region=region,
+            metrics_auth=metrics_auth,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            ratelimit_fail_mode=ratelimit_fail_mode,
+            guardrails_file=guardrails,
+            key_poll_s=key_poll,
         )
+        if guardrails is not None:
+            load_config(guardrails)  # a wrong file fails now, naming the key, not after the engine build
         if model is not None:
             model_path = model.expanduser().absolute()
             check_gguf(model_path)  # before any build, so a wrong path fails in a second
@@ -212,13 +250,29 @@ def serve(
                 ensure_file_registered(store, checker, model_path, model_name or model_path.stem, actor, progress)
         build = _prepare_engine(console)
         code = run_gateway(settings, build, store, checker)
-    except (SettingsError, BuildError, SourceError, ModelAssemblyError, ModelFileError, PortInUseError) as exc:
+    except (
+        SettingsError,
+        BuildError,
+        SourceError,
+        ModelAssemblyError,
+        ModelFileError,
+        PortInUseError,
+        GuardrailConfigError,
+    ) as exc:
         raise _fail(str(exc)) from None
     except StoreUnavailable as exc:
         raise _fail(f"{exc}. Check MODELYARD_DATABASE_URL.") from None
     except RegistryError as exc:
         raise _fail(exc.message) from None
     raise typer.Exit(code=code)
+
+
+def _auth_flag(value: str) -> bool:
+    if value.lower() in ("on", "true", "1", "yes"):
+        return True
+    if value.lower() in ("off", "false", "0", "no"):
+        return False
+    raise SettingsError(f"--auth must be 'on' or 'off', got {value!r}")
 
 
 def main() -> None:

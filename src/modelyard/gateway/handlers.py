@@ -8,6 +8,7 @@ Each step fails with its own OpenAI-shaped error, and every request is counted e
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -43,6 +44,7 @@ from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers
 from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.tracing import parse_traceparent
+from modelyard.security.layer import Admission, SecurityLayer
 
 log = logging.getLogger("modelyard.gateway")
 
@@ -73,12 +75,14 @@ class InferenceHandlers:
         metrics: GatewayMetrics,
         limits: RequestLimits,
         observers: RequestObservers,
+        security: SecurityLayer | None = None,
     ) -> None:
         self._catalog = catalog
         self._proxy = proxy
         self._metrics = metrics
         self._limits = limits
         self._observers = observers
+        self._security = security
 
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._handle(scope, receive, send, CHAT)
@@ -113,6 +117,7 @@ class InferenceHandlers:
         )
         response_headers = [(b"x-request-id", request_id), (b"x-modelyard-trace-id", record.trace_id.encode())]
         status = 500
+        admission: Admission | None = None
         self._metrics.in_flight += 1
         try:
             body = await read_body(receive, scope, self._limits.max_body_bytes)
@@ -135,10 +140,17 @@ class InferenceHandlers:
                     "model (modelyard serve --embeddings) to enable /v1/embeddings.",
                     code="unsupported_endpoint",
                 )
+            if self._security is not None:  # keys, limits, budgets, guardrails: docs/security.md
+                admission = await self._security.admit(
+                    scope, payload, request.model, served.name, record.request_id, response_headers
+                )
             upstream = served.upstream
             if not upstream.ready:
                 raise engine_unavailable(served.key, upstream.retry_after_s(), upstream.unavailable_reason())
             call = _proxy_call(endpoint, served, body, payload, request, record, response_headers)
+            if admission is not None and (admission.payload_changed or admission.output is not None):
+                body_out = None if admission.payload_changed else call.body
+                call = dataclasses.replace(call, body=body_out, output_guard=admission.output)
             # Counted from here, with no await since resolving: a retired engine is stopped only once this is 0.
             upstream.active_requests += 1
             try:
@@ -165,6 +177,8 @@ class InferenceHandlers:
             if status == CLIENT_CLOSED and not record.error_type:
                 record.error_type = "client_closed"
             record.finished = time.perf_counter()
+            if admission is not None and self._security is not None:
+                await self._security.settle(admission, record)
             self._observers(record)
 
 

@@ -22,6 +22,7 @@ from modelyard.gateway.upstream_client import UpstreamClient, UpstreamResponse
 from modelyard.observability.body_policy import MAX_BODY_BYTES
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.request_record import RequestRecord
+from modelyard.security.guardrails.filters import OutputGuard
 
 log = logging.getLogger("modelyard.gateway")
 
@@ -45,6 +46,7 @@ class ProxyCall:
     client_wants_usage: bool
     record: RequestRecord
     response_headers: list[tuple[bytes, bytes]]
+    output_guard: OutputGuard | None = None  # the route's output guardrails (security/guardrails/filters.py)
 
 
 class Proxy:
@@ -95,6 +97,11 @@ class Proxy:
         usage = sse.usage_of_body(raw)
         if usage:
             _record_usage(call, usage.prompt_tokens, usage.completion_tokens)
+        if call.output_guard is not None:
+            try:
+                raw = call.output_guard.json_body(raw)
+            except APIError as error:
+                return await _fail(send, call, error)
         await send_bytes(send, 200, raw, call.response_headers)
         return 200
 
@@ -116,7 +123,15 @@ class Proxy:
                         _record_usage(call, usage.prompt_tokens, usage.completion_tokens)
                         if not call.client_wants_usage and sse.is_usage_only(event):
                             continue
-                    out.append(event)
+                    if call.output_guard is None:
+                        out.append(event)
+                    else:
+                        out.extend(call.output_guard.event(event))
+                if call.output_guard is not None and call.output_guard.blocked:
+                    record.error_type = "output_blocked"
+                    if out:
+                        await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                    break  # stop reading: release() then closes the engine connection, which stops generating
                 if out:
                     chunk = b"".join(out)
                     if record.response_body is not None and len(record.response_body) <= MAX_BODY_BYTES:
@@ -135,6 +150,8 @@ class Proxy:
                 }
             )
         tail = splitter.remainder()
+        if call.output_guard is not None:
+            tail = b"" if call.output_guard.blocked else b"".join(call.output_guard.finish()) + tail
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         return status
 

@@ -1,0 +1,90 @@
+"""Per-key spend (tokens, cost, requests per budget period), written to the database off the hot path.
+
+Each finished request adds its actual usage to an in-memory delta; a background task writes the deltas in one
+transaction every ``flush_interval_s`` (like the request log: the request never waits on the database). The
+budget check itself reads the limiter's counters: Redis's shared ones when configured (exact across replicas),
+else this replica's own, folded together with the database's totals at every flush (so other replicas' spend is
+seen within a flush interval). The CLI and ``GET /admin/keys/{id}/spend`` read the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from modelyard.security.key_store import KeyStore
+from modelyard.security.ratelimit import MemoryLimiter, Spend, budget_period
+
+log = logging.getLogger("modelyard.security")
+
+
+def current_periods(now: float | None = None) -> list[str]:
+    return [budget_period("day", now), budget_period("month", now)]
+
+
+class SpendWriter:
+    def __init__(self, store: KeyStore, limiter: object, flush_interval_s: float = 1.0) -> None:
+        self._store = store
+        self._limiter = limiter
+        self._flush_interval_s = flush_interval_s
+        self._pending: dict[tuple[str, str], Spend] = {}
+        self._requests: dict[tuple[str, str], int] = {}
+        self._seeded = False
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, key_id: str, tokens: int, cost_usd: float, now: float | None = None) -> None:
+        """Count a finished request in both of the key's periods (day and month), whichever its budget uses."""
+        for period in current_periods(now):
+            spent = self._pending.setdefault((key_id, period), Spend())
+            spent.tokens += tokens
+            spent.cost_usd += cost_usd
+            self._requests[(key_id, period)] = self._requests.get((key_id, period), 0) + 1
+
+    async def start(self) -> None:
+        await self._refresh()
+        self._task = asyncio.create_task(self._run(), name="spend-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_interval_s)
+            await self._flush()
+            await self._refresh()
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        pending, requests = self._pending, self._requests
+        self._pending, self._requests = {}, {}
+        deltas = [(k, p, s.tokens, s.cost_usd, requests.get((k, p), 0)) for (k, p), s in pending.items()]
+        try:
+            await asyncio.to_thread(self._store.add_spend, deltas)
+        except Exception as exc:  # keep the deltas for the next try
+            log.warning("spend: could not write %d rows: %s", len(deltas), exc)
+            for key, spent in pending.items():
+                merged = self._pending.setdefault(key, Spend())
+                merged.tokens += spent.tokens
+                merged.cost_usd += spent.cost_usd
+                self._requests[key] = self._requests.get(key, 0) + requests.get(key, 0)
+
+    async def _refresh(self) -> None:
+        try:
+            rows = await asyncio.to_thread(self._store.spend, current_periods(time.time()))
+        except Exception as exc:
+            log.warning("spend: could not read totals: %s", exc)
+            return
+        if isinstance(self._limiter, MemoryLimiter):
+            self._limiter.merge_stored_spend(rows, self._pending)
+        else:
+            seed = getattr(self._limiter, "seed_spend", None)
+            if seed is not None and not self._seeded:
+                await seed(rows)
+                self._seeded = True
