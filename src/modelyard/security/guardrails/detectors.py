@@ -52,7 +52,7 @@ _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
 _NINO = re.compile(r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
-_IPV6 = re.compile(r"(?<![:\w])(?:[0-9A-Fa-f]{1,4}:){2,7}(?::|[0-9A-Fa-f]{1,4})(?![:\w])")
+_IPV6 = re.compile(r"(?<![:\w])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![:\w])")
 
 
 def _emails(text: str) -> Iterable[Finding]:
@@ -85,6 +85,8 @@ def _national_ids(text: str) -> Iterable[Finding]:
 def _ips(text: str) -> Iterable[Finding]:
     for pattern in (_IPV4, _IPV6):
         for m in pattern.finditer(text):
+            if len(m.group()) < 7:  # "::", "1::2": too short to be an address anyone needs hidden
+                continue
             try:
                 ipaddress.ip_address(m.group())
             except ValueError:
@@ -146,7 +148,8 @@ _INJECTION = [
     re.compile(p, re.IGNORECASE)
     for p in (
         r"\b(?:ignore|disregard|forget|override)\b.{0,40}"
-        r"\b(?:previous|prior|above|earlier|all|your|the system)\b.{0,20}\b(?:instructions?|prompts?|rules|directions|guidelines)\b",
+        r"\b(?:previous|prior|above|earlier|all|your|the system)\b.{0,20}"
+        r"\b(?:instructions?|prompts?|rules|directions|guidelines)\b",
         r"\b(?:reveal|show|print|repeat|output)\b.{0,30}"
         r"\b(?:system|hidden|initial)\s+(?:prompt|instructions?|message)\b",
         r"\byou are now\b.{0,40}\b(?:DAN|jailbroken|unrestricted|developer mode|without (?:any )?(?:rules|limits))",
