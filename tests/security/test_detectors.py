@@ -24,7 +24,9 @@ def test_luhn_rejects_wrong_check_digits(number: str) -> None:
     assert not luhn_ok(number)
 
 
-@pytest.mark.parametrize("iban", ["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000", "FR1420041010050500013M02606"])
+@pytest.mark.parametrize(
+    "iban", ["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000", "FR1420041010050500013M02606"]
+)
 def test_iban_mod97_accepts_valid(iban: str) -> None:
     assert iban_ok(iban)
 

@@ -142,10 +142,8 @@ def test_config_errors_name_the_key() -> None:
 
 
 def test_route_resolution_prefers_exact_then_model_then_glob_then_default() -> None:
-    config = parse_config(
-        {"routes": {"*": {}, "gemma-*": {"limits": {"max_tokens": 1}}, "gemma-3-270m@canary": {"limits": {"max_tokens": 2}}}},
-        "t",
-    )  # fmt: skip
+    routes = {"*": {}, "gemma-*": {"limits": {"max_tokens": 1}}, "gemma-3-270m@canary": {"limits": {"max_tokens": 2}}}
+    config = parse_config({"routes": routes}, "t")
     assert config.policy("gemma-3-270m@canary", "gemma-3-270m").limits.max_tokens == 2
     assert config.policy("gemma-3-270m", "gemma-3-270m").limits.max_tokens == 1
     assert config.policy("other", "other").limits.max_tokens == 0

@@ -35,7 +35,7 @@ def test_take_reports_the_wait_until_enough_tokens() -> None:
     assert take(Bucket(60, 0), 61, 60)[1] == float("inf")
 
 
-def _run(coro):  # noqa: ANN001, ANN202
+def _run(coro):
     return asyncio.run(coro)
 
 

@@ -31,7 +31,7 @@ def test_secret_is_never_stored_and_grants_are_found_by_hash(database: Database)
     with database.connection() as connection:
         dump = " ".join(str(row) for row in connection.execute(text("SELECT * FROM api_keys")))
     assert secret not in dump and secret[3:] not in dump
-    revision, grants, _ = store.grants()
+    _revision, grants, _ = store.grants()
     assert grants[hasher(secret)].id == record.id and grants[hasher(secret)].limits.rpm == 5
     assert KeyHasher(b"other")(secret) not in grants  # the pepper matters
 
@@ -49,7 +49,7 @@ def test_revocation_bumps_the_revision_and_removes_the_grant(database: Database)
         store.revoke("key_nope", "tester")
 
 
-def test_bootstrap_creates_one_admin_key_only_on_an_empty_table(database: Database, monkeypatch) -> None:  # noqa: ANN001
+def test_bootstrap_creates_one_admin_key_only_on_an_empty_table(database: Database, monkeypatch) -> None:
     monkeypatch.delenv("MODELYARD_ADMIN_KEY", raising=False)
     store = KeyStore(database, KeyHasher(b"p"))
     secret = store.ensure_bootstrap("gateway")
