@@ -26,12 +26,12 @@ from modelyard.security.guardrails.detectors import Finding, find_injection, fin
 Hit = Callable[[str, str, str], None]  # (direction, guardrail, action)
 
 
-def blocked_input(guardrail: str, kinds: set[str]) -> APIError:
+def blocked_input(guardrail: str, kinds: set[str], param: str = "messages") -> APIError:
     return APIError(
         400,
         f"The request was blocked by the '{guardrail}' guardrail (found: {', '.join(sorted(kinds))}).",
         code="guardrail_blocked",
-        param="messages",
+        param=param,
     )
 
 
@@ -67,15 +67,16 @@ class InputGuard:
     def apply(self, payload: dict[str, Any]) -> bool:
         """Check and redact the prompt text in place; raise a 400 on a block; return whether anything changed."""
         changed = False
+        param = "messages" if "messages" in payload else "prompt" if "prompt" in payload else "input"
         for holder, key in _text_slots(payload):
             text = holder[key]
-            new = self._text(text)
+            new = self._text(text, param)
             if new != text:
                 holder[key] = new
                 changed = True
         return changed
 
-    def _text(self, text: str) -> str:
+    def _text(self, text: str, param: str) -> str:
         guards = self._policy.input
         checks: list[tuple[str, str, list[Finding]]] = []
         if guards.secrets:
@@ -94,7 +95,7 @@ class InputGuard:
                 continue
             self._hit("input", name, action)
             if action == "block":
-                raise blocked_input(name, {f.kind for f in findings})
+                raise blocked_input(name, {f.kind for f in findings}, param)
             if action == "redact":
                 redactions.extend(findings)
         return redact(text, redactions) if redactions else text
