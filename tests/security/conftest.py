@@ -61,7 +61,7 @@ class Replicas:
             database.dispose()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def replicas(
     tmp_path_factory: pytest.TempPathFactory, engine_build: EngineBuild, default_model_path: Path
 ) -> Iterator[Replicas]:

@@ -282,10 +282,11 @@ class SecurityLayer:
         retry = outcome.retry_after_s
         if outcome.reason in (TOKEN_BUDGET, COST_BUDGET):
             limits = grant.limits
+            adjective = "daily" if limits.budget_period == "day" else "monthly"
             if outcome.reason == TOKEN_BUDGET:
-                what = f"{limits.budget_period}ly token budget ({limits.token_budget} tokens)"
+                what = f"{adjective} token budget ({limits.token_budget} tokens)"
             else:
-                what = f"{limits.budget_period}ly cost budget (${limits.cost_budget_usd:g})"
+                what = f"{adjective} cost budget (${limits.cost_budget_usd:g})"
             return APIError(
                 429,
                 f"API key '{grant.name}' has exhausted its {what}; it resets at the start of the next "
