@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import orjson
 
 from modelyard.api.asgi import (
     CLIENT_CLOSED,
@@ -151,6 +152,8 @@ class InferenceHandlers:
             if admission is not None and (admission.payload_changed or admission.output is not None):
                 body_out = None if admission.payload_changed else call.body
                 call = dataclasses.replace(call, body=body_out, output_guard=admission.output)
+                if admission.payload_changed and record.request_body is not None:
+                    record.request_body = orjson.dumps(payload)  # the request log keeps the redacted prompt
             # Counted from here, with no await since resolving: a retired engine is stopped only once this is 0.
             upstream.active_requests += 1
             try:

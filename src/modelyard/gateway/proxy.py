@@ -92,8 +92,6 @@ class Proxy:
             upstream = call.served.upstream
             reason = f"engine dropped the response: {exc}"
             return await _fail(send, call, engine_unavailable(call.served.key, upstream.retry_after_s(), reason))
-        if call.record.response_body is not None:
-            call.record.response_body = raw
         usage = sse.usage_of_body(raw)
         if usage:
             _record_usage(call, usage.prompt_tokens, usage.completion_tokens)
@@ -102,6 +100,8 @@ class Proxy:
                 raw = call.output_guard.json_body(raw)
             except APIError as error:
                 return await _fail(send, call, error)
+        if call.record.response_body is not None:
+            call.record.response_body = raw
         await send_bytes(send, 200, raw, call.response_headers)
         return 200
 
