@@ -29,7 +29,8 @@ def prefix() -> str:
 
 
 async def _replicas(prefix: str, n: int = 2) -> list[RedisLimiter]:
-    limiters = [RedisLimiter(REDIS_URL, prefix, "closed", CollectorRegistry()) for _ in range(n)]
+    # A generous timeout: this test is about atomicity, and the shared 2-core machine can be slow.
+    limiters = [RedisLimiter(REDIS_URL, prefix, "closed", CollectorRegistry(), timeout_s=2.0) for _ in range(n)]
     for limiter in limiters:
         await limiter.start()
     return limiters
