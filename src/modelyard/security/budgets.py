@@ -29,18 +29,20 @@ class SpendWriter:
         self._store = store
         self._limiter = limiter
         self._flush_interval_s = flush_interval_s
-        self._pending: dict[tuple[str, str], Spend] = {}
-        self._requests: dict[tuple[str, str], int] = {}
+        self._pending: dict[str, Spend] = {}  # key id -> spend since the last flush
+        self._requests: dict[str, int] = {}
         self._seeded = False
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, key_id: str, tokens: int, cost_usd: float, now: float | None = None) -> None:
-        """Count a finished request in both of the key's periods (day and month), whichever its budget uses."""
-        for period in current_periods(now):
-            spent = self._pending.setdefault((key_id, period), Spend())
-            spent.tokens += tokens
-            spent.cost_usd += cost_usd
-            self._requests[(key_id, period)] = self._requests.get((key_id, period), 0) + 1
+    def add(self, key_id: str, tokens: int, cost_usd: float) -> None:
+        """Count a finished request: three additions on the hot path. The flush books the deltas in both of the
+        key's periods (today, this month); a delta straddling midnight lands in the new day (≤ 1 s of usage)."""
+        spent = self._pending.get(key_id)
+        if spent is None:
+            spent = self._pending[key_id] = Spend()
+        spent.tokens += tokens
+        spent.cost_usd += cost_usd
+        self._requests[key_id] = self._requests.get(key_id, 0) + 1
 
     async def start(self) -> None:
         await self._refresh()
@@ -64,7 +66,8 @@ class SpendWriter:
             return
         pending, requests = self._pending, self._requests
         self._pending, self._requests = {}, {}
-        deltas = [(k, p, s.tokens, s.cost_usd, requests.get((k, p), 0)) for (k, p), s in pending.items()]
+        periods = current_periods(time.time())
+        deltas = [(k, p, s.tokens, s.cost_usd, requests.get(k, 0)) for k, s in pending.items() for p in periods]
         try:
             await asyncio.to_thread(self._store.add_spend, deltas)
         except Exception as exc:  # keep the deltas for the next try
@@ -82,7 +85,9 @@ class SpendWriter:
             log.warning("spend: could not read totals: %s", exc)
             return
         if isinstance(self._limiter, MemoryLimiter):
-            self._limiter.merge_stored_spend(rows, self._pending)
+            periods = current_periods(time.time())
+            unflushed = {(k, p): s for k, s in self._pending.items() for p in periods}
+            self._limiter.merge_stored_spend(rows, unflushed)
         else:
             seed = getattr(self._limiter, "seed_spend", None)
             if seed is not None and not self._seeded:

@@ -61,7 +61,7 @@ class KeyHasher:
 
     def __call__(self, key: str | bytes) -> str:
         raw = key.encode() if isinstance(key, str) else key
-        return hmac.new(self._pepper, raw, hashlib.sha256).hexdigest()
+        return hmac.digest(self._pepper, raw, hashlib.sha256).hex()  # one-shot C call: ~1 µs
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,22 @@ def budget_period(period: str, now: float | None = None) -> str:
     return at.strftime("d%Y-%m-%d") if period == "day" else at.strftime("m%Y-%m")
 
 
+class PeriodClock:
+    """Budget period names for "now", recomputed once per UTC minute: a ``strftime`` per request showed in profiles,
+    and day and month boundaries fall on minute boundaries."""
+
+    def __init__(self) -> None:
+        self._minute = -1
+        self._names: dict[str, str] = {}
+
+    def name(self, period: str, now: float) -> str:
+        minute = int(now // 60)
+        if minute != self._minute:
+            self._minute = minute
+            self._names = {"day": budget_period("day", now), "month": budget_period("month", now)}
+        return self._names[period]
+
+
 def seconds_to_period_end(period: str, now: float) -> float:
     at = datetime.fromtimestamp(now, UTC)
     if period == "day":
@@ -129,6 +145,7 @@ class MemoryLimiter:
     def __init__(self) -> None:
         self._keys: dict[str, _KeyState] = {}
         self.spend: dict[tuple[str, str], Spend] = {}
+        self._periods = PeriodClock()
 
     async def start(self) -> None:
         pass
@@ -138,15 +155,14 @@ class MemoryLimiter:
 
     async def acquire(self, key_id: str, limits: KeyLimits, estimate: int, request_id: str, now: float) -> Outcome:
         state = self._keys.setdefault(key_id, _KeyState())
-        spent = self.spend.get((key_id, budget_period(limits.budget_period, now))) or Spend()
-        if limits.token_budget and spent.tokens >= limits.token_budget:
-            return Outcome(
-                False, TOKEN_BUDGET, seconds_to_period_end(limits.budget_period, now), spent_tokens=spent.tokens
-            )
-        if limits.cost_budget_usd and spent.cost_usd >= limits.cost_budget_usd:
-            return Outcome(
-                False, COST_BUDGET, seconds_to_period_end(limits.budget_period, now), spent_cost_usd=spent.cost_usd
-            )
+        if limits.budgeted:
+            spent = self.spend.get((key_id, self._periods.name(limits.budget_period, now))) or Spend()
+            if limits.token_budget and spent.tokens >= limits.token_budget:
+                wait = seconds_to_period_end(limits.budget_period, now)
+                return Outcome(False, TOKEN_BUDGET, wait, spent_tokens=spent.tokens)
+            if limits.cost_budget_usd and spent.cost_usd >= limits.cost_budget_usd:
+                wait = seconds_to_period_end(limits.budget_period, now)
+                return Outcome(False, COST_BUDGET, wait, spent_cost_usd=spent.cost_usd)
         if limits.concurrency:
             state.leases = {r: t for r, t in state.leases.items() if t > now}
             if len(state.leases) >= limits.concurrency:
@@ -181,8 +197,8 @@ class MemoryLimiter:
                 bucket = refill(state.tpm, now, limits.tpm)
                 bucket.tokens = min(float(limits.tpm), bucket.tokens - (tokens - estimate))
                 state.tpm = bucket
-        if limits.budgeted or tokens or cost_usd:
-            spent = self.spend.setdefault((key_id, budget_period(limits.budget_period, now)), Spend())
+        if limits.budgeted:
+            spent = self.spend.setdefault((key_id, self._periods.name(limits.budget_period, now)), Spend())
             spent.tokens += tokens
             spent.cost_usd += cost_usd
 

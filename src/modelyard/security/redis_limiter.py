@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from modelyard.security.keys import KeyLimits
-from modelyard.security.ratelimit import BACKEND_DOWN, LEASE_S, OK, Outcome, budget_period, seconds_to_period_end
+from modelyard.security.ratelimit import BACKEND_DOWN, LEASE_S, OK, Outcome, PeriodClock, seconds_to_period_end
 
 log = logging.getLogger("modelyard.security")
 
@@ -126,6 +126,7 @@ class RedisLimiter:
             registry=registry,
         )
         self.last_error: str | None = None
+        self._periods = PeriodClock()
 
     async def start(self) -> None:
         try:
@@ -160,7 +161,7 @@ class RedisLimiter:
         ]
         try:
             result = await asyncio.wait_for(
-                self._acquire(keys=self._keys(key_id, budget_period(limits.budget_period, now)), args=args),
+                self._acquire(keys=self._keys(key_id, self._periods.name(limits.budget_period, now)), args=args),
                 self._timeout_s,
             )
         except Exception as exc:
@@ -189,7 +190,7 @@ class RedisLimiter:
     async def release(
         self, key_id: str, limits: KeyLimits, request_id: str, estimate: int, tokens: int, cost_usd: float, now: float
     ) -> None:
-        keys = self._keys(key_id, budget_period(limits.budget_period, now))
+        keys = self._keys(key_id, self._periods.name(limits.budget_period, now))
         args = [
             int(now * 1000),
             limits.tpm,

@@ -21,6 +21,8 @@ from modelyard.security.keys import KeyGrant, KeyHasher
 
 log = logging.getLogger("modelyard.security")
 
+_MEMO_MAX = 4096  # presented keys remembered per snapshot (only keys that matched a grant)
+
 
 class KeySnapshot:
     """Immutable: hash → grant. Replaced, never mutated."""
@@ -51,6 +53,7 @@ class SnapshotPoller:
         self._poll_interval_s = poll_interval_s
         self._on_guardrails = on_guardrails
         self.snapshot = KeySnapshot()
+        self._memo: dict[bytes, KeyGrant] = {}
         self.loaded_at = 0.0
         self.error: str | None = None
         self._wake = asyncio.Event()
@@ -70,7 +73,17 @@ class SnapshotPoller:
         self._wake.set()
 
     def lookup(self, key: bytes) -> KeyGrant | None:
-        return self.snapshot.lookup(self.hasher(key))
+        """Grant for a presented key. Known keys are memoised per snapshot (skipping the HMAC on repeat calls); the
+        memo is dropped with every new snapshot, so a revocation is never served from it."""
+        grant = self._memo.get(key)
+        if grant is not None:
+            return grant
+        grant = self.snapshot.lookup(self.hasher(key))
+        if grant is not None:
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo = {}
+            self._memo[key] = grant
+        return grant
 
     async def _run(self) -> None:
         failures = 0
@@ -95,6 +108,7 @@ class SnapshotPoller:
     async def _load(self) -> None:
         revision, grants, guardrails = await asyncio.to_thread(self._store.grants)
         self.snapshot = KeySnapshot(revision, grants)
+        self._memo = {}
         self.loaded_at = time.time()
         if self._on_guardrails is not None:
             self._on_guardrails(guardrails)
