@@ -1,6 +1,6 @@
 """Cost of authentication and limits: the gateway with API keys required (peppered HMAC lookup in the key
 snapshot, scope and model checks, request-shape limits, an in-memory rpm/tpm limiter charged and reconciled per
-request) against the same build with auth off, side by side in one run.
+request, x-ratelimit headers), the same with a key without limits (auth only), and auth off, side by side.
 
     .venv/bin/python -m bench.auth_cost --duration 5 --reps 5
 """
@@ -31,8 +31,10 @@ def measure(args: Any) -> dict[str, Any]:
         assert mock.service is not None
         started.append(mock.service)
         auth_args = ["--auth-key", KEY, "--security-db", str(logs / "security.db")]
+        bare_args = ["--auth-key", KEY, "--security-db", str(logs / "security-nolimits.db"), "--auth-no-limits"]
         endpoints = {
             "auth": start_modelyard(logs, pinning, mock, auth_args, name="auth"),
+            "auth-nolimits": start_modelyard(logs, pinning, mock, bare_args, name="auth-nolimits"),
             "noauth": start_modelyard(logs, pinning, mock, [], name="noauth"),
         }
         for endpoint in endpoints.values():
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     p50 = {name: Spread.of([r.p50_ms for r in results]) for name, results in single.items()}
     p99 = {name: Spread.of([r.p99_ms for r in results]) for name, results in single.items()}
     paired = Spread.of([ratio(a.rps, n.rps) for a, n in zip(runs["auth"], runs["noauth"], strict=True)])
+    bare = Spread.of([ratio(a.rps, n.rps) for a, n in zip(runs["auth-nolimits"], runs["noauth"], strict=True)])
     added = Spread.of([a.p50_ms - n.p50_ms for a, n in zip(single["auth"], single["noauth"], strict=True)])
     out = report.console()
     rows = [
@@ -73,11 +76,11 @@ def main(argv: list[str] | None = None) -> None:
     ]
     headers = ["gateway", "req/s (32 conn)", "p50 ms (1 conn)", "p99 ms (1 conn)", "errors"]
     out.print(report.table("Cost of auth + limits (wrk, median (min-max))", headers, rows))
-    out.print(f"auth/noauth throughput: {paired.fmt(3, 'x')}; added p50 at 1 connection: {added.fmt(3)} ms")
-    path = report.write_json(
-        "auth", {"machine": report.machine(), "rps": rps, "p50": p50, "p99": p99, "ratio": paired, "added_p50": added,
-                 "settings": vars(args)},
-    )  # fmt: skip
+    out.print(f"auth+limits/noauth throughput: {paired.fmt(3, 'x')}; auth only/noauth: {bare.fmt(3, 'x')}; "
+              f"added p50 at 1 connection (auth+limits): {added.fmt(3)} ms")  # fmt: skip
+    results = {"machine": report.machine(), "rps": rps, "p50": p50, "p99": p99, "ratio": paired}
+    results |= {"ratio_auth_only": bare, "added_p50": added, "settings": vars(args)}
+    path = report.write_json("auth", results)
     out.print(f"results: {path}")
 
 

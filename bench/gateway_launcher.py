@@ -127,14 +127,14 @@ class RemoteRuntime:
             await self._proxy.session.close()
 
 
-def _security(key: str, db_path: Path | None, runtime: RemoteRuntime) -> SecurityLayer:
+def _security(key: str, db_path: Path | None, runtime: RemoteRuntime, limited: bool = True) -> SecurityLayer:
     """Keys required, with one key whose rpm/tpm limits are so high they never bite (the limiter still runs)."""
     os.environ.setdefault(PEPPER_ENV, "bench-pepper")
     database = Database(f"sqlite:///{db_path or Path(tempfile.mkdtemp()) / 'security.db'}")
     migrate.upgrade(database)
     layer = SecurityLayer(database, SecuritySettings(auth=True), runtime.metrics.registry)
     if layer.keys.count() == 0:
-        limits = KeyLimits(rpm=10**9, tpm=10**12)
+        limits = KeyLimits(rpm=10**9, tpm=10**12) if limited else KeyLimits()
         layer.keys.create(NewKey("bench", scopes=(INFERENCE,), limits=limits), "bench", secret=key)
     return layer
 
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unobserved", action="store_true", help="no metrics, log lines or request log per request")
     parser.add_argument("--auth-key", help="require this API key (stored in --security-db with huge rpm/tpm limits)")
     parser.add_argument("--security-db", type=Path, help="SQLite file for the key table (with --auth-key)")
+    parser.add_argument("--auth-no-limits", action="store_true", help="the --auth-key has no limits (auth only)")
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     settings = ServeSettings(
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         log_format=args.log_format,
     )
     if args.auth_key:
-        runtime.security = _security(args.auth_key, args.security_db, runtime)
+        runtime.security = _security(args.auth_key, args.security_db, runtime, limited=not args.auth_no_limits)
         runtime.handlers = InferenceHandlers(
             runtime.catalog, runtime._proxy, runtime.metrics, RequestLimits(args.max_body_bytes),
             runtime.observers if not args.unobserved else _Unobserved(), runtime.security,
