@@ -153,6 +153,9 @@ def test_a_taken_port_is_a_clear_error_and_starts_no_engine(tmp_path: Path) -> N
             capture_output=True,
             text=True,
             timeout=120,
+            # Its own data dir: the default one is shared with every checkout on the machine, whose migrations
+            # may be ahead of this one ("Can't locate revision ...").
+            env={**os.environ, "MODELYARD_DATA_DIR": str(tmp_path)},
         )
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
