@@ -87,8 +87,9 @@ def test_request_shape_limits() -> None:
         check_request(chat, RouteLimits(max_tokens=10), None, "m")
     assert caught.value.code == "max_tokens_exceeded" and caught.value.param == "max_tokens"
     with pytest.raises(APIError) as caught:
-        check_request(chat, RouteLimits(), 200, "m")
+        check_request(chat, RouteLimits(), 200, "m")  # ~300 prompt tokens
     assert caught.value.code == "context_length_exceeded"
+    assert check_request({**chat, "max_tokens": 5000}, RouteLimits(), 400, "m")  # stops at the context: allowed
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,9 @@
 """Request-shape limits checked before any engine is called: message count, ``max_tokens`` per route, and the
 prompt against the served model's context.
 
-Context is estimated, not tokenized: characters / 4 (rounded up) plus the requested completion tokens. Calling
+Context is estimated, not tokenized: characters / 4 (rounded up). Only the prompt is held against it: like
+llama-server (and unlike OpenAI) a ``max_tokens`` beyond the remaining context is not an error, the answer just
+stops at the context (``finish_reason: length``); cap ``max_tokens`` per route to bound it. Calling
 the engine's ``/tokenize`` would add a round trip to every request; the estimate errs on the safe side for
 English and code, and the engine still rejects the rare prompt that slips through (400 from llama-server).
 """
@@ -90,11 +92,11 @@ def check_request(payload: Mapping[str, Any], limits: RouteLimits, context_lengt
         )
     prompt = estimate_prompt_tokens(payload)
     wanted = completion if completion is not None else min(DEFAULT_COMPLETION_ESTIMATE, limits.max_tokens or 10**9)
-    if context_length and prompt + (completion or 0) > context_length:
+    if context_length and prompt > context_length:
         raise APIError(
             400,
-            f"This model's context is {context_length} tokens; the request needs about {prompt + (completion or 0)}"
-            f" (prompt ~{prompt} estimated as characters/4, plus {completion or 0} completion tokens).",
+            f"This model's context is {context_length} tokens per request; the prompt alone is about {prompt} "
+            "(estimated as characters / 4). Shorten it.",
             code="context_length_exceeded",
             param="messages" if isinstance(messages, list) else "prompt",
         )
