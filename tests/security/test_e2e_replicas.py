@@ -4,6 +4,7 @@ endpoint of the OpenAPI document, limits exact under concurrent load, budgets, a
 from __future__ import annotations
 
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -97,12 +98,17 @@ def test_authorization_matrix_over_every_endpoint_and_key_kind(replicas: Replica
 
 
 def _burst(replicas: Replicas, key: str, n: int, body: dict, stream: bool = False) -> list[httpx.Response]:
-    """n requests at once, alternating replicas; returns responses (stream bodies read whole)."""
+    """n requests at once, alternating replicas. Every client connects and warms up first (GET /v1/models is not
+    rate limited), then all fire together from a barrier: on a loaded machine, thread start-up and connection set-up
+    would otherwise spread the "burst" over seconds and let the rpm bucket refill (1 request per 6 s at rpm=10)."""
+    barrier = threading.Barrier(n)
 
     def one(i: int) -> httpx.Response:
         gateway = replicas.a if i % 2 else replicas.b
-        with httpx.Client(timeout=300, headers={"authorization": f"Bearer {key}"}) as client:
-            answer = client.post(gateway.url + "/v1/completions", json={**body, "stream": stream})
+        with httpx.Client(base_url=gateway.url, timeout=300, headers={"authorization": f"Bearer {key}"}) as client:
+            assert client.get("/v1/models").status_code == 200
+            barrier.wait(timeout=60)
+            answer = client.post("/v1/completions", json={**body, "stream": stream})
             answer.read()
             return answer
 
