@@ -77,7 +77,9 @@ def start_contenders(started: list[Service], logs: Path, pinning: Pinning, args:
         "warning",
         *args.gateway_arg,
     ]
-    gateway = Service("modelyard", command, f"http://127.0.0.1:{port}/ready", logs, {"MODELYARD_DATA_DIR": str(logs)})
+    # Auth explicitly off: this scenario compares engines; the cost of keys and limits is bench.auth_cost's subject.
+    env = {"MODELYARD_DATA_DIR": str(logs), "MODELYARD_AUTH": "off"}
+    gateway = Service("modelyard", command, f"http://127.0.0.1:{port}/ready", logs, env)
     started.append(gateway)
     gateway.wait_ready(300)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as answer:

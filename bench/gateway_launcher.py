@@ -15,8 +15,10 @@ Run it with the product's own interpreter so the gateway uses exactly the produc
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +35,9 @@ from modelyard.observability.observers import ObservabilityOptions, RequestObser
 from modelyard.observability.request_log import RequestLogSettings
 from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.routing_metrics import RoutingMetrics
+from modelyard.security.key_store import NewKey
+from modelyard.security.keys import INFERENCE, PEPPER_ENV, KeyLimits
+from modelyard.security.layer import SecurityLayer, SecuritySettings
 from modelyard.server import GatewayServer, bind_listener, gateway_config
 from modelyard.settings import ServeSettings
 from modelyard.store import migrate
@@ -72,6 +77,7 @@ class RemoteRuntime:
         request_log: Path | None = None,
         observe: bool = True,
         log_format: str = "text",
+        security: SecurityLayer | None = None,
     ) -> None:
         self.metrics = GatewayMetrics()
         self._upstreams = upstreams
@@ -96,8 +102,9 @@ class RemoteRuntime:
         self.observers = RequestObservers.build(self.metrics, options, store)
         observers = self.observers if observe else _Unobserved()  # "watching off": nothing per request
         shadow = ShadowMirror(lambda: self._proxy.session, routing, observers.shadow, random.random)
+        self.security = security  # API keys + limits (bench.auth_cost); None: no auth, as before
         self.handlers = InferenceHandlers(
-            self.catalog, self._proxy, self.metrics, limits, observers, RouteDecider(routing), shadow
+            self.catalog, self._proxy, self.metrics, limits, observers, RouteDecider(routing), shadow, security
         )
         for upstream in upstreams:
             self.metrics.engine_state_changed(upstream.name, upstream.name, "1", True, 0)
@@ -119,11 +126,27 @@ class RemoteRuntime:
     async def start(self) -> None:
         self._proxy.session = create_session(UpstreamClientSettings())
         await self.observers.start()
+        if self.security is not None:
+            await self.security.start(actor="bench")
 
     async def stop(self) -> None:
+        if self.security is not None:
+            await self.security.stop()
         await self.observers.stop()
         if self._proxy.session is not None:
             await self._proxy.session.close()
+
+
+def _security(key: str, db_path: Path | None, runtime: RemoteRuntime, limited: bool = True) -> SecurityLayer:
+    """Keys required, with one key whose rpm/tpm limits are so high they never bite (the limiter still runs)."""
+    os.environ.setdefault(PEPPER_ENV, "bench-pepper")
+    database = Database(f"sqlite:///{db_path or Path(tempfile.mkdtemp()) / 'security.db'}")
+    migrate.upgrade(database)
+    layer = SecurityLayer(database, SecuritySettings(auth=True), runtime.metrics.registry)
+    if layer.keys.count() == 0:
+        limits = KeyLimits(rpm=10**9, tpm=10**12) if limited else KeyLimits()
+        layer.keys.create(NewKey("bench", scopes=(INFERENCE,), limits=limits), "bench", secret=key)
+    return layer
 
 
 class _Unobserved:
@@ -149,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-requests", action="store_true", help="one log line per request (needs info level)")
     parser.add_argument("--request-log", type=Path, help="store every request in this SQLite file")
     parser.add_argument("--unobserved", action="store_true", help="no metrics, log lines or request log per request")
+    parser.add_argument("--auth-key", help="require this API key (stored in --security-db with huge rpm/tpm limits)")
+    parser.add_argument("--security-db", type=Path, help="SQLite file for the key table (with --auth-key)")
+    parser.add_argument("--auth-no-limits", action="store_true", help="the --auth-key has no limits (auth only)")
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     settings = ServeSettings(
@@ -162,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         observe=not args.unobserved,
         log_format=args.log_format,
     )
+    if args.auth_key:
+        runtime.security = _security(args.auth_key, args.security_db, runtime, limited=not args.auth_no_limits)
+        runtime.handlers = InferenceHandlers(
+            runtime.catalog, runtime._proxy, runtime.metrics, RequestLimits(args.max_body_bytes),
+            runtime.observers if not args.unobserved else _Unobserved(), runtime.security,
+        )  # fmt: skip
     app = ModelyardApp(runtime)  # type: ignore[arg-type]  # duck-typed: RemoteRuntime has what the app reads
     listener = bind_listener(settings.host, settings.port)
     server = GatewayServer(gateway_config(app, settings), on_exit_requested=app.begin_drain)

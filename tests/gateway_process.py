@@ -33,7 +33,9 @@ class GatewayProcess:
             [sys.executable, "-m", "modelyard", "serve", "--port", str(self.port), "--log-level", "info", *extra_args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "MODELYARD_DATA_DIR": str(data_dir), **(env or {})},
+            # Auth is off unless a test turns it on: the explicit switch (warned about in the log and /ready) keeps
+            # the engine/registry/observability tests about their own subject; tests/security runs with keys.
+            env={"MODELYARD_AUTH": "off", **os.environ, "MODELYARD_DATA_DIR": str(data_dir), **(env or {})},
             preexec_fn=kill_with_parent,  # a killed test run takes its gateways (and so their engines) with it
         )
 

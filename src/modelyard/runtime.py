@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 from pathlib import Path
 
 from modelyard.api.admin import AdminAPI
@@ -27,6 +28,7 @@ from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
+from modelyard.security.layer import SecurityLayer
 
 log = logging.getLogger("modelyard")
 
@@ -40,6 +42,7 @@ class Runtime:
         metrics: GatewayMetrics,
         limits: RequestLimits,
         options: ObservabilityOptions | None = None,
+        security: SecurityLayer | None = None,
         deployments_path: Path | None = None,
         default_deployments_path: Path | None = None,
     ) -> None:
@@ -51,9 +54,16 @@ class Runtime:
         requests = RequestLogStore(store.database)
         self.observers = RequestObservers.build(metrics, options or ObservabilityOptions(), requests)
         self.shadow = ShadowMirror(lambda: self._proxy.session, routing, self.observers.shadow, random.random)
-        decider = RouteDecider(routing)
+        self.security = security
         self.handlers = InferenceHandlers(
-            self.catalog, self._proxy, self.metrics, limits, self.observers, decider, self.shadow
+            self.catalog,
+            self._proxy,
+            self.metrics,
+            limits,
+            self.observers,
+            RouteDecider(routing),
+            self.shadow,
+            security,
         )
         metrics.watch_engine_load(reconciler.engine_load)
         routing.watch_replicas(lambda: [(r.name, r.breaker.ejected) for r in self.catalog().replicas()])
@@ -72,6 +82,8 @@ class Runtime:
         described["deployments"] = self.deployments.status()
         if self.observers.request_log is not None:
             described["request_log"] = {"queued": self.observers.request_log.depth()}
+        if self.security is not None:
+            described["security"] = self.security.describe()
         return described
 
     async def engine_metrics(self) -> bytes:
@@ -84,6 +96,8 @@ class Runtime:
     async def start(self) -> None:
         self._proxy.session = create_session(UpstreamClientSettings())
         await self.observers.start()
+        if self.security is not None:
+            await self.security.start(actor=f"gateway@{socket.gethostname()}")
         await self.reconciler.start()
         await self.deployments.start()
         await self._prober.start()
@@ -93,6 +107,8 @@ class Runtime:
         await self._prober.stop()
         await self.shadow.stop()
         await self.reconciler.stop()
+        if self.security is not None:
+            await self.security.stop()
         await self.observers.stop()
         if self._proxy.session is not None:
             await self._proxy.session.close()

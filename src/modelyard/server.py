@@ -30,6 +30,7 @@ from modelyard.observability.tracing import otlp_endpoint
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
 from modelyard.runtime import Runtime
+from modelyard.security.layer import SecurityLayer, SecuritySettings
 from modelyard.settings import ServeSettings
 from modelyard.store.database import describe_url
 
@@ -152,6 +153,21 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         bodies=BodyPolicy.parse(settings.request_log_bodies),
         otlp_endpoint=otlp_endpoint(settings.otlp_endpoint),
     )
+    security = SecurityLayer(
+        store.database,
+        SecuritySettings(
+            auth=settings.auth,
+            region=settings.region,
+            metrics_public=not settings.metrics_auth,
+            redis_url=settings.redis_url,
+            redis_prefix=settings.redis_prefix,
+            fail_mode=settings.ratelimit_fail_mode,
+            guardrails_file=settings.guardrails_file,
+            key_poll_s=settings.key_poll_s,
+            context_length=settings.context_size // settings.parallel,
+        ),
+        metrics.registry,
+    )
     runtime = Runtime(
         store,
         checker,
@@ -159,6 +175,7 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         metrics,
         limits,
         observability,
+        security=security,
         deployments_path=settings.deployments_path,
         default_deployments_path=paths.data_dir() / "deployments.yaml",
     )

@@ -42,6 +42,15 @@ class ServeSettings:
     request_log_bodies: tuple[str, ...] = ()  # ROUTE_GLOB=RATE rules; bodies are kept only where one matches
     otlp_endpoint: str | None = None  # else OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; neither: no spans
     deployments_path: Path | None = None  # the deployments file (--config); None: registry ids only
+    # -- security (docs/security.md) --
+    auth: bool = True  # off only when asked explicitly; warned about at start and in /ready
+    region: str = ""  # this gateway's region, for keys restricted to regions
+    metrics_auth: bool = False  # /metrics needs a key with the read scope
+    redis_url: str | None = None  # shared rate limits and budgets across replicas
+    redis_prefix: str = "modelyard"
+    ratelimit_fail_mode: str = "open"  # Redis unreachable: "open" (serve unlimited) or "closed" (503)
+    guardrails_file: Path | None = None
+    key_poll_s: float = 0.25  # how often the key revision is polled (revocation reaches every replica in < 1 s)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -70,5 +79,11 @@ class ServeSettings:
             BodyPolicy.parse(self.request_log_bodies)
         except BodyPolicyError as exc:
             raise SettingsError(str(exc)) from None
+        if self.ratelimit_fail_mode not in ("open", "closed"):
+            raise SettingsError(f"rate-limit fail mode must be 'open' or 'closed', got {self.ratelimit_fail_mode!r}")
+        if not 0.05 <= self.key_poll_s <= 10:
+            raise SettingsError(f"key poll interval must be between 0.05 and 10 s, got {self.key_poll_s}")
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"redis URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
         if self.model_name is not None and not self.model_name.strip():
             raise SettingsError("model name cannot be empty")

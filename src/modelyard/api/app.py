@@ -14,6 +14,7 @@ from modelyard.api.asgi import Receive, Scope, Send, send_bytes, send_error
 from modelyard.api.openapi import openapi_document
 from modelyard.errors import method_not_allowed, not_found_route
 from modelyard.runtime import Runtime
+from modelyard.security.admin_api import SecurityAdmin
 
 log = logging.getLogger("modelyard")
 
@@ -36,6 +37,9 @@ class ModelyardApp:
             "/openapi.json": ("GET", self._openapi),
         }
         self._openapi_body = orjson.dumps(openapi_document())
+        # Security (docs/security.md): authentication and scope checks run before any route; None in benchmarks.
+        self._security = getattr(runtime, "security", None)
+        self._security_admin = SecurityAdmin(self._security) if self._security is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -46,6 +50,11 @@ class ModelyardApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
+        if self._security is not None:
+            denied = self._security.gate(scope)
+            if denied is not None:
+                await send_error(send, denied)
+                return
         route = self._routes.get(path)
         if route is not None:
             method, handler = route
@@ -56,6 +65,9 @@ class ModelyardApp:
             return
         if path.startswith(_MODELS_PREFIX) and scope["method"] == "GET":
             await self.runtime.handlers.get_model(scope, receive, send, path[len(_MODELS_PREFIX) :])
+            return
+        if self._security_admin is not None and SecurityAdmin.handles(path):
+            await self._security_admin(scope, receive, send)
             return
         if path.startswith(ADMIN_PREFIX) and self.runtime.admin is not None:
             await self.runtime.admin(scope, receive, send)

@@ -13,6 +13,9 @@ import msgspec
 from modelyard import __version__
 from modelyard.api.admin_schemas import MoveAlias, Promote, RegisterVersion, Rollback, UpdateModel
 from modelyard.gateway.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from modelyard.security.openapi_paths import RESPONSE_SCHEMAS as SECURITY_RESPONSES
+from modelyard.security.openapi_paths import SECURITY_SCHEMES, security_paths
+from modelyard.security.openapi_paths import request_schemas as security_request_schemas
 
 _REF = "#/components/schemas/{name}"
 
@@ -259,10 +262,13 @@ def openapi_document() -> dict[str, Any]:
                 },
             },
         },
-        "/health": {"get": _op("Liveness", None, tags=["operations"])},
-        "/ready": {"get": _op("Readiness (503 until every served engine is ready)", None, tags=["operations"])},
+        "/health": {"get": _op("Liveness", None, tags=["operations"], security=[])},
+        "/ready": {
+            "get": _op("Readiness (503 until every served engine is ready)", None, tags=["operations"], security=[])
+        },
         "/metrics": {"get": _op("Prometheus metrics", None, tags=["operations"])},
     }
+    paths.update(security_paths(_op))  # keys, spend, guardrails, audit (security/openapi_paths.py)
     for path in ("/v1/chat/completions", "/v1/completions"):
         paths[path]["post"]["responses"]["200"]["content"] = {"application/json": {"schema": {"type": "object"}}, **sse}
     return {
@@ -273,5 +279,9 @@ def openapi_document() -> dict[str, Any]:
             "description": "OpenAI-compatible inference gateway and model registry.",
         },
         "paths": paths,
-        "components": {"schemas": {**request_schemas, **_RESPONSE_SCHEMAS}},
+        "components": {
+            "schemas": {**request_schemas, **_RESPONSE_SCHEMAS, **security_request_schemas(), **SECURITY_RESPONSES},
+            "securitySchemes": SECURITY_SCHEMES,
+        },
+        "security": [{"apiKey": []}],
     }

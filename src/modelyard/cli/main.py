@@ -17,6 +17,7 @@ from modelyard.cli.gates import gates_app
 from modelyard.cli.models import models_app
 from modelyard.cli.progress import build_progress, byte_progress
 from modelyard.cli.requests import requests_app
+from modelyard.cli.security import audit_app, keys_app
 from modelyard.engines.llamacpp_build import BuildError, EngineBuild, ensure_engine
 from modelyard.engines.llamacpp_server import ModelFileError, check_gguf
 from modelyard.engines.llamacpp_source import SourceError
@@ -25,6 +26,7 @@ from modelyard.registry.bootstrap import ensure_default_registered, ensure_file_
 from modelyard.registry.default_model import ModelAssemblyError, ensure_default_model
 from modelyard.registry.errors import RegistryError
 from modelyard.routing.config import DeploymentsError, load_deployments
+from modelyard.security.guardrails.config import GuardrailConfigError, load_config
 from modelyard.settings import ServeSettings, SettingsError
 from modelyard.store.database import StoreUnavailable, describe_url
 
@@ -36,6 +38,8 @@ app.add_typer(eval_app, name="eval")
 models_app.add_typer(gates_app, name="gates")
 app.add_typer(requests_app, name="requests")
 app.add_typer(deployments_app, name="deployments")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 db_app = typer.Typer(no_args_is_help=True, help="The registry database (SQLite by default, or PostgreSQL).")
 app.add_typer(db_app, name="db")
 
@@ -183,6 +187,30 @@ def serve(
             help="Deployments file (routes, targets, policies); hot-reloaded.",
         ),
     ] = None,
+    auth: Annotated[
+        str, typer.Option(envvar="MODELYARD_AUTH", help="API keys required: on, or off (explicit; warned about).")
+    ] = "on",
+    region: Annotated[
+        str, typer.Option(envvar="MODELYARD_REGION", help="This gateway's region (key allow-lists).")
+    ] = "",
+    metrics_auth: Annotated[
+        bool, typer.Option(envvar="MODELYARD_METRICS_AUTH", help="/metrics needs a key with the read scope.")
+    ] = False,
+    redis_url: Annotated[
+        str | None, typer.Option(envvar="MODELYARD_REDIS_URL", help="Redis for limits and budgets across replicas.")
+    ] = None,
+    redis_prefix: Annotated[str, typer.Option(envvar="MODELYARD_REDIS_PREFIX", help="Prefix of Redis keys.")] = (
+        "modelyard"
+    ),
+    ratelimit_fail_mode: Annotated[
+        str, typer.Option(envvar="MODELYARD_RATELIMIT_FAIL_MODE", help="Redis unreachable: open or closed.")
+    ] = "open",
+    guardrails: Annotated[
+        Path | None, typer.Option(envvar="MODELYARD_GUARDRAILS", help="Guardrails and request limits per route (YAML).")
+    ] = None,
+    key_poll: Annotated[
+        float, typer.Option(envvar="MODELYARD_KEY_POLL", help="Seconds between API-key revision checks.")
+    ] = 0.25,
 ) -> None:
     """Serve a model through the OpenAI-compatible gateway (builds the engine and model on first run)."""
     from modelyard.server import PortInUseError, run_gateway  # imported late: `modelyard engine` stays fast
@@ -214,7 +242,17 @@ def serve(
             request_log_bodies=tuple(request_log_bodies),
             otlp_endpoint=otlp_endpoint,
             deployments_path=config.expanduser().absolute() if config is not None else None,
+            auth=_auth_flag(auth),
+            region=region,
+            metrics_auth=metrics_auth,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            ratelimit_fail_mode=ratelimit_fail_mode,
+            guardrails_file=guardrails,
+            key_poll_s=key_poll,
         )
+        if guardrails is not None:
+            load_config(guardrails)  # a wrong file fails now, naming the key, not after the engine build
         if settings.deployments_path is not None:
             load_deployments(settings.deployments_path)  # a bad file fails in a second, before any engine starts
         if model is not None:
@@ -230,15 +268,30 @@ def serve(
                 ensure_file_registered(store, checker, model_path, model_name or model_path.stem, actor, progress)
         build = _prepare_engine(console)
         code = run_gateway(settings, build, store, checker)
-    except (SettingsError, BuildError, SourceError, ModelAssemblyError, ModelFileError, PortInUseError) as exc:
-        raise _fail(str(exc)) from None
-    except DeploymentsError as exc:
+    except (
+        SettingsError,
+        BuildError,
+        SourceError,
+        ModelAssemblyError,
+        ModelFileError,
+        PortInUseError,
+        GuardrailConfigError,
+        DeploymentsError,
+    ) as exc:
         raise _fail(str(exc)) from None
     except StoreUnavailable as exc:
         raise _fail(f"{exc}. Check MODELYARD_DATABASE_URL.") from None
     except RegistryError as exc:
         raise _fail(exc.message) from None
     raise typer.Exit(code=code)
+
+
+def _auth_flag(value: str) -> bool:
+    if value.lower() in ("on", "true", "1", "yes"):
+        return True
+    if value.lower() in ("off", "false", "0", "no"):
+        return False
+    raise SettingsError(f"--auth must be 'on' or 'off', got {value!r}")
 
 
 def main() -> None:

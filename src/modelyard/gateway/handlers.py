@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import orjson
 
 from modelyard.api.asgi import (
     CLIENT_CLOSED,
@@ -45,6 +46,7 @@ from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers
 from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.tracing import parse_traceparent
+from modelyard.security.layer import Admission, SecurityLayer
 
 log = logging.getLogger("modelyard.gateway")
 
@@ -77,6 +79,7 @@ class InferenceHandlers:
         observers: RequestObservers,
         decider: RouteDecider,
         shadow: ShadowMirror,
+        security: SecurityLayer | None = None,
     ) -> None:
         self._decider = decider
         self._shadow = shadow
@@ -85,6 +88,7 @@ class InferenceHandlers:
         self._metrics = metrics
         self._limits = limits
         self._observers = observers
+        self._security = security
 
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._handle(scope, receive, send, CHAT)
@@ -121,6 +125,7 @@ class InferenceHandlers:
         status = 500
         keep_bodies = False
         mirror: Mirror | None = None
+        admission: Admission | None = None
         self._metrics.in_flight += 1
         try:
             body = await read_body(receive, scope, self._limits.max_body_bytes)
@@ -144,11 +149,21 @@ class InferenceHandlers:
                     "embedding model (modelyard serve --embeddings) to enable /v1/embeddings.",
                     code="unsupported_endpoint",
                 )
+            if self._security is not None:  # keys, limits, budgets, guardrails: docs/security.md
+                admission = await self._security.admit(
+                    scope, payload, request.model, primary.served.name, record.request_id, response_headers
+                )
             keep_bodies = self._observers.keep_bodies(request.model, record.request_id)
             shadowed = route.policy.shadow is not None and self._shadow.wanted(route, decision.order[0])
             if keep_bodies or shadowed:
                 record.request_body, record.response_body = body, b""
             call = _proxy_call(endpoint, route, decision, body, payload, request, record, response_headers)
+            if admission is not None:
+                call.output_guard = admission.output
+                if admission.payload_changed:  # redacted in place: encode the payload, log the redacted prompt
+                    call.body = None
+                    if record.request_body is not None:
+                        record.request_body = orjson.dumps(payload)
             if shadowed:
                 mirror = self._shadow.mirror(route, call)
             status = await run_until_disconnect(receive, send, lambda s: self._proxy.forward(s, call))
@@ -176,6 +191,8 @@ class InferenceHandlers:
             if status == CLIENT_CLOSED and not record.error_type:
                 record.error_type = "client_closed"
             record.finished = time.perf_counter()
+            if admission is not None and self._security is not None:
+                await self._security.settle(admission, record)
             self._observers(record)
 
 

@@ -27,6 +27,7 @@ from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.routing.balancing import ReplicaView, pick_replica, updated_ewma
 from modelyard.routing.breaker import after_failure, after_success
+from modelyard.security.guardrails.filters import OutputGuard
 
 
 @dataclass
@@ -44,6 +45,7 @@ class ProxyCall:
     record: RequestRecord
     response_headers: list[tuple[bytes, bytes]]
     affinity_key: str | None = None
+    output_guard: OutputGuard | None = None  # the route's output guardrails (security/guardrails/filters.py)
     fixed_headers: int = 0  # response headers before the per-target ones (which change when a retry moves on)
     bodies: dict[str | None, bytes] = field(default_factory=dict)  # encoded payload per upstream model name
 
@@ -158,8 +160,10 @@ class Proxy:
             if response.status != 200:
                 return await send_failure(send, call.record, engine_error(served.key, response.status, first), headers)
             if call.stream:
-                return await relay_stream(send, first, response, served, call.record, headers, call.client_wants_usage)
-            return await relay_json(send, first, served, call.record, headers)
+                return await relay_stream(
+                    send, first, response, served, call.record, headers, call.client_wants_usage, call.output_guard
+                )
+            return await relay_json(send, first, served, call.record, headers, call.output_guard)
         except BaseException:
             if response is not None:
                 response.close()  # drop the engine connection: the engine then stops generating for this request

@@ -18,6 +18,7 @@ from modelyard.gateway.catalog import ServedModel
 from modelyard.gateway.upstream_client import UpstreamResponse
 from modelyard.observability.body_policy import MAX_BODY_BYTES
 from modelyard.observability.request_record import RequestRecord
+from modelyard.security.guardrails.filters import OutputGuard
 
 log = logging.getLogger("modelyard.gateway")
 
@@ -29,13 +30,23 @@ SSE_HEADERS = [
 
 
 async def relay_json(
-    send: Send, raw: bytes, served: ServedModel, record: RequestRecord, headers: list[tuple[bytes, bytes]]
+    send: Send,
+    raw: bytes,
+    served: ServedModel,
+    record: RequestRecord,
+    headers: list[tuple[bytes, bytes]],
+    guard: OutputGuard | None = None,
 ) -> int:
-    if record.response_body is not None:
-        record.response_body = raw
     usage = sse.usage_of_body(raw)
     if usage:
         record_usage(record, served, usage.prompt_tokens, usage.completion_tokens)
+    if guard is not None:
+        try:
+            raw = guard.json_body(raw)
+        except APIError as error:
+            return await send_failure(send, record, error, headers)
+    if record.response_body is not None:
+        record.response_body = raw
     await send_bytes(send, 200, raw, headers)
     return 200
 
@@ -48,8 +59,11 @@ async def relay_stream(
     record: RequestRecord,
     headers: list[tuple[bytes, bytes]],
     client_wants_usage: bool,
+    guard: OutputGuard | None = None,
 ) -> int:
-    """``first`` is the body's first piece, already read: the stream is committed only once it arrived."""
+    """``first`` is the body's first piece, already read: the stream is committed only once it arrived.
+    With output guardrails, events pass through the guard's hold-back window, and a blocked phrase ends the
+    stream (closing the engine connection, which stops the generation)."""
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
     splitter = sse.EventSplitter()
     status = 200
@@ -67,7 +81,15 @@ async def relay_stream(
                     record_usage(record, served, usage.prompt_tokens, usage.completion_tokens)
                     if not client_wants_usage and sse.is_usage_only(event):
                         continue
-                out.append(event)
+                if guard is None:
+                    out.append(event)
+                else:
+                    out.extend(guard.event(event))
+            if guard is not None and guard.blocked:
+                record.error_type = "output_blocked"
+                if out:
+                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                break  # stop reading: release() then closes the engine connection, which stops generating
             if out:
                 chunk = b"".join(out)
                 if record.response_body is not None and len(record.response_body) <= MAX_BODY_BYTES:
@@ -81,7 +103,10 @@ async def relay_stream(
         record.error_type = "upstream_stream_broken"
         message = f"The engine serving '{served.key}' stopped mid-stream: {exc}"
         await send({"type": "http.response.body", "body": sse.error_event(message), "more_body": True})
-    await send({"type": "http.response.body", "body": splitter.remainder(), "more_body": False})
+    tail = splitter.remainder()
+    if guard is not None:
+        tail = b"" if guard.blocked else b"".join(guard.finish()) + tail
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
     return status
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from modelyard import paths
 from modelyard.hashing import BytesProgress
 from modelyard.registry.default_model import DEFAULT_MODEL
+from modelyard.registry.errors import Conflict
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.records import VersionRecord
 from modelyard.registry.references import PRODUCTION
@@ -42,7 +43,14 @@ def ensure_default_registered(
         description="Gemma 3 270M, the zero-config default model (base model served with a Gemma turn template).",
         owner="modelyard",
     )
-    version = register_file(store, checker, path, DEFAULT_MODEL.name, declared, actor, progress)
+    try:
+        version = register_file(store, checker, path, DEFAULT_MODEL.name, declared, actor, progress)
+    except Conflict:
+        # Another replica sharing the database registered the same bytes while we hashed them: use its version.
+        raced = store.find_by_sha256(DEFAULT_MODEL.sha256)
+        if raced is None:
+            raise
+        return raced
     log.info("registered the default model as %s", version.key)
     return version
 

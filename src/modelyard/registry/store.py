@@ -27,6 +27,7 @@ from modelyard.registry.records import (
 )
 from modelyard.registry.references import PRODUCTION, ModelRef, check_alias_name, check_model_name
 from modelyard.registry.tables import Alias, ModelVersion, RegisteredModel, RegistryEvent
+from modelyard.security import audit
 from modelyard.store.base import utcnow
 from modelyard.store.database import Database
 
@@ -430,6 +431,9 @@ def _event(session: Session, model: RegisteredModel, kind: str, actor: str, now:
     event = RegistryEvent(model_id=model.id, kind=kind, actor=actor, at=now, **fields)
     session.add(event)
     session.flush()
+    # Same transaction: the registry change and its tamper-evident audit record commit together or not at all.
+    before, after = audit.registry_change(kind, fields)
+    audit.append(session, actor, f"registry.{kind}", model.name, before, after)
     return event
 
 

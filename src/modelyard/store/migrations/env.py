@@ -8,7 +8,8 @@ from __future__ import annotations
 from alembic import context
 
 import modelyard.observability.request_log_table
-import modelyard.registry.tables  # noqa: F401
+import modelyard.registry.tables
+import modelyard.security.tables  # noqa: F401
 from modelyard.store.base import Base
 
 connection = context.config.attributes.get("connection")

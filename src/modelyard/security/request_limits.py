@@ -1,0 +1,103 @@
+"""Request-shape limits checked before any engine is called: message count, ``max_tokens`` per route, and the
+prompt against the served model's context.
+
+Context is estimated, not tokenized: characters / 4 (rounded up). Only the prompt is held against it: like
+llama-server (and unlike OpenAI) a ``max_tokens`` beyond the remaining context is not an error, the answer just
+stops at the context (``finish_reason: length``); cap ``max_tokens`` per route to bound it. Calling
+the engine's ``/tokenize`` would add a round trip to every request; the estimate errs on the safe side for
+English and code, and the engine still rejects the rare prompt that slips through (400 from llama-server).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelyard.errors import APIError
+
+DEFAULT_COMPLETION_ESTIMATE = 256  # tokens assumed when a request gives no max_tokens
+
+
+@dataclass(frozen=True)
+class RouteLimits:
+    max_messages: int = 0  # 0: unlimited
+    max_tokens: int = 0  # cap on max_tokens / max_completion_tokens; 0: none
+
+
+@dataclass(frozen=True)
+class RequestShapeLimits:
+    default: RouteLimits = RouteLimits()
+    routes: Mapping[str, RouteLimits] = field(default_factory=dict)  # route or model glob → limits
+
+    def for_route(self, route: str, model: str) -> RouteLimits:
+        if route in self.routes:
+            return self.routes[route]
+        if model in self.routes:
+            return self.routes[model]
+        for pattern, limits in self.routes.items():
+            if fnmatch.fnmatchcase(route, pattern):
+                return limits
+        return self.default
+
+
+def prompt_chars(payload: Mapping[str, Any]) -> int:
+    messages = payload.get("messages")
+    total = 0
+    if isinstance(messages, list):
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                total += len(content)
+            elif isinstance(content, list):
+                total += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
+        return total
+    prompt = payload.get("prompt", payload.get("input"))
+    if isinstance(prompt, str):
+        return len(prompt)
+    if isinstance(prompt, list):
+        return sum(len(p) * (1 if isinstance(p, str) else 4) if isinstance(p, str | list) else 4 for p in prompt)
+    return 0
+
+
+def estimate_prompt_tokens(payload: Mapping[str, Any]) -> int:
+    return math.ceil(prompt_chars(payload) / 4)
+
+
+def requested_completion(payload: Mapping[str, Any]) -> int | None:
+    value = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    return value if isinstance(value, int) else None
+
+
+def check_request(payload: Mapping[str, Any], limits: RouteLimits, context_length: int | None, route: str) -> int:
+    """Raise a 400 naming the limit; return the token estimate (prompt + completion) for the TPM limiter."""
+    messages = payload.get("messages")
+    if limits.max_messages and isinstance(messages, list) and len(messages) > limits.max_messages:
+        raise APIError(
+            400,
+            f"Too many messages: {len(messages)} > {limits.max_messages} allowed for '{route}'.",
+            code="too_many_messages",
+            param="messages",
+        )
+    completion = requested_completion(payload)
+    if limits.max_tokens and completion is not None and completion > limits.max_tokens:
+        param = "max_completion_tokens" if payload.get("max_completion_tokens") else "max_tokens"
+        raise APIError(
+            400,
+            f"{param} = {completion} exceeds the cap of {limits.max_tokens} for '{route}'.",
+            code="max_tokens_exceeded",
+            param=param,
+        )
+    prompt = estimate_prompt_tokens(payload)
+    wanted = completion if completion is not None else min(DEFAULT_COMPLETION_ESTIMATE, limits.max_tokens or 10**9)
+    if context_length and prompt > context_length:
+        raise APIError(
+            400,
+            f"This model's context is {context_length} tokens per request; the prompt alone is about {prompt} "
+            "(estimated as characters / 4). Shorten it.",
+            code="context_length_exceeded",
+            param="messages" if isinstance(messages, list) else "prompt",
+        )
+    return prompt + wanted
