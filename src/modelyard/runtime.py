@@ -28,6 +28,7 @@ from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
+from modelyard.security.audit import AuditLog
 from modelyard.security.layer import SecurityLayer
 
 log = logging.getLogger("modelyard")
@@ -69,7 +70,11 @@ class Runtime:
         routing.watch_replicas(lambda: [(r.name, r.breaker.ejected) for r in self.catalog().replicas()])
         self._prober = BreakerProber(lambda: self.catalog().replicas(), routing)
         self.deployments = DeploymentsManager(
-            reconciler, routing, deployments_path, default_deployments_path or Path("deployments.yaml")
+            reconciler,
+            routing,
+            deployments_path,
+            default_deployments_path or Path("deployments.yaml"),
+            audit=AuditLog(store.database),
         )
         self.deployments.load_initial()
         self.admin: AdminAPI | None = AdminAPI(store, checker, reconciler, requests, self.deployments)

@@ -265,3 +265,15 @@ routes:
     error = refused.json()["error"]
     assert error["code"] == "invalid_deployments" and error["param"] == "routes.live.targets.a.model"
     assert "no registered model named 'no-such-model'" in error["message"]
+    # applied changes are in the tamper-evident audit log, with the file text before and after
+    env = {**os.environ, "MODELYARD_DATA_DIR": str(routing_gateway.log_path.parent)}
+    audit = subprocess.run(
+        [sys.executable, "-m", "modelyard", "audit", "list", "--json", "--limit", "500"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert audit.returncode == 0, audit.stderr
+    actions = [record["action"] for record in json.loads(audit.stdout)]
+    assert "deployments.reload" in actions and "deployments.replace" in actions

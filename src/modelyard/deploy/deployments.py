@@ -21,6 +21,7 @@ from typing import Any
 from modelyard.deploy.reconciler import Reconciler
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.routing.config import DeploymentsError, load_deployments, parse_deployments
+from modelyard.security.audit import AuditLog
 
 log = logging.getLogger("modelyard.deploy")
 
@@ -39,7 +40,10 @@ class DeploymentsManager:
         path: Path | None,
         default_path: Path,
         poll_s: float = 1.0,
+        audit: AuditLog | None = None,
     ) -> None:
+        self._audit = audit  # every applied change is appended to the tamper-evident audit log
+        self._text: str | None = None  # what is applied now (the "before" of the next audit record)
         self._reconciler = reconciler
         self._metrics = metrics
         self.path = path
@@ -61,6 +65,7 @@ class DeploymentsManager:
         spec = parse_deployments(text, str(self.path))
         self._reconciler.deployments, self._reconciler.deployments_source = spec, str(self.path)
         self._stamp, self._digest = _stamp(self.path), _digest(text)
+        self._text = text
         self.applied_at = time.time()
 
     async def start(self) -> None:
@@ -82,6 +87,7 @@ class DeploymentsManager:
             self.path = path
             self._stamp, self._digest = _stamp(path), _digest(text)
             self._applied(f"admin API ({actor})")
+            await self._record(actor, "deployments.replace", str(path), text)
         return self.status()
 
     def status(self) -> dict[str, Any]:
@@ -131,6 +137,16 @@ class DeploymentsManager:
             return
         self._digest = _digest(text)
         self._applied("file change")
+        await self._record("file change", "deployments.reload", str(self.path), text)
+
+    async def _record(self, actor: str, action: str, target: str, text: str) -> None:
+        before, self._text = self._text, text
+        if self._audit is None:
+            return
+        try:
+            await asyncio.to_thread(self._audit.append, actor, action, target, {"config": before}, {"config": text})
+        except Exception as exc:  # the change is applied; a missing audit record is logged loudly, not hidden
+            log.error("deployments change applied but not written to the audit log: %s", exc)
 
     def _applied(self, how: str) -> None:
         self.applied_at = time.time()
