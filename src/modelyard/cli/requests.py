@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from modelyard.observability.request_log_store import RequestLogStore
+from modelyard.observability.request_log_store import RequestLogStore, RequestQuery
 from modelyard.observability.request_query import QueryError, build_query
 from modelyard.store import migrate
 from modelyard.store.database import Database, StoreUnavailable
@@ -37,6 +38,16 @@ def _open() -> RequestLogStore:
     return RequestLogStore(database)
 
 
+def _read(filters: dict[str, str], read: Callable[[RequestLogStore, RequestQuery], list[dict[str, Any]]]) -> list:
+    """Run one query; a bad filter exits 2, an unreachable database 3 (the codes every command uses)."""
+    try:
+        return read(_open(), build_query(filters))
+    except QueryError as exc:
+        raise _fail(str(exc), 2) from None
+    except StoreUnavailable as exc:
+        raise _fail(str(exc), 3) from None
+
+
 def _fail(message: str, code: int) -> typer.Exit:
     Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
@@ -54,14 +65,8 @@ def list_requests(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
     """Show recent requests, newest first."""
-    try:
-        query = build_query(_filters(route=route, model=model, version=version, status=status, since=since,
-                                     until=until, limit=limit))  # fmt: skip
-        rows = _open().query(query)
-    except QueryError as exc:
-        raise _fail(str(exc), 2) from None
-    except StoreUnavailable as exc:
-        raise _fail(str(exc), 3) from None
+    filters = _filters(route=route, model=model, version=version, status=status, since=since, until=until, limit=limit)
+    rows = _read(filters, RequestLogStore.query)
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
@@ -128,13 +133,7 @@ def shadow_pairs(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
     """Shadow copies side by side with their primaries: target, status, latency, tokens, whether outputs match."""
-    try:
-        query = build_query(_filters(route=route, since=since, until=until, limit=limit))
-        pairs = _open().shadow_pairs(query)
-    except QueryError as exc:
-        raise _fail(str(exc), 2) from None
-    except StoreUnavailable as exc:
-        raise _fail(str(exc), 3) from None
+    pairs = _read(_filters(route=route, since=since, until=until, limit=limit), RequestLogStore.shadow_pairs)
     if as_json:
         sys.stdout.write(json.dumps(pairs, indent=2) + "\n")
         return
