@@ -3,7 +3,9 @@ balancing key. The request-facing part (headers, ``user``, messages) is read her
 the pure functions of ``routing/``.
 
 Headers a client may send: ``x-modelyard-region`` (only targets tagged with that region, or untagged, are
-used). Headers set on the answer: ``x-modelyard-router: large; score=0.62`` on small/large routes.
+used). An API key limited to regions only reaches targets tagged with one of them (untagged targets run in the
+gateway's own region, which the security layer checks). Headers set on the answer:
+``x-modelyard-router: large; score=0.62`` on small/large routes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from modelyard.errors import APIError
 from modelyard.gateway.catalog import Route
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.routing.selection import TargetView, attempt_targets, choose_target, in_region
+from modelyard.security.layer import GRANT
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,12 @@ class RouteDecider:
         region_header = header(scope, b"x-modelyard-region")
         region = region_header.decode(errors="replace") if region_header else None
         allowed = in_region(views, region)
+        grant = scope.get(GRANT)
+        if grant is not None and grant.regions:  # a key limited to regions only reaches targets tagged with them
+            allowed = [
+                ok and (t.region is None or t.region in grant.regions) for ok, t in zip(allowed, views, strict=True)
+            ]
+            region = region or ", ".join(grant.regions)
         if not any(allowed):
             regions = sorted({t.region for t in route.targets if t.region})
             raise APIError(

@@ -151,7 +151,13 @@ class InferenceHandlers:
                 )
             if self._security is not None:  # keys, limits, budgets, guardrails: docs/security.md
                 admission = await self._security.admit(
-                    scope, payload, request.model, primary.served.name, record.request_id, response_headers
+                    scope,
+                    payload,
+                    request.model,
+                    primary.served.name,
+                    record.request_id,
+                    response_headers,
+                    primary.region,
                 )
             keep_bodies = self._observers.keep_bodies(request.model, record.request_id)
             shadowed = route.policy.shadow is not None and self._shadow.wanted(route, decision.order[0])

@@ -211,10 +211,12 @@ class SecurityLayer:
         model: str,
         request_id: str,
         response_headers: list[tuple[bytes, bytes]],
+        region: str | None = None,
     ) -> Admission:
+        """``region``: where the chosen target runs (a deployments-file region tag); else this gateway's."""
         grant: KeyGrant | None = scope.get(GRANT)
         if grant is not None:
-            decision = authorize_route(grant, route, model, self.settings.region)
+            decision = authorize_route(grant, route, model, region or self.settings.region)
             if not decision.allowed:
                 self._auth_failures.labels(decision.code).inc()
                 raise APIError(403, decision.message, type="permission_denied", code=decision.code, param="model")
