@@ -115,7 +115,12 @@ class Reconciler:
         """Serve a new deployments file: refused as a whole (:class:`DeploymentsError`) if a reference does not
         resolve; else new engines are started and ready before the new routes reach them."""
         async with self._apply_lock:
-            snapshot = self._snapshot or await asyncio.to_thread(self._store.snapshot)
+            try:  # a fresh read: the file may name a version registered a moment ago
+                snapshot = await asyncio.to_thread(self._store.snapshot)
+            except StoreUnavailable:
+                if self._snapshot is None:
+                    raise
+                snapshot = self._snapshot  # the database is down: resolve against what is being served
             resolve_deployments(snapshot, spec, source, strict=True)
             previous = self.deployments, self.deployments_source
             self.deployments, self.deployments_source = spec, source
