@@ -62,7 +62,9 @@ def test_two_real_engines_behind_one_route(
 ) -> None:
     config = tmp_path / "deployments.yaml"
     config.write_text("routes: {}\n")
-    gateway = start_gateway("--config", str(config), "--parallel", "4", "--ctx-size", "4096")
+    # One thread per engine: two llama-servers with two spinning threads each on two cores slow each other down
+    # tenfold (their threads wait at barriers for peers that are not scheduled).
+    gateway = start_gateway("--config", str(config), "--parallel", "4", "--ctx-size", "4096", "--threads", "1")
     _register(tmp_path / "gw0", q2k_model_path)
     applied = apply(gateway.url, ROUTES)  # returns once the Q2_K engine is up: no request ever meets it loading
     assert applied.status_code == 200, applied.text
