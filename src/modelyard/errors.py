@@ -69,6 +69,13 @@ def upstream_failed(model: str, detail: str) -> APIError:
     return APIError(502, f"The engine serving '{model}' failed: {detail}", type="api_error", code="upstream_error")
 
 
+def store_unavailable(detail: str) -> APIError:
+    """The registry database cannot be reached: admin calls fail fast while inference serves from memory."""
+    return APIError(
+        503, detail, type="service_unavailable_error", code="registry_unavailable", headers={"retry-after": "5"}
+    )
+
+
 def not_found_route(path: str) -> APIError:
     return APIError(404, f"Unknown route: {path}", code="unknown_url")
 

@@ -21,7 +21,7 @@ from modelyard.api.admin_schemas import CardQuery, MoveAlias, Promote, RegisterV
 from modelyard.api.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_error
 from modelyard.deploy.deployments import DeploymentsManager
 from modelyard.deploy.reconciler import Reconciler
-from modelyard.errors import APIError, method_not_allowed, not_found_route
+from modelyard.errors import APIError, method_not_allowed, not_found_route, store_unavailable
 from modelyard.evals.gates import gates_to_json, parse_gates
 from modelyard.evals.storage import EvalStore, version_evaluations
 from modelyard.evals.suite import SuiteError
@@ -113,14 +113,7 @@ class AdminAPI:
             await send_error(send, APIError(exc.status, exc.message, code=exc.code, param=exc.param))
             return
         except StoreUnavailable as exc:
-            error = APIError(
-                503,
-                str(exc),
-                type="service_unavailable_error",
-                code="registry_unavailable",
-                headers={"retry-after": "5"},
-            )
-            await send_error(send, error)
+            await send_error(send, store_unavailable(str(exc)))
             return
         except APIError as exc:
             await send_error(send, exc)

@@ -18,7 +18,7 @@ import msgspec
 import orjson
 
 from modelyard.api.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_error
-from modelyard.errors import APIError, method_not_allowed, not_found_route
+from modelyard.errors import APIError, method_not_allowed, not_found_route, store_unavailable
 from modelyard.gateway.schemas import decode_object, validate
 from modelyard.security.budgets import current_periods
 from modelyard.security.guardrails.config import GuardrailConfig, GuardrailConfigError, parse_config
@@ -100,14 +100,7 @@ class SecurityAdmin:
                 await send_error(send, APIError(400, str(exc), code="invalid_value"))
                 return
             except StoreUnavailable as exc:
-                error = APIError(
-                    503,
-                    str(exc),
-                    type="service_unavailable_error",
-                    code="registry_unavailable",
-                    headers={"retry-after": "5"},
-                )
-                await send_error(send, error)
+                await send_error(send, store_unavailable(str(exc)))
                 return
             except APIError as exc:
                 await send_error(send, exc)
