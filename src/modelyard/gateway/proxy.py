@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -47,12 +47,14 @@ class ProxyCall:
     affinity_key: str | None = None
     output_guard: OutputGuard | None = None  # the route's output guardrails (security/guardrails/filters.py)
     fixed_headers: int = 0  # response headers before the per-target ones (which change when a retry moves on)
-    bodies: dict[str | None, bytes] = field(default_factory=dict)  # encoded payload per upstream model name
+    bodies: dict[str | None, bytes] | None = None  # encoded payload per upstream model name, made on first need
 
     def body_for(self, target: RouteTarget) -> bytes:
         upstream_model = target.served.upstream_model
         if upstream_model is None and self.body is not None:
-            return self.body
+            return self.body  # the common case: the client's bytes, no allocation
+        if self.bodies is None:
+            self.bodies = {}
         body = self.bodies.get(upstream_model)
         if body is None:
             payload = self.payload if upstream_model is None else {**self.payload, "model": upstream_model}
