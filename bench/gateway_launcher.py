@@ -32,8 +32,7 @@ from modelyard.gateway.upstream_client import UpstreamClientSettings, create_ses
 from modelyard.observability.logs import configure_logging
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import ObservabilityOptions, RequestObservers
-from modelyard.observability.request_log import RequestLogSettings
-from modelyard.observability.request_log_store import RequestLogStore
+from modelyard.observability.record_shipper import RequestLogSettings
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.security.key_store import NewKey
 from modelyard.security.keys import INFERENCE, PEPPER_ENV, KeyLimits
@@ -78,6 +77,7 @@ class RemoteRuntime:
         observe: bool = True,
         log_format: str = "text",
         security: SecurityLayer | None = None,
+        log_level: str = "warning",
     ) -> None:
         self.metrics = GatewayMetrics()
         self._upstreams = upstreams
@@ -89,26 +89,36 @@ class RemoteRuntime:
         self._catalog = ModelCatalog(routes)
         routing = RoutingMetrics(self.metrics.registry)
         self._proxy = Proxy(self.metrics, routing)
-        store = None
+        database_url = None
         if request_log is not None:
             database = Database(f"sqlite:///{request_log}")
             migrate.upgrade(database)
-            store = RequestLogStore(database)
+            database_url = database.url
+            database.dispose()
         options = ObservabilityOptions(
             log_requests=log_requests,
             log_format=log_format,
-            request_log=RequestLogSettings() if store is not None else None,
+            log_level=log_level,
+            request_log=RequestLogSettings() if database_url is not None else None,
         )
-        self.observers = RequestObservers.build(self.metrics, options, store)
+        self.observers = RequestObservers.build(self.metrics, options, database_url)
         observers = self.observers if observe else _Unobserved()  # "watching off": nothing per request
-        shadow = ShadowMirror(lambda: self._proxy.session, routing, observers.shadow, random.random)
+        self._observers_for_requests = observers
+        self._routing = routing
+        self._limits = limits
         self.security = security  # API keys + limits (bench.auth_cost); None: no auth, as before
-        self.handlers = InferenceHandlers(
-            self.catalog, self._proxy, self.metrics, limits, observers, RouteDecider(routing), shadow, security
-        )
+        self.handlers = self.build_handlers()
         for upstream in upstreams:
             self.metrics.engine_state_changed(upstream.name, upstream.name, "1", True, 0)
         self.metrics.watch_engine_load(lambda: [(u.name, u.name, "1", u.active_requests) for u in upstreams])
+
+    def build_handlers(self) -> InferenceHandlers:
+        observers = self._observers_for_requests
+        shadow = ShadowMirror(lambda: self._proxy.session, self._routing, observers.shadow, random.random)
+        return InferenceHandlers(
+            self.catalog, self._proxy, self.metrics, self._limits, observers, RouteDecider(self._routing), shadow,
+            self.security,
+        )  # fmt: skip
 
     def catalog(self) -> ModelCatalog:
         return self._catalog
@@ -187,13 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         request_log=args.request_log,
         observe=not args.unobserved,
         log_format=args.log_format,
+        log_level=args.log_level,
     )
     if args.auth_key:
         runtime.security = _security(args.auth_key, args.security_db, runtime, limited=not args.auth_no_limits)
-        runtime.handlers = InferenceHandlers(
-            runtime.catalog, runtime._proxy, runtime.metrics, RequestLimits(args.max_body_bytes),
-            runtime.observers if not args.unobserved else _Unobserved(), runtime.security,
-        )  # fmt: skip
+        runtime.handlers = runtime.build_handlers()
     app = ModelyardApp(runtime)  # type: ignore[arg-type]  # duck-typed: RemoteRuntime has what the app reads
     listener = bind_listener(settings.host, settings.port)
     server = GatewayServer(gateway_config(app, settings), on_exit_requested=app.begin_drain)

@@ -53,7 +53,7 @@ class Runtime:
         routing = RoutingMetrics(metrics.registry)
         self._proxy = Proxy(self.metrics, routing)
         requests = RequestLogStore(store.database)
-        self.observers = RequestObservers.build(metrics, options or ObservabilityOptions(), requests)
+        self.observers = RequestObservers.build(metrics, options or ObservabilityOptions(), store.database.url)
         self.shadow = ShadowMirror(lambda: self._proxy.session, routing, self.observers.shadow, random.random)
         self.security = security
         self.handlers = InferenceHandlers(
@@ -85,8 +85,8 @@ class Runtime:
     def describe(self) -> dict[str, object]:
         described = self.reconciler.describe()
         described["deployments"] = self.deployments.status()
-        if self.observers.request_log is not None:
-            described["request_log"] = {"queued": self.observers.request_log.depth()}
+        if self.observers.shipper is not None:
+            described["request_log"] = {"queued": self.observers.shipper.depth()}
         if self.security is not None:
             described["security"] = self.security.describe()
         return described

@@ -25,7 +25,7 @@ from modelyard.gateway.handlers import RequestLimits
 from modelyard.observability.body_policy import BodyPolicy
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import ObservabilityOptions
-from modelyard.observability.request_log import RequestLogSettings
+from modelyard.observability.record_shipper import RequestLogSettings
 from modelyard.observability.tracing import otlp_endpoint
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
@@ -143,6 +143,7 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
     observability = ObservabilityOptions(
         log_requests=settings.log_requests,
         log_format=settings.log_format,
+        log_level=settings.log_level,
         request_log=RequestLogSettings(
             capacity=settings.request_log_queue,
             retention_days=settings.request_log_retention_days,

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelyard.observability.body_policy import MAX_BODY_BYTES, TRUNCATED, BodyPolicy, BodyPolicyError
 from modelyard.observability.metrics import GatewayMetrics
-from modelyard.observability.request_log import RequestLogSettings, RequestLogWriter
+from modelyard.observability.record_shipper import RecordShipper, RequestLogSettings, ShipperTargets
 from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.request_query import QueryError, build_query
 from modelyard.observability.request_record import RequestRecord
@@ -80,7 +80,8 @@ def test_retention_removes_old_rows_and_blanks_bodies_sooner(database: Database)
 
 @pytest.mark.postgres
 def test_writer_batches_in_the_background_and_counts_drops_instead_of_blocking(postgres_schema: str) -> None:
-    """A real outage (the TCP path to PostgreSQL cut): offers stay instant, the queue absorbs, then drops count."""
+    """A real outage (the TCP path to PostgreSQL cut): offers stay instant, the queue absorbs, then drops count.
+    The rows are written by the record writer process, through the proxy."""
     from modelyard.store import migrate
 
     from conftest import POSTGRES_URL
@@ -96,7 +97,7 @@ def test_writer_batches_in_the_background_and_counts_drops_instead_of_blocking(p
         migrate.upgrade(database)
         metrics = GatewayMetrics()
         settings = RequestLogSettings(capacity=50, batch_size=10, flush_interval_s=0.05)
-        writer = RequestLogWriter(RequestLogStore(database), metrics, settings)
+        writer = RecordShipper(ShipperTargets(lines=False, database=database.url), metrics, settings)
         await writer.start()
         started = time.perf_counter()
         for n in range(40):

@@ -1,8 +1,9 @@
-"""Everything that happens once a request has finished: metrics, its log line, its request-log row.
+"""Everything that happens once a request has finished: metrics, its log line, its request-log row, its trace.
 
-The handler calls one function with the finished :class:`RequestRecord`; each observer only reads it, and none
-does I/O on the event loop (the log line goes through the logging queue, the row through the request log's
-bounded queue).
+The handler calls one function with the finished :class:`RequestRecord`. Metrics are counted in place (a few
+additions); the log line and the row are handed to the record shipper, which sends them to a writer process in
+batches (``record_shipper.py``); spans go to the OpenTelemetry SDK's batch processor. Nothing here does I/O on
+the event loop.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from sqlalchemy.engine import URL
+
 from modelyard.observability.body_policy import BodyPolicy
 from modelyard.observability.metrics import GatewayMetrics
-from modelyard.observability.request_lines import RequestLineWriter
-from modelyard.observability.request_log import RequestLogSettings, RequestLogWriter
-from modelyard.observability.request_log_store import RequestLogStore
+from modelyard.observability.record_shipper import RecordShipper, RequestLogSettings, ShipperTargets
+from modelyard.observability.request_lines import lines_wanted
 from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.tracing import SpanExporter
 
@@ -23,6 +25,7 @@ from modelyard.observability.tracing import SpanExporter
 class ObservabilityOptions:
     log_requests: bool = True
     log_format: str = "text"
+    log_level: str = "info"
     request_log: RequestLogSettings | None = field(default_factory=RequestLogSettings)  # None: not stored
     bodies: BodyPolicy = field(default_factory=BodyPolicy)
     otlp_endpoint: str | None = None  # export spans over OTLP/HTTP; None: no spans, no SDK loaded
@@ -34,42 +37,36 @@ class RequestObservers:
     def __init__(
         self,
         metrics: GatewayMetrics,
-        lines: RequestLineWriter | None = None,
-        request_log: RequestLogWriter | None = None,
+        shipper: RecordShipper | None = None,
         bodies: BodyPolicy | None = None,
         spans: SpanExporter | None = None,
+        stores_rows: bool = False,
     ) -> None:
         self._metrics = metrics
-        self.lines = lines
-        self.request_log = request_log
+        self.shipper = shipper
         self.spans = spans
-        self._bodies = bodies if request_log is not None and bodies is not None else BodyPolicy()
+        self._bodies = bodies if stores_rows and bodies is not None else BodyPolicy()
 
     @classmethod
-    def build(
-        cls, metrics: GatewayMetrics, options: ObservabilityOptions, requests: RequestLogStore | None
-    ) -> RequestObservers:
-        lines = None
-        if options.log_requests and RequestLineWriter.wanted():
-            lines = RequestLineWriter(options.log_format)
-        request_log = None
-        if options.request_log is not None and requests is not None:
-            request_log = RequestLogWriter(requests, metrics, options.request_log)
+    def build(cls, metrics: GatewayMetrics, options: ObservabilityOptions, database: URL | None) -> RequestObservers:
+        """``database``: where the request log is stored (None, or ``options.request_log`` None: not stored)."""
+        lines = options.log_requests and lines_wanted()
+        stored = database if options.request_log is not None else None
+        shipper = None
+        if lines or stored is not None:
+            targets = ShipperTargets(lines, stored, options.log_level, options.log_format)
+            shipper = RecordShipper(targets, metrics, options.request_log or RequestLogSettings())
         spans = SpanExporter(options.otlp_endpoint) if options.otlp_endpoint else None
-        return cls(metrics, lines=lines, request_log=request_log, bodies=options.bodies, spans=spans)
+        return cls(metrics, shipper=shipper, bodies=options.bodies, spans=spans, stores_rows=stored is not None)
 
     async def start(self) -> None:
-        if self.request_log is not None:
-            await self.request_log.start()
-        if self.lines is not None:
-            await self.lines.start()
+        if self.shipper is not None:
+            await self.shipper.start()
 
     async def stop(self) -> None:
         """Write what is queued; the span exporter flushes its last batch from a thread."""
-        if self.request_log is not None:
-            await self.request_log.stop()
-        if self.lines is not None:
-            await self.lines.stop()
+        if self.shipper is not None:
+            await self.shipper.stop()
         if self.spans is not None:
             await asyncio.to_thread(self.spans.shutdown)
 
@@ -80,16 +77,12 @@ class RequestObservers:
     def shadow(self, record: RequestRecord) -> None:
         """A shadow copy's record: logged and stored next to its primary, but not counted as client traffic
         (its own metrics are the modelyard_shadow_* families)."""
-        if self.lines is not None:
-            self.lines.offer(record)
-        if self.request_log is not None:
-            self.request_log.offer(record)
+        if self.shipper is not None:
+            self.shipper.offer(record)
 
     def __call__(self, record: RequestRecord) -> None:
         self._metrics.observe(record)
-        if self.lines is not None:
-            self.lines.offer(record)
-        if self.request_log is not None:
-            self.request_log.offer(record)
+        if self.shipper is not None:
+            self.shipper.offer(record)
         if self.spans is not None:
             self.spans(record)

@@ -3,18 +3,20 @@
 One mutable record per request, written by the handler (identity, route, outcome) and the proxy (dispatch time,
 first and last token, usage), then handed once to every observer: metrics, the JSON request log line, the
 stored request log, the trace. Keeping the facts in one place means every observer reports the same numbers.
+It is a msgspec struct encoded as an array because finished records cross a pipe to the record writer process
+(``record_writer.py``) in batches: encoding one costs well under a microsecond of the event loop's time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 UNKNOWN = "_unknown"  # route/model label for requests that never resolved a model (bounded labels)
 
 
-@dataclass(slots=True)
-class RequestRecord:
+class RequestRecord(msgspec.Struct, array_like=True):
     request_id: str
     trace_id: str
     endpoint: str

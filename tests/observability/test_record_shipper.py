@@ -1,0 +1,194 @@
+"""The record writer process: lines and rows written beside the gateway, nothing lost when it dies."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from modelyard.observability.metrics import GatewayMetrics
+from modelyard.observability.record_frames import Ack, BatchCodec, FrameError, read_frame
+from modelyard.observability.record_shipper import RecordShipper, RequestLogSettings, ShipperTargets
+from modelyard.observability.request_lines import write_lines
+from modelyard.observability.request_log_store import RequestLogStore, RequestQuery
+from modelyard.observability.request_record import RequestRecord
+from modelyard.store.database import Database
+
+
+def _record(n: int) -> RequestRecord:
+    now = time.perf_counter()
+    return RequestRecord(
+        request_id=f"req-{n}",
+        trace_id=f"{n:032x}",
+        endpoint="chat",
+        received=now,
+        received_at=time.time(),
+        route="gemma",
+        model="gemma",
+        version="1",
+        target="gemma:1",
+        status=200,
+        dispatched=now + 0.001,
+        finished=now + 0.25,
+        prompt_tokens=7,
+        completion_tokens=3,
+        attempts=1,
+        request_body=b'{"prompt": "hi"}' if n % 2 else None,
+    )
+
+
+def _metric(metrics: GatewayMetrics, name: str) -> float:
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    raise AssertionError(f"{name} not exported")
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    for _ in range(int(timeout_s / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    assert condition(), "condition not met in time"
+
+
+def test_frames_round_trip_and_refuse_garbage() -> None:
+    codec = BatchCodec()
+    records = [_record(1), _record(2)]
+    stream = io.BytesIO(codec.batch(7, records) + codec.ack(Ack(7, ok=True)))
+    seq, decoded = codec.read_batch(read_frame(stream) or b"")
+    assert seq == 7 and decoded == records and decoded[0].request_body == b'{"prompt": "hi"}'
+    assert codec.read_ack(read_frame(stream) or b"") == Ack(7, ok=True)
+    assert read_frame(stream) is None
+    with pytest.raises(FrameError):
+        read_frame(io.BytesIO(b"\x10\x00\x00\x00abc"))  # cut short
+    with pytest.raises(FrameError):
+        codec.read_batch(b"\x93\x01\x02\x03")
+
+
+def test_lines_are_written_whole_and_in_pipe_sized_chunks() -> None:
+    read_end, write_end = os.pipe()
+    lines = [(f'{{"n": {n}, "pad": "{"x" * (n * 37 % 900)}"}}\n').encode() for n in range(200)]
+    lines.append(b"y" * 10_000 + b"\n")  # longer than PIPE_BUF: on its own
+    with os.fdopen(read_end, "rb") as reader:
+        import threading
+
+        collected = bytearray()
+        thread = threading.Thread(target=lambda: collected.extend(reader.read()))
+        thread.start()
+        write_lines(write_end, lines)
+        os.close(write_end)
+        thread.join(10)
+    assert bytes(collected) == b"".join(lines)
+
+
+def test_rows_and_json_lines_come_from_the_writer_process(tmp_path, capfd: pytest.CaptureFixture[str]) -> None:
+    from modelyard.store import migrate
+
+    database = Database(f"sqlite:///{tmp_path / 'requests.db'}")
+    migrate.upgrade(database)
+
+    async def scenario() -> GatewayMetrics:
+        metrics = GatewayMetrics()
+        shipper = RecordShipper(
+            ShipperTargets(lines=True, database=database.url, log_level="info", log_format="json"),
+            metrics,
+            RequestLogSettings(batch_size=100, flush_interval_s=0.05),
+        )
+        await shipper.start()
+        for n in range(1000):
+            shipper.offer(_record(n))
+            if n % 100 == 0:
+                await asyncio.sleep(0)
+        await _until(lambda: _metric(metrics, "modelyard_request_log_written_total") == 1000)
+        assert shipper.depth() == 0
+        await shipper.stop()
+        return metrics
+
+    metrics = asyncio.run(asyncio.wait_for(scenario(), 60))
+    rows = RequestLogStore(database).query(RequestQuery(limit=0, with_bodies=True))
+    assert {row["request_id"] for row in rows} == {f"req-{n}" for n in range(1000)}
+    assert next(r for r in rows if r["request_id"] == "req-1")["request_body"] == '{"prompt": "hi"}'
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if '"modelyard.requests"' in line]
+    assert sorted(line["request_id"] for line in lines) == sorted(f"req-{n}" for n in range(1000))
+    assert lines[0]["status"] == 200 and lines[0]["duration_ms"] == pytest.approx(250, abs=1)
+    assert _metric(metrics, "modelyard_request_log_dropped_total") == 0
+    database.dispose()
+
+
+def test_a_killed_writer_is_replaced_and_its_unacknowledged_batch_sent_again(tmp_path) -> None:
+    """The writer is blocked mid-insert (the test holds SQLite's write lock) and killed: its successor writes the
+    batch, so every record lands exactly once."""
+    from modelyard.store import migrate
+
+    path = tmp_path / "requests.db"
+    database = Database(f"sqlite:///{path}")
+    migrate.upgrade(database)
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+
+    async def scenario() -> GatewayMetrics:
+        metrics = GatewayMetrics()
+        shipper = RecordShipper(
+            ShipperTargets(lines=False, database=database.url),
+            metrics,
+            RequestLogSettings(batch_size=50, flush_interval_s=0.05),
+        )
+        await shipper.start()
+        for n in range(120):
+            shipper.offer(_record(n))
+        await asyncio.sleep(1.0)  # sent, and stuck behind the lock
+        assert shipper.depth() == 120
+        first = shipper._process
+        assert first is not None and first.returncode is None
+        first.send_signal(signal.SIGKILL)
+        await _until(
+            lambda: (
+                shipper._process is not first and _metric(metrics, "modelyard_request_log_writer_restarts_total") == 1
+            )
+        )
+        lock.execute("ROLLBACK")
+        await _until(lambda: _metric(metrics, "modelyard_request_log_written_total") == 120)
+        assert shipper.depth() == 0
+        await shipper.stop()
+        return metrics
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 90))
+    finally:
+        lock.close()
+    rows = RequestLogStore(database).query(RequestQuery(limit=0))
+    assert sorted(row["request_id"] for row in rows) == sorted(f"req-{n}" for n in range(120))
+    database.dispose()
+
+
+def test_stop_waits_for_the_writer_to_finish_what_was_queued(tmp_path) -> None:
+    from modelyard.store import migrate
+
+    database = Database(f"sqlite:///{tmp_path / 'requests.db'}")
+    migrate.upgrade(database)
+
+    async def scenario() -> None:
+        shipper = RecordShipper(
+            ShipperTargets(lines=False, database=database.url),
+            GatewayMetrics(),
+            RequestLogSettings(batch_size=5000, flush_interval_s=60),  # nothing is sent before stop()
+        )
+        await shipper.start()
+        for n in range(3000):
+            shipper.offer(_record(n))
+        await shipper.stop()
+        assert shipper.depth() == 0
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert len(RequestLogStore(database).query(RequestQuery(limit=0))) == 3000
+    database.dispose()
