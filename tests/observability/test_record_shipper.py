@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,9 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.record_frames import Ack, BatchCodec, FrameError, read_frame
 from modelyard.observability.record_shipper import RecordShipper, RequestLogSettings, ShipperTargets
-from modelyard.observability.request_lines import write_lines
+from modelyard.observability.request_lines import RequestLineFormatter, write_lines
 from modelyard.observability.request_log_store import RequestLogStore, RequestQuery
 from modelyard.observability.request_record import RequestRecord
+from modelyard.observability.request_row import COLUMNS, RowBuilder
 from modelyard.store.database import Database
 
 
@@ -76,19 +78,53 @@ def test_frames_round_trip_and_refuse_garbage() -> None:
 
 
 def test_lines_are_written_whole_and_in_pipe_sized_chunks() -> None:
-    read_end, write_end = os.pipe()
-    lines = [(f'{{"n": {n}, "pad": "{"x" * (n * 37 % 900)}"}}\n').encode() for n in range(200)]
-    lines.append(b"y" * 10_000 + b"\n")  # longer than PIPE_BUF: on its own
-    with os.fdopen(read_end, "rb") as reader:
-        import threading
+    import threading
 
-        collected = bytearray()
-        thread = threading.Thread(target=lambda: collected.extend(reader.read()))
-        thread.start()
-        write_lines(write_end, lines)
-        os.close(write_end)
-        thread.join(10)
-    assert bytes(collected) == b"".join(lines)
+    read_end, write_end = os.pipe()
+    lines = b"".join((f'{{"n": {n}, "pad": "{"x" * (n * 37 % 900)}"}}\n').encode() for n in range(200))
+    lines += b"y" * 10_000 + b"\n" + b'{"last": true}\n'  # a line longer than PIPE_BUF goes out on its own
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        with os.fdopen(read_end, "rb", buffering=0) as reader:
+            while chunk := reader.read(65536):
+                chunks.append(chunk)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    write_lines(write_end, lines)
+    os.close(write_end)
+    thread.join(10)
+    assert b"".join(chunks) == lines
+
+
+def test_row_and_line_carry_every_column_of_the_table() -> None:
+    """The row is positional: a column added to the table without the row (or the line) fails here."""
+    record = _record(3)
+    record.first_token, record.last_token, record.completion_tokens = record.received + 0.05, record.received + 0.2, 4
+    record.shadow_of, record.outputs_match, record.similarity = "req-0", False, 0.5
+    row = RowBuilder(timestamp_as_text=True).row(record)
+    assert len(row) == len(COLUMNS)
+    values = dict(zip(COLUMNS, row, strict=True))
+    assert values["request_id"] == "req-3" and values["status"] == 200 and values["version"] == "1"
+    assert values["duration_ms"] == 250.0 and values["queued_ms"] == 1.0 and values["ttft_ms"] == 50.0
+    assert values["tpot_ms"] == 50.0 and values["completion_tokens"] == 4 and values["similarity"] == 0.5
+    stored = datetime.fromisoformat(values["received_at"])
+    assert stored == datetime.fromtimestamp(record.received_at, UTC)  # the text SQLite's adapter would write
+    buffer = bytearray()
+    RequestLineFormatter("json").append(buffer, record, row)
+    line = json.loads(buffer)
+    assert set(line) == {"ts", "level", "logger", "msg"} | set(COLUMNS) - {
+        "received_at",
+        "request_body",
+        "response_body",
+    }
+    assert {name: line[name] for name in line if name in values} == {
+        name: value for name, value in values.items() if name in line
+    }
+    text = bytearray()
+    RequestLineFormatter("text").append(text, record, row)
+    assert text.endswith(b"similarity=0.5\n") and b"request_id=req-3 trace_id=" in text
 
 
 def test_rows_and_json_lines_come_from_the_writer_process(tmp_path, capfd: pytest.CaptureFixture[str]) -> None:

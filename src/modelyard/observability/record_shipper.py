@@ -35,7 +35,7 @@ WRITER_MODULE = "modelyard.observability.record_writer"
 @dataclass(frozen=True)
 class RequestLogSettings:
     capacity: int = 10_000  # records not yet written before new ones are dropped (and counted)
-    batch_size: int = 2000  # fewer, larger transactions: the per-batch cost is a commit and a pipe round trip
+    batch_size: int = 128  # records per batch sent to the writer (it groups batches into larger transactions)
     flush_interval_s: float = 0.2  # how stale a request's log line may be
     retention_days: float = 30.0
     body_retention_days: float = 7.0

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from modelyard.observability.body_policy import clip_body
 from modelyard.observability.request_log_table import RequestLogRow
 from modelyard.observability.request_record import RequestRecord
+from modelyard.observability.request_row import COLUMNS, RowBuilder
 from modelyard.store.database import Database
-
-_COLUMNS = [c.name for c in RequestLogRow.__table__.columns if c.name != "id"]
 
 
 @dataclass(frozen=True)
@@ -34,24 +32,24 @@ class RequestLogStore:
     def __init__(self, database: Database) -> None:
         self.database = database
         self._insert_sql: str | None = None
-        self._timestamp: Callable[[datetime], Any] = lambda value: value
 
     def insert(self, records: Sequence[RequestRecord]) -> int:
-        """One executemany of plain tuples: the ORM's per-row dict handling cost ~45 µs a row, this a few."""
-        if not records:
+        builder = RowBuilder(timestamp_as_text=self.database.is_sqlite)
+        return self.insert_rows([builder.row(record) for record in records])
+
+    def insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """One executemany of plain tuples (``request_row.py``): the ORM's per-row dict handling cost ~45 µs a
+        row, this a few."""
+        if not rows:
             return 0
         with self.database.transaction() as session:
             connection = session.connection()
             if self._insert_sql is None:
                 marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
                 self._insert_sql = (
-                    f"INSERT INTO request_log ({', '.join(_COLUMNS)}) VALUES ({', '.join([marker] * len(_COLUMNS))})"
+                    f"INSERT INTO request_log ({', '.join(COLUMNS)}) VALUES ({', '.join([marker] * len(COLUMNS))})"
                 )
-                # Timestamps stored exactly as the ORM stores them (SQLite keeps a naive UTC string).
-                processor = RequestLogRow.__table__.c.received_at.type.bind_processor(connection.dialect)
-                self._timestamp = processor or (lambda value: value)
-            rows = [_row(record, self._timestamp) for record in records]
-            connection.exec_driver_sql(self._insert_sql, rows)
+            connection.exec_driver_sql(self._insert_sql, list(rows))
         return len(rows)
 
     def query(self, query: RequestQuery) -> list[dict[str, Any]]:
@@ -134,42 +132,8 @@ def _filtered(query: RequestQuery) -> Any:
     return statement
 
 
-def _row(record: RequestRecord, timestamp: Callable[[datetime], Any]) -> tuple[Any, ...]:
-    """The row as a tuple in ``_COLUMNS`` order (checked by a test against the table)."""
-    return (
-        record.request_id,
-        record.trace_id,
-        timestamp(datetime.fromtimestamp(record.received_at, UTC)),
-        record.endpoint,
-        record.route,
-        record.model,
-        record.version,
-        record.target,
-        record.stream,
-        record.status,
-        record.error_type or None,
-        _ms(record.duration_s),
-        _ms(record.queued_s),
-        _ms(record.ttft_s),
-        _ms(record.time_per_output_token_s),
-        record.prompt_tokens,
-        record.completion_tokens,
-        record.attempts,
-        record.cost_usd,
-        clip_body(record.request_body) if record.request_body is not None else None,
-        clip_body(record.response_body) if record.response_body is not None else None,
-        record.shadow_of,
-        record.outputs_match,
-        record.similarity,
-    )
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
-
-
 def _as_dict(row: RequestLogRow, with_bodies: bool) -> dict[str, Any]:
-    data = {name: getattr(row, name) for name in _COLUMNS}
+    data = {name: getattr(row, name) for name in COLUMNS}
     data["received_at"] = row.received_at.isoformat().replace("+00:00", "Z")
     if not with_bodies:
         data.pop("request_body")

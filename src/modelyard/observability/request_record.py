@@ -9,8 +9,6 @@ It is a msgspec struct encoded as an array because finished records cross a pipe
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 UNKNOWN = "_unknown"  # route/model label for requests that never resolved a model (bounded labels)
@@ -80,35 +78,3 @@ class RequestRecord(msgspec.Struct, array_like=True):
     @property
     def status_class(self) -> str:
         return f"{self.status // 100}xx" if self.status else "unknown"
-
-    def log_fields(self) -> dict[str, Any]:
-        """The JSON request log line (and the stored request-log row), without bodies."""
-        return {
-            "request_id": self.request_id,
-            "trace_id": self.trace_id,
-            "endpoint": self.endpoint,
-            "route": self.route,
-            "model": self.model,
-            "version": self.version,
-            "target": self.target,
-            "stream": self.stream,
-            "status": self.status,
-            "error_type": self.error_type or None,
-            "duration_ms": _ms(self.duration_s),
-            "queued_ms": _ms(self.queued_s),
-            "ttft_ms": _ms(self.ttft_s),
-            "tpot_ms": _ms(self.time_per_output_token_s),
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "attempts": self.attempts,
-            "cost_usd": round(self.cost_usd, 8),
-            **(
-                {"shadow_of": self.shadow_of, "outputs_match": self.outputs_match, "similarity": self.similarity}
-                if self.shadow_of is not None
-                else {}
-            ),
-        }
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
