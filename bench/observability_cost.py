@@ -29,12 +29,14 @@ def measure(args: Any) -> dict[str, Any]:
         mock = start_mock(logs, pinning)
         assert mock.service is not None
         started.append(mock.service)
-        watched_args = ["--log-level", "info", "--log-format", "json", "--log-requests",
-                        "--request-log", str(logs / "request-log.db")]  # fmt: skip
-        endpoints = {
-            "watched": start_modelyard(logs, pinning, mock, watched_args, name="watched"),
-            "unwatched": start_modelyard(logs, pinning, mock, ["--unobserved"], name="unwatched"),
-        }
+        lines = ["--log-level", "info", "--log-format", "json", "--log-requests"]
+        stored = ["--request-log", str(logs / "request-log.db")]
+        variants = {"watched": lines + stored, "unwatched": ["--unobserved"]}
+        if args.breakdown:  # each observer on its own, to see which one costs what
+            variants |= {"metrics only": [], "metrics + lines": lines,
+                         "metrics + request log": ["--request-log", str(logs / "request-log-only.db")]}  # fmt: skip
+        endpoints = {name: start_modelyard(logs, pinning, mock, extra, name=name.replace(" ", "")) for name, extra
+                     in variants.items()}  # fmt: skip
         for endpoint in endpoints.values():
             assert endpoint.service is not None
             started.append(endpoint.service)
@@ -52,18 +54,40 @@ def measure(args: Any) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = common_parser(__doc__.split("\n\n")[0], duration_s=5, reps=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--breakdown", action="store_true", help="also run metrics only, + lines, + request log")
     args = parser.parse_args(argv)
     runs = measure(args)["runs"]
     rps = {name: Spread.of([r.rps for r in results]) for name, results in runs.items()}
-    paired = Spread.of([ratio(w.rps, u.rps) for w, u in zip(runs["watched"], runs["unwatched"], strict=True)])
+    ratios = {
+        name: Spread.of([ratio(w.rps, u.rps) for w, u in zip(results, runs["unwatched"], strict=True)])
+        for name, results in runs.items()
+        if name != "unwatched"
+    }
+    paired = ratios["watched"]
     out = report.console()
-    rows = [[name, rps[name].fmt(0), str(sum(r.errors for r in runs[name]))] for name in runs]
-    out.print(report.table("Cost of watching (wrk saturation, median (min-max))", ["gateway", "req/s", "errors"], rows))
+    rows = [
+        [
+            name,
+            rps[name].fmt(0),
+            ratios[name].fmt(3, "x") if name in ratios else "1",
+            str(sum(r.errors for r in runs[name])),
+        ]
+        for name in runs
+    ]
+    title = "Cost of watching (wrk saturation, median (min-max); ratio paired per repetition)"
+    out.print(report.table(title, ["gateway", "req/s", "vs unwatched", "errors"], rows))
     verdict = "[green]met[/]" if paired.median >= TARGET_RATIO else "[red]missed[/]"
     out.print(f"watched/unwatched throughput: {paired.fmt(3, 'x')}  (target ≥ {TARGET_RATIO}x): {verdict}")
     path = report.write_json(
         "observability",
-        {"machine": report.machine(), "rps": rps, "ratio": paired, "settings": vars(args), "target": TARGET_RATIO},
+        {
+            "machine": report.machine(),
+            "rps": rps,
+            "ratio": paired,
+            "ratios": ratios,
+            "settings": vars(args),
+            "target": TARGET_RATIO,
+        },
     )
     out.print(f"results: {path}")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import signal
@@ -16,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelyard.observability.metrics import GatewayMetrics
-from modelyard.observability.record_frames import Ack, BatchCodec, FrameError, read_frame
+from modelyard.observability.record_frames import Ack, BatchCodec, FrameBuffer, FrameError
 from modelyard.observability.record_shipper import RecordShipper, RequestLogSettings, ShipperTargets
 from modelyard.observability.request_lines import RequestLineFormatter, write_lines
 from modelyard.observability.request_log_store import RequestLogStore, RequestQuery
@@ -63,16 +62,21 @@ async def _until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None
     assert condition(), "condition not met in time"
 
 
-def test_frames_round_trip_and_refuse_garbage() -> None:
+def test_frames_round_trip_in_any_pieces_and_refuse_garbage() -> None:
     codec = BatchCodec()
     records = [_record(1), _record(2)]
-    stream = io.BytesIO(codec.batch(7, records) + codec.ack(Ack(7, ok=True)))
-    seq, decoded = codec.read_batch(read_frame(stream) or b"")
+    stream = codec.batch(7, records) + codec.ack(Ack(7, ok=True)) + codec.batch(8, [])
+    buffer, frames = FrameBuffer(), []
+    for start in range(0, len(stream), 5):  # pieces that split headers and payloads
+        frames += buffer.feed(stream[start : start + 5])
+    assert not buffer.partial and len(frames) == 3
+    seq, decoded = codec.read_batch(frames[0])
     assert seq == 7 and decoded == records and decoded[0].request_body == b'{"prompt": "hi"}'
-    assert codec.read_ack(read_frame(stream) or b"") == Ack(7, ok=True)
-    assert read_frame(stream) is None
+    assert codec.read_ack(frames[1]) == Ack(7, ok=True)
+    assert codec.read_batch(frames[2]) == (8, [])
+    assert FrameBuffer().feed(b"\x10\x00\x00\x00abc") == []  # cut short: waits for the rest
     with pytest.raises(FrameError):
-        read_frame(io.BytesIO(b"\x10\x00\x00\x00abc"))  # cut short
+        FrameBuffer().feed(b"\xff\xff\xff\xff")  # a length no frame has
     with pytest.raises(FrameError):
         codec.read_batch(b"\x93\x01\x02\x03")
 

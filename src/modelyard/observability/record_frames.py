@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import BinaryIO
 
 import msgspec
 
@@ -64,29 +63,31 @@ def frame_length(header: bytes) -> int:
     return length
 
 
-def read_frame(stream: BinaryIO) -> bytes | None:
-    """One whole frame from a blocking stream; None at a clean end of stream."""
-    header = _read_exactly(stream, LENGTH.size)
-    if header is None:
-        return None
-    payload = _read_exactly(stream, frame_length(header))
-    if payload is None:
-        raise FrameError("stream ended inside a frame")
-    return payload
+class FrameBuffer:
+    """Frames out of a byte stream read in large pieces (one ``read`` for many frames, not two per frame)."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Append what was read; return every frame now complete, in order."""
+        self._data += data
+        frames, offset, end = [], 0, len(self._data)
+        while end - offset >= LENGTH.size:
+            length = frame_length(bytes(self._data[offset : offset + LENGTH.size]))
+            if end - offset - LENGTH.size < length:
+                break
+            start = offset + LENGTH.size
+            frames.append(bytes(self._data[start : start + length]))
+            offset = start + length
+        del self._data[:offset]
+        return frames
+
+    @property
+    def partial(self) -> bool:
+        """Bytes of an unfinished frame are waiting (at the end of the stream this means it was cut)."""
+        return bool(self._data)
 
 
 def _framed(payload: bytes) -> bytes:
     return LENGTH.pack(len(payload)) + payload
-
-
-def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
-    chunks, missing = [], size
-    while missing:
-        chunk = stream.read(missing)
-        if not chunk:
-            if missing == size:
-                return None
-            raise FrameError("stream ended inside a frame")
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)

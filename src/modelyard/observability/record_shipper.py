@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import fcntl
 import logging
 import os
 import sys
@@ -30,12 +31,14 @@ from modelyard.observability.request_record import RequestRecord
 log = logging.getLogger("modelyard.request_log")
 
 WRITER_MODULE = "modelyard.observability.record_writer"
+PIPE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
 class RequestLogSettings:
     capacity: int = 10_000  # records not yet written before new ones are dropped (and counted)
-    batch_size: int = 128  # records per batch sent to the writer (it groups batches into larger transactions)
+    batch_size: int = 2048  # records that make the shipper send at once instead of at the next interval
+    frame_size: int = 128  # records per frame: the writer handles small frames faster (they stay in CPU cache)
     flush_interval_s: float = 0.2  # how stale a request's log line may be
     retention_days: float = 30.0
     body_retention_days: float = 7.0
@@ -162,10 +165,12 @@ class RecordShipper:
         env = dict(os.environ)
         if targets.database is not None:
             env[DATABASE_URL_ENV] = targets.database.render_as_string(hide_password=False)
-        return await asyncio.create_subprocess_exec(
+        process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", WRITER_MODULE, msgspec.json.encode(config).decode(),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
         )  # fmt: skip
+        _widen_pipe(process)
+        return process
 
     async def _ship(self, process: asyncio.subprocess.Process, acks: asyncio.Task[None]) -> None:
         """Resend what the last writer left unacknowledged, then batches as they fill or age, until the writer
@@ -184,12 +189,16 @@ class RecordShipper:
                     )
                     waiting.cancel()
                 self._wake.clear()
-                while self._queue and not acks.done():
-                    count = min(self._settings.batch_size, len(self._queue))
-                    batch = [self._queue.popleft() for _ in range(count)]
-                    self._seq += 1
-                    self._unacked[self._seq] = batch
-                    stdin.write(self._codec.batch(self._seq, batch))
+                if self._queue and not acks.done():
+                    # All frames in one write: the writer wakes once and reads them back to back.
+                    frames = []
+                    while self._queue:
+                        count = min(self._settings.frame_size, len(self._queue))
+                        batch = [self._queue.popleft() for _ in range(count)]
+                        self._seq += 1
+                        self._unacked[self._seq] = batch
+                        frames.append(self._codec.batch(self._seq, batch))
+                    stdin.write(b"".join(frames))
                     await stdin.drain()  # waits only this task, while the writer catches up
                 if self._stopping:
                     stdin.close()
@@ -220,3 +229,16 @@ class RecordShipper:
             self._pending -= len(batch)
             if self._targets.database is not None:
                 self._written.inc(len(batch))
+
+
+def _widen_pipe(process: asyncio.subprocess.Process) -> None:
+    """A 1 MiB pipe (Linux; 64 KiB by default) takes a whole flush in one write, where a full pipe would wake
+    the event loop again for every piece the writer reads."""
+    transport = process.stdin.transport if process.stdin is not None else None
+    pipe = transport.get_extra_info("pipe") if transport is not None else None
+    if pipe is None or not hasattr(fcntl, "F_SETPIPE_SZ"):
+        return
+    try:
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except OSError as exc:  # above /proc/sys/fs/pipe-max-size: keep the default
+        log.debug("request log: pipe left at its default size: %s", exc)

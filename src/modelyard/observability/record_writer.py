@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 from modelyard.observability.logs import configure_logging
-from modelyard.observability.record_frames import Ack, BatchCodec, read_frame
+from modelyard.observability.record_frames import Ack, BatchCodec, FrameBuffer, FrameError
 from modelyard.observability.request_lines import RequestLineFormatter, write_lines
 from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.request_record import RequestRecord
@@ -38,6 +38,7 @@ from modelyard.store.database import Database
 
 log = logging.getLogger("modelyard.request_log")
 
+READ_BYTES = 1 << 20  # many frames per read: the gateway writes a whole flush at once
 DATABASE_URL_ENV = "MODELYARD_RECORD_WRITER_DATABASE_URL"  # passed in the environment: never in argv (ps)
 
 
@@ -68,18 +69,18 @@ class RecordWriter:
         self._waiting_seqs: list[int] = []
         self._waiting_since = 0.0
 
-    def run(self, batches: BinaryIO) -> None:
-        """Until the gateway closes the pipe: each batch's lines as it arrives; its rows once enough are waiting
-        or the oldest has waited ``transaction_wait_s`` (one transaction for many small batches); retention when
-        it is due."""
+    def run(self, batches: int) -> None:
+        """Until the gateway closes the pipe (file descriptor ``batches``): each batch's lines as it arrives; its
+        rows once enough are waiting or the oldest has waited ``transaction_wait_s`` (one transaction for many
+        small batches); retention when it is due."""
+        frames = FrameBuffer()
         while True:
             if self._store is not None and time.monotonic() >= self._next_retention:
                 self._next_retention = time.monotonic() + self._config.retention_check_s
                 self._apply_retention()
             if self._waiting_seqs:  # rows are waiting: store them when enough are, or when the oldest is due
-                wait_s: float | None = max(
-                    0.0, self._waiting_since + self._config.transaction_wait_s - time.monotonic()
-                )
+                due = self._waiting_since + self._config.transaction_wait_s
+                wait_s: float | None = max(0.0, due - time.monotonic())
             elif self._store is not None:
                 wait_s = max(0.0, self._next_retention - time.monotonic())
             else:
@@ -88,12 +89,15 @@ class RecordWriter:
             if not readable:
                 self.flush()
                 continue
-            payload = read_frame(batches)
-            if payload is None:
+            data = os.read(batches, READ_BYTES)
+            if not data:
                 self.flush()
+                if frames.partial:
+                    raise FrameError("the gateway's pipe ended inside a frame")
                 return
-            seq, records = self._codec.read_batch(payload)
-            self.take(seq, records)
+            for payload in frames.feed(data):
+                seq, records = self._codec.read_batch(payload)
+                self.take(seq, records)
 
     def take(self, seq: int, records: list[RequestRecord]) -> None:
         """Write the batch's lines now and queue its rows (small batches keep the records in the CPU's cache:
@@ -172,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     # otherwise walks SQLAlchemy's whole object graph each time batches push records into the oldest generation.
     gc.freeze()
     try:
-        # Unbuffered: select() must see every byte that has not been read yet, none hidden in a Python buffer.
-        writer.run(os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False))
+        writer.run(sys.stdin.fileno())
     except BrokenPipeError:  # the gateway is gone: nobody is left to acknowledge to
         return 1
     return 0

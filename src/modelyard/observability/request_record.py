@@ -14,7 +14,7 @@ import msgspec
 UNKNOWN = "_unknown"  # route/model label for requests that never resolved a model (bounded labels)
 
 
-class RequestRecord(msgspec.Struct, array_like=True):
+class RequestRecord(msgspec.Struct, array_like=True, gc=False):
     request_id: str
     trace_id: str
     endpoint: str
