@@ -12,12 +12,12 @@ import re
 import shutil
 import subprocess
 import tomllib
-from dataclasses import replace
 from fnmatch import fnmatch
 from importlib.resources import as_file
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.request_record import RequestRecord

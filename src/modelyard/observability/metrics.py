@@ -43,7 +43,7 @@ class _RequestSeries:
 
     def __init__(self, metrics: GatewayMetrics, key: LabelKey) -> None:
         route, model, version, _endpoint = key
-        self.by_status: dict[tuple[str, str], tuple[CounterChild, CounterChild | None]] = {}
+        self.by_status: dict[tuple[int, str], tuple[CounterChild, CounterChild | None]] = {}
         self.duration = metrics.request_duration.labels(*key)
         self.queue = metrics.queue_time.labels(route, model, version)
         self.ttft = metrics.time_to_first_token.labels(*key)
@@ -168,42 +168,47 @@ class GatewayMetrics:
         return histogram
 
     def observe(self, record: RequestRecord) -> None:
+        """Runs once per request on the event loop, so it is plain arithmetic on the record's timestamps (the
+        same formulas as its properties) and children looked up once per label set."""
         key = (record.route, record.model, record.version, record.endpoint)
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = _RequestSeries(self, key)
-        status_class = record.status_class
-        counters = series.by_status.get((status_class, record.error_type))
+        status, error_type = record.status, record.error_type
+        counters = series.by_status.get((status, error_type))
         if counters is None:
-            error = (
-                self.errors.labels(*key, status_class, record.error_type or "unknown")
-                if record.error_type or record.status >= 400
-                else None
-            )
-            counters = series.by_status[(status_class, record.error_type)] = (
-                self.requests.labels(*key, status_class),
-                error,
-            )
-        counters[0].inc()
+            counters = series.by_status[(status, error_type)] = self._status_counters(key, record)
+        counters[0].value += 1
         if counters[1] is not None:
-            counters[1].inc()
-        series.duration.observe(record.duration_s)
-        queued = record.queued_s
-        if queued is not None:
-            series.queue.observe(queued)
-        if record.stream and record.first_token is not None:
-            series.ttft.observe(record.first_token - record.received)
-        tpot = record.time_per_output_token_s
-        if tpot is not None:
-            series.tpot.observe(tpot)
-        tps = record.output_tokens_per_s
-        if tps is not None:
-            series.tps.observe(tps)
+            counters[1].value += 1
+        received, dispatched, finished = record.received, record.dispatched, record.finished
+        series.duration.observe((finished or received) - received)
+        if dispatched is not None:
+            series.queue.observe(dispatched - received)
+        first, last, tokens = record.first_token, record.last_token, record.completion_tokens
+        if first is not None:
+            if record.stream:
+                series.ttft.observe(first - received)
+            if last is not None and tokens >= 2:
+                tpot = (last - first) / (tokens - 1)
+                series.tpot.observe(tpot)
+                if tpot > 0:
+                    series.tps.observe(1.0 / tpot)
+                tokens = 0  # decode speed observed from the stream's token times
+        if tokens >= 1 and dispatched is not None and finished is not None and finished > dispatched:
+            series.tps.observe(tokens / (finished - dispatched))
         if record.prompt_tokens or record.completion_tokens:
             series.input_tokens.observe(record.prompt_tokens)
             series.output_tokens.observe(record.completion_tokens)
         if record.cost_usd:
-            series.cost.inc(record.cost_usd)
+            series.cost.value += record.cost_usd
+
+    def _status_counters(self, key: LabelKey, record: RequestRecord) -> tuple[CounterChild, CounterChild | None]:
+        status_class = record.status_class
+        error = None
+        if record.error_type or record.status >= 400:
+            error = self.errors.labels(*key, status_class, record.error_type or "unknown")
+        return self.requests.labels(*key, status_class), error
 
     def engine_state_changed(self, engine: str, model: str, version: str, ready: bool, restarts: int) -> None:
         self.engine_up.labels(engine, model, version).set(1 if ready else 0)
