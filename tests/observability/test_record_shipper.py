@@ -12,8 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from metric_samples import metric_value
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.record_frames import Ack, BatchCodec, FrameBuffer, FrameError
 from modelyard.observability.record_shipper import RecordShipper, RequestLogSettings, ShipperTargets
@@ -44,14 +44,6 @@ def _record(n: int) -> RequestRecord:
         attempts=1,
         request_body=b'{"prompt": "hi"}' if n % 2 else None,
     )
-
-
-def _metric(metrics: GatewayMetrics, name: str) -> float:
-    for family in text_string_to_metric_families(metrics.render().decode()):
-        for sample in family.samples:
-            if sample.name == name:
-                return sample.value
-    raise AssertionError(f"{name} not exported")
 
 
 async def _until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
@@ -149,7 +141,7 @@ def test_rows_and_json_lines_come_from_the_writer_process(tmp_path, capfd: pytes
             shipper.offer(_record(n))
             if n % 100 == 0:
                 await asyncio.sleep(0)
-        await _until(lambda: _metric(metrics, "modelyard_request_log_written_total") == 1000)
+        await _until(lambda: metric_value(metrics, "modelyard_request_log_written_total") == 1000)
         assert shipper.depth() == 0
         await shipper.stop()
         return metrics
@@ -161,7 +153,7 @@ def test_rows_and_json_lines_come_from_the_writer_process(tmp_path, capfd: pytes
     lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if '"modelyard.requests"' in line]
     assert sorted(line["request_id"] for line in lines) == sorted(f"req-{n}" for n in range(1000))
     assert lines[0]["status"] == 200 and lines[0]["duration_ms"] == pytest.approx(250, abs=1)
-    assert _metric(metrics, "modelyard_request_log_dropped_total") == 0
+    assert metric_value(metrics, "modelyard_request_log_dropped_total") == 0
     database.dispose()
 
 
@@ -193,11 +185,12 @@ def test_a_killed_writer_is_replaced_and_its_unacknowledged_batch_sent_again(tmp
         first.send_signal(signal.SIGKILL)
         await _until(
             lambda: (
-                shipper._process is not first and _metric(metrics, "modelyard_request_log_writer_restarts_total") == 1
+                shipper._process is not first
+                and metric_value(metrics, "modelyard_request_log_writer_restarts_total") == 1
             )
         )
         lock.execute("ROLLBACK")
-        await _until(lambda: _metric(metrics, "modelyard_request_log_written_total") == 120)
+        await _until(lambda: metric_value(metrics, "modelyard_request_log_written_total") == 120)
         assert shipper.depth() == 0
         await shipper.stop()
         return metrics

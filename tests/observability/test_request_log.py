@@ -7,8 +7,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from metric_samples import metric_value
 from modelyard.observability.body_policy import MAX_BODY_BYTES, TRUNCATED, BodyPolicy, BodyPolicyError
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.record_shipper import RecordShipper, RequestLogSettings, ShipperTargets
@@ -42,14 +42,6 @@ def _record(n: int, route: str = "gemma", status: int = 200, at: datetime = NOW)
         attempts=1,
     )
     return record
-
-
-def _metric(metrics: GatewayMetrics, name: str) -> float:
-    for family in text_string_to_metric_families(metrics.render().decode()):
-        for sample in family.samples:
-            if sample.name == name:
-                return sample.value
-    raise AssertionError(f"{name} not exported")
 
 
 def test_store_filters_pages_and_exports_newest_first(database: Database) -> None:
@@ -104,10 +96,10 @@ def test_writer_batches_in_the_background_and_counts_drops_instead_of_blocking(p
             writer.offer(_record(n))
         assert time.perf_counter() - started < 0.05  # offering is an append, not a write
         for _ in range(200):
-            if _metric(metrics, "modelyard_request_log_written_total") == 40:
+            if metric_value(metrics, "modelyard_request_log_written_total") == 40:
                 break
             await asyncio.sleep(0.05)
-        assert _metric(metrics, "modelyard_request_log_written_total") == 40
+        assert metric_value(metrics, "modelyard_request_log_written_total") == 40
 
         proxy.stop()
         started = time.perf_counter()
@@ -117,8 +109,8 @@ def test_writer_batches_in_the_background_and_counts_drops_instead_of_blocking(p
         assert time.perf_counter() - started < 1.0
         await asyncio.sleep(1.0)
         assert writer.depth() <= 50
-        assert _metric(metrics, "modelyard_request_log_dropped_total") >= 50
-        assert _metric(metrics, "modelyard_request_log_write_errors_total") >= 1
+        assert metric_value(metrics, "modelyard_request_log_dropped_total") >= 50
+        assert metric_value(metrics, "modelyard_request_log_write_errors_total") >= 1
         await asyncio.wait_for(writer.stop(timeout_s=2), 30)
         database.dispose()
 
