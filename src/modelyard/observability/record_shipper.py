@@ -17,6 +17,7 @@ import fcntl
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 import msgspec
@@ -134,6 +135,7 @@ class RecordShipper:
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures))
                 continue
             self._process = process
+            started = time.monotonic()
             acks = asyncio.create_task(self._read_acks(process), name="record-writer-acks")
             try:
                 await self._ship(process, acks)
@@ -143,7 +145,7 @@ class RecordShipper:
             code = await process.wait()
             if self._stopping:
                 return
-            failures += 1
+            failures = 1 if time.monotonic() - started > 60 else failures + 1  # back-off grows only for crash loops
             self._restarts.inc()
             log.error(
                 "request log: the record writer exited with code %s; starting another (%d records to resend)",
