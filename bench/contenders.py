@@ -73,13 +73,15 @@ def start_mock(
 
 
 def export_source(revision: str, into: Path) -> Path:
-    """The ``src/`` tree of another commit (``git archive``), to run an earlier gateway beside the current one."""
-    target = into / f"src-{revision}"
+    """Another commit's ``src/`` and ``bench/`` (``git archive``), to run an earlier gateway beside the current one
+    with that commit's own launcher (the launcher follows the gateway's internals, which change between commits)."""
+    target = into / f"tree-{revision}"
     if not (target / "src" / "modelyard").is_dir():
         target.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", revision, "src"], cwd=REPO, capture_output=True, check=True)
+        command = ["git", "archive", revision, "src", "bench"]
+        archive = subprocess.run(command, cwd=REPO, capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-    return target / "src"
+    return target
 
 
 def start_modelyard(
@@ -90,7 +92,8 @@ def start_modelyard(
     name: str = "modelyard",
     source: Path | None = None,
 ) -> Endpoint:
-    """modelyard's gateway; with ``source``, the package is imported from that tree instead (e.g. a baseline)."""
+    """modelyard's gateway; with ``source`` (a tree from :func:`export_source`), that tree's launcher and package
+    run instead (e.g. a baseline)."""
     if not PRODUCT_PYTHON.exists():
         raise SystemExit(f"{PRODUCT_PYTHON} is missing: run `make setup` first")
     port = free_port()
@@ -107,8 +110,8 @@ def start_modelyard(
         MOCK_MODEL,
         *extra_args,
     ]
-    env = {"PYTHONPATH": str(source)} if source else None
-    service = Service(name, command, f"http://127.0.0.1:{port}/ready", log_dir, env=env)
+    env = {"PYTHONPATH": f"{source / 'src'}:{source}"} if source else None
+    service = Service(name, command, f"http://127.0.0.1:{port}/ready", log_dir, env=env, cwd=source or REPO)
     service.wait_ready(60)
     return Endpoint(name, port, service)
 
