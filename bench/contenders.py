@@ -73,15 +73,34 @@ def start_mock(
 
 
 def export_source(revision: str, into: Path) -> Path:
-    """Another commit's ``src/`` and ``bench/`` (``git archive``), to run an earlier gateway beside the current one
-    with that commit's own launcher (the launcher follows the gateway's internals, which change between commits)."""
+    """Another commit's ``src/`` with a launcher that fits it (``git archive``), to run an earlier gateway beside
+    the current one. The launcher follows the gateway's internals, so it comes from that commit too; a commit from
+    before the harness existed gets the first launcher written after it."""
     target = into / f"tree-{revision}"
     if not (target / "src" / "modelyard").is_dir():
         target.mkdir(parents=True, exist_ok=True)
-        command = ["git", "archive", revision, "src", "bench"]
-        archive = subprocess.run(command, cwd=REPO, capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+        _extract(revision, "src", target)
+        _extract(_launcher_revision(revision), "bench", target)
     return target
+
+
+def _launcher_revision(revision: str) -> str:
+    launcher = "bench/gateway_launcher.py"
+    found = subprocess.run(["git", "cat-file", "-e", f"{revision}:{launcher}"], cwd=REPO, capture_output=True)
+    if found.returncode == 0:
+        return revision
+    added = subprocess.run(
+        ["git", "log", "--reverse", "--diff-filter=A", "--format=%H", f"{revision}..HEAD", "--", launcher],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    if not added.stdout.split():
+        raise SystemExit(f"no {launcher} at or after {revision}")
+    return added.stdout.split()[0]
+
+
+def _extract(revision: str, path: str, into: Path) -> None:
+    archive = subprocess.run(["git", "archive", revision, path], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
 
 
 def start_modelyard(
