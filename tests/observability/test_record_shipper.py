@@ -225,3 +225,41 @@ def test_stop_waits_for_the_writer_to_finish_what_was_queued(tmp_path) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 60))
     assert len(RequestLogStore(database).query(RequestQuery(limit=0))) == 3000
     database.dispose()
+
+
+@pytest.mark.postgres
+def test_a_row_the_database_refuses_is_dropped_and_counted_without_blocking_the_rest(postgres_schema: str) -> None:
+    """PostgreSQL refuses a version longer than its column: that row is dropped (counted), its neighbours stored."""
+    from modelyard.store import migrate
+
+    from conftest import postgres_schema_url
+
+    database = Database(postgres_schema_url(postgres_schema))
+    migrate.upgrade(database)
+
+    async def scenario() -> GatewayMetrics:
+        metrics = GatewayMetrics()
+        shipper = RecordShipper(
+            ShipperTargets(lines=False, database=database.url),
+            metrics,
+            RequestLogSettings(batch_size=10, flush_interval_s=0.05),
+        )
+        await shipper.start()
+        for n in range(10):
+            record = _record(n)
+            if n == 4:
+                record.version = "v" * 40  # the column holds 16
+            shipper.offer(record)
+        await _until(lambda: metric_value(metrics, "modelyard_request_log_written_total") == 9)
+        assert shipper.depth() == 0
+        for n in range(10, 15):  # the writer is not stuck behind the bad row
+            shipper.offer(_record(n))
+        await _until(lambda: metric_value(metrics, "modelyard_request_log_written_total") == 14)
+        await shipper.stop()
+        return metrics
+
+    metrics = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert metric_value(metrics, "modelyard_request_log_dropped_total") == 1
+    stored = {row["request_id"] for row in RequestLogStore(database).query(RequestQuery(limit=0))}
+    assert stored == {f"req-{n}" for n in range(15) if n != 4}
+    database.dispose()

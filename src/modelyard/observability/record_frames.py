@@ -1,9 +1,10 @@
 """The wire between the gateway and its record writer process: length-prefixed msgpack frames.
 
 Gateway → writer (the writer's stdin): ``[seq, [record, ...]]``, one frame per batch of finished requests.
-Writer → gateway (the writer's stdout): ``[seq, ok, message]``: ``ok`` once the batch is written (lines out, rows
-committed), or ``not ok`` with the reason each time an attempt to store it fails (the writer keeps it and
-retries). A 4-byte little-endian length in front of each frame lets either side read whole frames from a pipe.
+Writer → gateway (the writer's stdout): ``[seq, ok, message, refused]``: ``ok`` once the batch is written (lines
+out, rows committed, ``refused`` of them rejected by the database and dropped), or ``not ok`` with the reason each
+time an attempt to store it fails (the writer keeps it and retries). A 4-byte little-endian length in front of
+each frame lets either side read whole frames from a pipe.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Ack(msgspec.Struct, array_like=True, frozen=True):
     seq: int
     ok: bool
     message: str = ""
+    refused: int = 0  # rows of this batch the database refused (bad data, not an outage): dropped, not retried
 
 
 class BatchCodec:

@@ -72,7 +72,7 @@ class RecordShipper:
         registry = metrics.registry
         self._dropped = Counter(
             "modelyard_request_log_dropped",
-            "Finished requests neither logged nor stored because the queue to the record writer was full.",
+            "Finished requests not stored: the queue to the record writer was full, or the database refused the row.",
             registry=registry,
         )
         self._written = Counter(
@@ -229,8 +229,10 @@ class RecordShipper:
             if batch is None:
                 continue
             self._pending -= len(batch)
+            if ack.refused:
+                self._dropped.inc(ack.refused)
             if self._targets.database is not None:
-                self._written.inc(len(batch))
+                self._written.inc(len(batch) - ack.refused)
 
 
 def _widen_pipe(process: asyncio.subprocess.Process) -> None:

@@ -34,7 +34,7 @@ from modelyard.observability.request_lines import RequestLineFormatter, write_li
 from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.request_row import RowBuilder
-from modelyard.store.database import Database
+from modelyard.store.database import Database, StoreUnavailable
 
 log = logging.getLogger("modelyard.request_log")
 
@@ -66,7 +66,7 @@ class RecordWriter:
         self._next_retention = time.monotonic()
         self._rows = RowBuilder(timestamp_as_text=store is None or store.database.is_sqlite)
         self._waiting_rows: list[tuple[Any, ...]] = []
-        self._waiting_seqs: list[int] = []
+        self._waiting_seqs: list[tuple[int, int]] = []  # (batch, its row count), in order
         self._waiting_since = 0.0
 
     def run(self, batches: int) -> None:
@@ -113,30 +113,52 @@ class RecordWriter:
         if not self._waiting_seqs:
             self._waiting_since = time.monotonic()
         self._waiting_rows.extend(rows)
-        self._waiting_seqs.append(seq)
+        self._waiting_seqs.append((seq, len(rows)))
         if len(self._waiting_rows) >= self._config.rows_per_transaction:
             self.flush()
 
     def flush(self) -> None:
-        """Insert the waiting rows in one transaction (retried until it succeeds), then acknowledge their batches."""
+        """Insert the waiting rows in one transaction, then acknowledge their batches. An outage is retried until
+        it ends; rows the database refuses (bad data) are stored one by one so that only the refused ones are
+        dropped (and counted), never blocking everything behind them."""
         if not self._waiting_seqs:
             return
+        refused: set[int] = set()  # indices into the waiting rows
         failures = 0
         while self._store is not None and self._waiting_rows:
             try:
                 self._store.insert_rows(self._waiting_rows)
                 break
-            except Exception as exc:  # the database is down or refused: report, keep the rows, try again
+            except StoreUnavailable as exc:  # the database is down or locked: report, keep the rows, try again
                 failures += 1
                 count = len(self._waiting_rows)
                 log.warning("request log: writing %d rows failed (attempt %d): %s", count, failures, exc)
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                self._send(Ack(self._waiting_seqs[0], ok=False, message=reason))
+                self._send(Ack(self._waiting_seqs[0][0], ok=False, message=_first_line(exc)))
                 time.sleep(min(self._config.max_backoff_s, 0.5 * 2 ** (failures - 1)))
-        for seq in self._waiting_seqs:
-            self._send(Ack(seq, ok=True))
+            except Exception as exc:  # the rows themselves were refused
+                log.error("request log: the database refused a batch (%s); storing its rows one by one", exc)
+                refused = self._insert_one_by_one()
+                break
+        start = 0
+        for seq, count in self._waiting_seqs:
+            dropped = sum(1 for index in range(start, start + count) if index in refused) if refused else 0
+            self._send(Ack(seq, ok=True, refused=dropped))
+            start += count
         self._acks.flush()
         self._waiting_rows, self._waiting_seqs = [], []
+
+    def _insert_one_by_one(self) -> set[int]:
+        assert self._store is not None
+        refused = set()
+        for index, row in enumerate(self._waiting_rows):
+            try:
+                self._store.insert_rows([row])
+            except StoreUnavailable:
+                raise  # an outage in the middle: the writer exits, and its successor gets the batches again
+            except Exception as exc:
+                refused.add(index)
+                log.error("request log: row of request %s refused and dropped: %s", row[0], _first_line(exc))
+        return refused
 
     def _send(self, ack: Ack) -> None:
         self._acks.write(self._codec.ack(ack))
@@ -193,6 +215,11 @@ def _yield_to_the_gateway() -> None:
             os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
         except OSError as exc:
             log.debug("SCHED_BATCH not available: %s", exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":
