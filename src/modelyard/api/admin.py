@@ -8,8 +8,6 @@ poke the reconciler so a promotion starts moving traffic at once instead of at t
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,11 +15,12 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from modelyard.api.admin_routes import AdminRoutes, Handler
 from modelyard.api.admin_schemas import CardQuery, MoveAlias, Promote, RegisterVersion, Rollback, UpdateModel
 from modelyard.api.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_error
 from modelyard.deploy.deployments import DeploymentsManager
 from modelyard.deploy.reconciler import Reconciler
-from modelyard.errors import APIError, method_not_allowed, not_found_route, store_unavailable
+from modelyard.errors import APIError, store_unavailable
 from modelyard.evals.gates import gates_to_json, parse_gates
 from modelyard.evals.storage import EvalStore, version_evaluations
 from modelyard.evals.suite import SuiteError
@@ -41,8 +40,6 @@ PREFIX = "/admin/"
 _BODY_LIMIT = 64 * 1024
 _NAME = r"(?P<name>[^@:]+?)"
 
-Handler = Callable[[Scope, Receive, dict[str, str]], Awaitable[tuple[int, Any]]]
-
 
 class AdminAPI:
     def __init__(
@@ -59,44 +56,39 @@ class AdminAPI:
         self._reconciler = reconciler
         self._requests = requests
         # Most specific first: model names may contain '/', so "{name}/versions/2" must not match "{name}".
-        self._routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
-            (re.compile(rf"^/admin/models/{_NAME}/versions/(?P<version>\d+)/archive$"), {"POST": self._archive}),
-            (re.compile(rf"^/admin/models/{_NAME}/versions/(?P<version>\d+)$"), {"GET": self._get_version}),
-            (
-                re.compile(rf"^/admin/models/{_NAME}/aliases/(?P<alias>[^/]+)$"),
-                {"PUT": self._move_alias, "DELETE": self._remove_alias},
-            ),
-            (re.compile(rf"^/admin/models/{_NAME}/promote$"), {"POST": self._promote}),
-            (re.compile(rf"^/admin/models/{_NAME}/rollback$"), {"POST": self._rollback}),
-            (re.compile(rf"^/admin/models/{_NAME}/card$"), {"GET": self._card}),
-            (
-                re.compile(rf"^/admin/models/{_NAME}/gates$"),
-                {"GET": self._get_gates, "PUT": self._set_gates, "DELETE": self._clear_gates},
-            ),
-            (re.compile(rf"^/admin/models/{_NAME}/events$"), {"GET": self._events}),
-            (re.compile(rf"^/admin/models/{_NAME}$"), {"GET": self._get_model, "PATCH": self._update_model}),
-            (re.compile(r"^/admin/models$"), {"GET": self._list_models, "POST": self._register}),
-            (re.compile(r"^/admin/serving$"), {"GET": self._serving}),
-            (re.compile(r"^/admin/requests$"), {"GET": self._list_requests}),
-            (re.compile(r"^/admin/requests/export$"), {"GET": self._export_requests}),
-            (re.compile(r"^/admin/shadow$"), {"GET": self._shadow_pairs}),
-            (re.compile(r"^/admin/deployments$"), {"GET": self._get_deployments, "PUT": self._put_deployments}),
-        ]
+        self._routes = AdminRoutes(
+            [
+                (rf"^/admin/models/{_NAME}/versions/(?P<version>\d+)/archive$", {"POST": self._archive}),
+                (rf"^/admin/models/{_NAME}/versions/(?P<version>\d+)$", {"GET": self._get_version}),
+                (
+                    rf"^/admin/models/{_NAME}/aliases/(?P<alias>[^/]+)$",
+                    {"PUT": self._move_alias, "DELETE": self._remove_alias},
+                ),
+                (rf"^/admin/models/{_NAME}/promote$", {"POST": self._promote}),
+                (rf"^/admin/models/{_NAME}/rollback$", {"POST": self._rollback}),
+                (rf"^/admin/models/{_NAME}/card$", {"GET": self._card}),
+                (
+                    rf"^/admin/models/{_NAME}/gates$",
+                    {"GET": self._get_gates, "PUT": self._set_gates, "DELETE": self._clear_gates},
+                ),
+                (rf"^/admin/models/{_NAME}/events$", {"GET": self._events}),
+                (rf"^/admin/models/{_NAME}$", {"GET": self._get_model, "PATCH": self._update_model}),
+                (r"^/admin/models$", {"GET": self._list_models, "POST": self._register}),
+                (r"^/admin/serving$", {"GET": self._serving}),
+                (r"^/admin/requests$", {"GET": self._list_requests}),
+                (r"^/admin/requests/export$", {"GET": self._export_requests}),
+                (r"^/admin/shadow$", {"GET": self._shadow_pairs}),
+                (r"^/admin/deployments$", {"GET": self._get_deployments, "PUT": self._put_deployments}),
+            ]
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path, method = scope["path"], scope["method"]
-        for pattern, methods in self._routes:
-            match = pattern.match(path)
-            if match is None:
-                continue
-            handler = methods.get(method)
-            if handler is None:
-                allow = ", ".join(methods).encode()
-                await send_error(send, method_not_allowed(method, path), [(b"allow", allow)])
-                return
-            await self._respond(send, handler, scope, receive, match.groupdict())
+        try:
+            handler, params = self._routes.resolve(scope["method"], scope["path"])
+        except APIError as error:
+            await send_error(send, error)
             return
-        await send_error(send, not_found_route(path))
+        await self._respond(send, handler, scope, receive, params)
 
     async def _respond(
         self, send: Send, handler: Handler, scope: Scope, receive: Receive, params: dict[str, str]

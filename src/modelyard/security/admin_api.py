@@ -8,8 +8,6 @@ transaction, and refreshes this gateway's key snapshot at once (other replicas f
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
@@ -17,8 +15,9 @@ from urllib.parse import parse_qsl
 import msgspec
 import orjson
 
+from modelyard.api.admin_routes import AdminRoutes
 from modelyard.api.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_error
-from modelyard.errors import APIError, method_not_allowed, not_found_route, store_unavailable
+from modelyard.errors import APIError, store_unavailable
 from modelyard.gateway.schemas import decode_object, validate
 from modelyard.security.budgets import current_periods
 from modelyard.security.guardrails.config import GuardrailConfig, GuardrailConfigError, parse_config
@@ -28,8 +27,6 @@ from modelyard.store.database import StoreUnavailable
 
 _BODY_LIMIT = 256 * 1024
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
-
-Handler = Callable[[Scope, Receive, dict[str, str]], Awaitable[tuple[int, Any]]]
 
 
 class KeyLimitsBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -61,53 +58,46 @@ class ExpireKey(msgspec.Struct, forbid_unknown_fields=True):
 class SecurityAdmin:
     def __init__(self, layer: Any) -> None:
         self._layer = layer
-        self._routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
-            (re.compile(r"^/admin/keys$"), {"GET": self._list_keys, "POST": self._create_key}),
-            (re.compile(r"^/admin/keys/(?P<id>[^/]+)/revoke$"), {"POST": self._revoke_key}),
-            (re.compile(r"^/admin/keys/(?P<id>[^/]+)/expire$"), {"POST": self._expire_key}),
-            (re.compile(r"^/admin/keys/(?P<id>[^/]+)/spend$"), {"GET": self._key_spend}),
-            (re.compile(r"^/admin/keys/(?P<id>[^/]+)$"), {"GET": self._get_key}),
-            (re.compile(r"^/admin/spend$"), {"GET": self._spend}),
-            (
-                re.compile(r"^/admin/guardrails$"),
-                {"GET": self._get_guardrails, "PUT": self._put_guardrails, "DELETE": self._delete_guardrails},
-            ),
-            (re.compile(r"^/admin/audit$"), {"GET": self._audit}),
-            (re.compile(r"^/admin/audit/verify$"), {"GET": self._verify}),
-        ]
+        self._routes = AdminRoutes(
+            [
+                (r"^/admin/keys$", {"GET": self._list_keys, "POST": self._create_key}),
+                (r"^/admin/keys/(?P<id>[^/]+)/revoke$", {"POST": self._revoke_key}),
+                (r"^/admin/keys/(?P<id>[^/]+)/expire$", {"POST": self._expire_key}),
+                (r"^/admin/keys/(?P<id>[^/]+)/spend$", {"GET": self._key_spend}),
+                (r"^/admin/keys/(?P<id>[^/]+)$", {"GET": self._get_key}),
+                (r"^/admin/spend$", {"GET": self._spend}),
+                (
+                    r"^/admin/guardrails$",
+                    {"GET": self._get_guardrails, "PUT": self._put_guardrails, "DELETE": self._delete_guardrails},
+                ),
+                (r"^/admin/audit$", {"GET": self._audit}),
+                (r"^/admin/audit/verify$", {"GET": self._verify}),
+            ],
+            head_as_get=True,
+        )
 
     @staticmethod
     def handles(path: str) -> bool:
         return path.startswith(("/admin/keys", "/admin/spend", "/admin/guardrails", "/admin/audit"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path, method = scope["path"], scope["method"]
-        for pattern, methods in self._routes:
-            match = pattern.match(path)
-            if match is None:
-                continue
-            handler = methods.get("GET" if method == "HEAD" else method)
-            if handler is None:
-                await send_error(send, method_not_allowed(method, path), [(b"allow", ", ".join(methods).encode())])
-                return
-            try:
-                status, result = await handler(scope, receive, match.groupdict())
-            except KeyRequestError as exc:
-                code = "not_found" if exc.status == 404 else "invalid_value"
-                await send_error(send, APIError(exc.status, exc.message, code=code, param=exc.param))
-                return
-            except GuardrailConfigError as exc:
-                await send_error(send, APIError(400, str(exc), code="invalid_value"))
-                return
-            except StoreUnavailable as exc:
-                await send_error(send, store_unavailable(str(exc)))
-                return
-            except APIError as exc:
-                await send_error(send, exc)
-                return
-            await send_bytes(send, status, orjson.dumps(result))
+        try:
+            handler, params = self._routes.resolve(scope["method"], scope["path"])
+            status, result = await handler(scope, receive, params)
+        except KeyRequestError as exc:
+            code = "not_found" if exc.status == 404 else "invalid_value"
+            await send_error(send, APIError(exc.status, exc.message, code=code, param=exc.param))
             return
-        await send_error(send, not_found_route(path))
+        except GuardrailConfigError as exc:
+            await send_error(send, APIError(400, str(exc), code="invalid_value"))
+            return
+        except StoreUnavailable as exc:
+            await send_error(send, store_unavailable(str(exc)))
+            return
+        except APIError as exc:
+            await send_error(send, exc)
+            return
+        await send_bytes(send, status, orjson.dumps(result))
 
     # -- keys --------------------------------------------------------------------------------------------------------
 
