@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from modelyard.api.problems import to_api_error
 from modelyard.evals.gates import parse_gates
 from modelyard.evals.records import ABORTED, COMPLETE, CaseResult, QuantRecord, RunRecord
 from modelyard.evals.storage import EvalStore, version_evaluations
@@ -78,7 +79,8 @@ def test_gated_promotion_refuses_with_numbers_and_force_is_recorded(tiny: EvalSt
     assert tiny.get_gates("tiny") == spec
     with pytest.raises(PromotionGateFailed, match="no quant report for tiny:2") as refused:
         store.move_alias("tiny", "production", 2, "bob")
-    assert refused.value.code == "promotion_gate_failed" and refused.value.status == 409
+    answered = to_api_error(refused.value)  # what every admin API answers with
+    assert answered is not None and answered.code == "promotion_gate_failed" and answered.status == 409
     tiny.save_quant(make_quant("quant-bad", "tiny:2", 1.9, 0.6))
     tiny.save_run(make_run("run-v2", "tiny:2", [True] * 9 + [False]))
     with pytest.raises(PromotionGateFailed) as refused:

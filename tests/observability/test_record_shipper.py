@@ -16,7 +16,7 @@ import pytest
 from metric_samples import metric_value
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.record_frames import Ack, BatchCodec, FrameBuffer, FrameError
-from modelyard.observability.record_shipper import RecordShipper, RequestLogSettings, ShipperTargets
+from modelyard.observability.record_shipper import RecordShipper, ShipperTargets, ShipperTuning
 from modelyard.observability.request_lines import RequestLineFormatter, write_lines
 from modelyard.observability.request_log_store import RequestLogStore, RequestQuery
 from modelyard.observability.request_record import RequestRecord
@@ -134,7 +134,7 @@ def test_rows_and_json_lines_come_from_the_writer_process(tmp_path, capfd: pytes
         shipper = RecordShipper(
             ShipperTargets(lines=True, database=database.url, log_level="info", log_format="json"),
             metrics,
-            RequestLogSettings(batch_size=100, flush_interval_s=0.05),
+            ShipperTuning(batch_size=100, flush_interval_s=0.05),
         )
         await shipper.start()
         for n in range(1000):
@@ -173,7 +173,7 @@ def test_a_killed_writer_is_replaced_and_its_unacknowledged_batch_sent_again(tmp
         shipper = RecordShipper(
             ShipperTargets(lines=False, database=database.url),
             metrics,
-            RequestLogSettings(batch_size=50, flush_interval_s=0.05),
+            ShipperTuning(batch_size=50, flush_interval_s=0.05),
         )
         await shipper.start()
         for n in range(120):
@@ -214,7 +214,7 @@ def test_stop_waits_for_the_writer_to_finish_what_was_queued(tmp_path) -> None:
         shipper = RecordShipper(
             ShipperTargets(lines=False, database=database.url),
             GatewayMetrics(),
-            RequestLogSettings(batch_size=5000, flush_interval_s=60),  # nothing is sent before stop()
+            ShipperTuning(batch_size=5000, flush_interval_s=60),  # nothing is sent before stop()
         )
         await shipper.start()
         for n in range(3000):
@@ -242,7 +242,7 @@ def test_a_row_the_database_refuses_is_dropped_and_counted_without_blocking_the_
         shipper = RecordShipper(
             ShipperTargets(lines=False, database=database.url),
             metrics,
-            RequestLogSettings(batch_size=10, flush_interval_s=0.05),
+            ShipperTuning(batch_size=10, flush_interval_s=0.05),
         )
         await shipper.start()
         for n in range(10):

@@ -11,7 +11,7 @@ import pytest
 from metric_samples import metric_value
 from modelyard.observability.body_policy import MAX_BODY_BYTES, TRUNCATED, BodyPolicy, BodyPolicyError
 from modelyard.observability.metrics import GatewayMetrics
-from modelyard.observability.record_shipper import RecordShipper, RequestLogSettings, ShipperTargets
+from modelyard.observability.record_shipper import RecordShipper, ShipperTargets, ShipperTuning
 from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.request_query import QueryError, build_query
 from modelyard.observability.request_record import RequestRecord
@@ -88,7 +88,7 @@ def test_writer_batches_in_the_background_and_counts_drops_instead_of_blocking(p
         database = Database(url)
         migrate.upgrade(database)
         metrics = GatewayMetrics()
-        settings = RequestLogSettings(capacity=50, batch_size=10, flush_interval_s=0.05)
+        settings = ShipperTuning(capacity=50, batch_size=10, flush_interval_s=0.05)
         writer = RecordShipper(ShipperTargets(lines=False, database=database.url), metrics, settings)
         await writer.start()
         started = time.perf_counter()

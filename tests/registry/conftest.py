@@ -9,6 +9,7 @@ import pytest
 
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
+from modelyard.roles.stores import registry_store
 from modelyard.store import migrate
 from modelyard.store.database import Database
 
@@ -29,7 +30,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 
 @pytest.fixture
 def store(database: Database) -> RegistryStore:
-    return RegistryStore(database)
+    return registry_store(database)
 
 
 @pytest.fixture

@@ -6,8 +6,10 @@ import asyncio
 
 import pytest
 
+from modelyard.api.endpoints import ENDPOINTS, needed_scope
+from modelyard.api.router import Router
 from modelyard.errors import APIError
-from modelyard.security.authz import authenticate, authorize_route, authorize_scope, required_scope
+from modelyard.security.authz import authenticate, authorize_route, authorize_scope
 from modelyard.security.keys import KeyGrant, KeyLimits
 from modelyard.security.ratelimit import (
     CONCURRENCY,
@@ -116,19 +118,34 @@ def test_metrics_can_require_read() -> None:
     assert required_scope("GET", "/metrics", metrics_public=False) == "read"
 
 
+def required_scope(method: str, path: str, metrics_public: bool = True) -> str | None:
+    """The scope the endpoint table asks for (None: public, or no such endpoint: the router's 404)."""
+    try:
+        endpoint, _ = Router((e.method, e.path, e) for e in ENDPOINTS).match(method, path)
+    except APIError as error:
+        assert error.status == 404
+        return None
+    return needed_scope(endpoint, metrics_public)
+
+
 def test_authentication_and_scope_decisions() -> None:
     grant = KeyGrant("key_1", "ci", frozenset({"admin"}), expires_at=100.0)
-    assert authenticate(None, False, 0).status == 401
-    assert "Incorrect" in authenticate(None, True, 0).message
-    assert authenticate(grant, True, 50).allowed
-    assert "expired" in authenticate(grant, True, 100).message
-    assert authorize_scope(grant, "read").allowed  # admin includes read
+    missing = authenticate(None, False, 0)
+    assert missing is not None and missing.status == 401
+    unknown = authenticate(None, True, 0)
+    assert unknown is not None and "Incorrect" in unknown.message
+    assert authenticate(grant, True, 50) is None
+    expired = authenticate(grant, True, 100)
+    assert expired is not None and "expired" in expired.message
+    assert authorize_scope(grant, "read") is None  # admin includes read
     denied = authorize_scope(grant, "inference")
-    assert denied.status == 403 and denied.code == "insufficient_scope"
+    assert denied is not None and denied.status == 403 and denied.code == "insufficient_scope"
 
 
 def test_model_and_region_allow_lists() -> None:
     grant = KeyGrant("key_1", "ci", frozenset({"inference"}), models=("gemma-*",), regions=("eu-west",))
-    assert authorize_route(grant, "gemma-3-270m@canary", "gemma-3-270m", "eu-west").allowed
-    assert authorize_route(grant, "llama", "llama", "eu-west").code == "model_not_allowed"
-    assert authorize_route(grant, "gemma-3-270m", "gemma-3-270m", "us-east").code == "region_not_allowed"
+    assert authorize_route(grant, "gemma-3-270m@canary", "gemma-3-270m", "eu-west") is None
+    model = authorize_route(grant, "llama", "llama", "eu-west")
+    assert model is not None and model.code == "model_not_allowed"
+    region = authorize_route(grant, "gemma-3-270m", "gemma-3-270m", "us-east")
+    assert region is not None and region.code == "region_not_allowed"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from modelyard.security.audit import AuditLog
+from modelyard.audit.log import AuditLog
 from modelyard.security.key_store import KeyRequestError, KeyStore, NewKey
 from modelyard.security.keys import KeyHasher, KeyLimits
 from modelyard.store import migrate

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import orjson
 
-from modelyard.gateway.catalog import ModelCatalog, Replica, Route, RouteTarget, ServedModel
+from modelyard.routing.catalog import ModelCatalog
+from modelyard.routing.model import Replica, Route, RouteTarget, ServedModel
 
 
 class StaticUpstream:

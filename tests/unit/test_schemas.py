@@ -3,13 +3,8 @@ from __future__ import annotations
 import pytest
 
 from modelyard.errors import APIError
-from modelyard.gateway.schemas import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingRequest,
-    decode_object,
-    validate,
-)
+from modelyard.gateway.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from modelyard.jsonbody import decode_object, validate
 
 MESSAGE = {"role": "user", "content": "hi"}
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from modelyard.gateway.sse import EventSplitter, Usage, carries_token, error_event, is_usage_only, usage_of_event
+from modelyard.sse import EventSplitter, Usage, carries_token, error_event, is_usage_only, usage_of_event
 
 USAGE_ONLY = b'data: {"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":5,"total_tokens":16}}\n\n'
 TOKEN = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from modelyard.gateway.sse import Usage, usage_of_body
 from modelyard.gateway.upstream_client import UpstreamClientSettings, UpstreamError, create_session
+from modelyard.sse import Usage, usage_of_body
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -56,3 +57,32 @@ class CardQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     format: Literal["json", "md"] = "json"
     version: Version | None = None
     alias: str | None = None
+
+
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class KeyLimitsBody(msgspec.Struct, forbid_unknown_fields=True):
+    rpm: NonNegative = 0
+    tpm: NonNegative = 0
+    concurrency: NonNegative = 0
+    token_budget: NonNegative = 0
+    cost_budget_usd: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    budget_period: Literal["day", "month"] = "month"
+
+
+class CreateKey(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"\S")]
+    scopes: Annotated[list[Literal["inference", "admin", "read"]], msgspec.Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["inference"]
+    )
+    models: list[Annotated[str, msgspec.Meta(min_length=1, max_length=256)]] = []
+    regions: list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]] = []
+    limits: KeyLimitsBody = msgspec.field(default_factory=KeyLimitsBody)
+    expires_at: datetime | None = None
+    expires_in_s: Annotated[float, msgspec.Meta(gt=0, le=10 * 365 * 86400)] | None = None
+
+
+class ExpireKey(msgspec.Struct, forbid_unknown_fields=True):
+    expires_at: datetime | None = None
+    expires_in_s: Annotated[float, msgspec.Meta(ge=0, le=10 * 365 * 86400)] | None = None

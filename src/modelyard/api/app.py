@@ -1,45 +1,77 @@
-"""The ASGI application: a flat routing table over the runtime's handlers, plus the ASGI lifespan.
+"""The ASGI application: every request goes through the same three steps, all derived from the endpoint table.
 
-Routing is a dictionary lookup on the exact path; the only parameterised route is ``/v1/models/{id}``.
+1. dispatch: method and path to the endpoint (``api/router.py``): a 404 or 405 otherwise;
+2. the door: the caller's key is checked against the scope the endpoint declares (``SecurityLayer.authenticate``);
+3. the endpoint's handler, with the caller on the request.
+
+A failure raised anywhere below (a concept's own error, a bad body, a refusal) is turned into an OpenAI-shaped
+answer in one place, :meth:`ModelyardApp._fail`, through ``api/problems.py``. The inference pipeline answers its
+own failures (it must record them), with the same vocabulary and the same sender.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import orjson
 
-from modelyard.api.admin import PREFIX as ADMIN_PREFIX
-from modelyard.api.asgi import Receive, Scope, Send, send_bytes, send_error
+from modelyard.api.endpoints import ENDPOINTS, SERVICES, Endpoint, needed_scope
 from modelyard.api.openapi import openapi_document
-from modelyard.errors import method_not_allowed, not_found_route
-from modelyard.runtime import Runtime
-from modelyard.security.admin_api import SecurityAdmin
+from modelyard.api.operations import Operations, Serving
+from modelyard.api.problems import to_api_error
+from modelyard.api.replies import send_reply
+from modelyard.api.router import Router
+from modelyard.asgi import Receive, Request, Scope, Send, send_error
+from modelyard.errors import internal_error, not_available_here
+from modelyard.security.layer import SecurityLayer
 
 log = logging.getLogger("modelyard")
 
-_MODELS_PREFIX = "/v1/models/"
+Bound = Callable[[Request], Awaitable[Any]]
+
+
+class Runtime(Serving, Protocol):
+    """What the app needs from the process it runs in (``roles/runtime.py``)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class ModelyardApp:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, services: list[object], security: SecurityLayer | None) -> None:
+        """``services``: the instances whose methods handle endpoints (the inference API, and the admin APIs this
+        process runs); endpoints of a service that is absent answer that it is not available here."""
         self.runtime = runtime
         self._draining = False
-        handlers = runtime.handlers
-        self._routes = {
-            "/v1/chat/completions": ("POST", handlers.chat),
-            "/v1/completions": ("POST", handlers.completions),
-            "/v1/embeddings": ("POST", handlers.embeddings),
-            "/v1/models": ("GET", handlers.list_models),
-            "/health": ("GET", self._health),
-            "/ready": ("GET", self._ready),
-            "/metrics": ("GET", self._metrics),
-            "/openapi.json": ("GET", self._openapi),
-        }
-        self._openapi_body = orjson.dumps(openapi_document())
-        # Security (docs/security.md): authentication and scope checks run before any route; None in benchmarks.
-        self._security = getattr(runtime, "security", None)
-        self._security_admin = SecurityAdmin(self._security) if self._security is not None else None
+        self._security = security
+        metrics_public = security is None or security.settings.metrics_public
+        self._openapi_body = orjson.dumps(openapi_document(metrics_public))
+        present = {type(s).__name__: s for s in services}
+        present[Operations.__name__] = Operations(runtime, lambda: self._openapi_body, lambda: self._draining)
+        unknown = set(present) - {s.__name__ for s in SERVICES}
+        if unknown:
+            raise TypeError(f"no endpoints are declared for {sorted(unknown)}")
+        self._router: Router[tuple[Endpoint, Bound]] = Router(
+            (e.method, e.path, (e, self._bind(e, present, metrics_public))) for e in ENDPOINTS
+        )
+
+    @staticmethod
+    def _bind(endpoint: Endpoint, present: dict[str, object], metrics_public: bool) -> Bound:
+        service = present.get(endpoint.service)
+        if service is None:
+            what = f"{endpoint.method} {endpoint.path}"
+
+            async def absent(request: Request) -> None:
+                raise not_available_here(what)
+
+            return absent
+        bound: Bound = getattr(service, endpoint.handler.__name__)
+        return bound
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -49,48 +81,29 @@ class ModelyardApp:
             await self._lifespan(receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"]
-        if self._security is not None:
-            denied = self._security.gate(scope)
-            if denied is not None:
-                await send_error(send, denied)
-                return
-        route = self._routes.get(path)
-        if route is not None:
-            method, handler = route
-            if scope["method"] == method or (method == "GET" and scope["method"] == "HEAD"):
-                await handler(scope, receive, send)
-            else:
-                await send_error(send, method_not_allowed(scope["method"], path), [(b"allow", method.encode())])
-            return
-        if path.startswith(_MODELS_PREFIX) and scope["method"] == "GET":
-            await self.runtime.handlers.get_model(scope, receive, send, path[len(_MODELS_PREFIX) :])
-            return
-        if self._security_admin is not None and SecurityAdmin.handles(path):
-            await self._security_admin(scope, receive, send)
-            return
-        if path.startswith(ADMIN_PREFIX) and self.runtime.admin is not None:
-            await self.runtime.admin(scope, receive, send)
-            return
-        await send_error(send, not_found_route(path))
+        request = Request(scope, receive, send)
+        try:
+            (endpoint, handler), request.params = self._router.match(scope["method"], scope["path"])
+            if self._security is not None:
+                needed = needed_scope(endpoint, self._security.settings.metrics_public)
+                request.caller = self._security.authenticate(scope["headers"], needed)
+            reply = await handler(request)
+            if reply is not None:
+                await send_reply(send, reply)
+        except Exception as failure:  # the one place a failure becomes an answer
+            await self._fail(request, failure)
 
-    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Liveness: the gateway process answers. Engine trouble is a readiness matter, not a reason to restart us."""
-        await send_bytes(send, 200, b'{"status":"ok"}')
-
-    async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ready = self.runtime.ready and not self._draining
-        body = {"ready": ready, "draining": self._draining, **self.runtime.describe()}
-        headers = [] if ready else [(b"retry-after", b"2")]
-        await send_bytes(send, 200 if ready else 503, orjson.dumps(body), headers)
-
-    async def _openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_bytes(send, 200, self._openapi_body)
-
-    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics = self.runtime.metrics
-        engines = await self.runtime.engine_metrics()
-        await send_bytes(send, 200, metrics.render() + engines, content_type=metrics.content_type.encode())
+    @staticmethod
+    async def _fail(request: Request, failure: Exception) -> None:
+        error = to_api_error(failure)
+        if error is None:
+            request_id = (request.header(b"x-request-id") or os.urandom(6).hex().encode()).decode(errors="replace")
+            log.exception(
+                "unhandled error in %s %s (request %s)", request.scope["method"], request.scope["path"], request_id
+            )
+            error = internal_error(request_id)
+        with contextlib.suppress(Exception):  # the client may be gone, or the answer already started
+            await send_error(request.send, error)
 
     def begin_drain(self) -> None:
         """Called on SIGTERM: report not-ready so load balancers stop sending while in-flight work finishes."""

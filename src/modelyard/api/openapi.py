@@ -1,7 +1,9 @@
-"""The OpenAPI 3.1 document served at ``/openapi.json``.
+"""The OpenAPI 3.1 document served at ``/openapi.json``, derived from the endpoint table.
 
-Request schemas are generated from the same msgspec structs that validate requests, so the document cannot
-drift from what the gateway accepts; response shapes are written out here.
+Every endpoint of ``api/endpoints.py`` appears here with its summary, tag, path and query parameters, request
+body and required scope (public endpoints declare ``security: []``). Request schemas are generated from the same
+msgspec structs that validate the bodies, so the document cannot drift from what the gateway accepts; response
+shapes are written out below.
 """
 
 from __future__ import annotations
@@ -11,13 +13,10 @@ from typing import Any
 import msgspec
 
 from modelyard import __version__
-from modelyard.api.admin_schemas import MoveAlias, Promote, RegisterVersion, Rollback, UpdateModel
-from modelyard.gateway.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from modelyard.security.openapi_paths import RESPONSE_SCHEMAS as SECURITY_RESPONSES
-from modelyard.security.openapi_paths import SECURITY_SCHEMES, security_paths
-from modelyard.security.openapi_paths import request_schemas as security_request_schemas
+from modelyard.api.endpoints import ENDPOINTS, METRICS, PARAMETERS, Endpoint, path_parameters
 
 _REF = "#/components/schemas/{name}"
+_SSE = {"text/event-stream": {"schema": {"type": "string"}}}
 
 _RESPONSE_SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -112,165 +111,45 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
             "summary": {"type": "string"},
         },
     },
+    "ApiKey": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "prefix": {"type": "string", "description": "first characters of the secret, for telling keys apart"},
+            "scopes": {"type": "array", "items": {"type": "string", "enum": ["inference", "admin", "read"]}},
+            "models": {"type": "array", "items": {"type": "string"}},
+            "regions": {"type": "array", "items": {"type": "string"}},
+            "limits": {"type": "object"},
+            "status": {"type": "string", "enum": ["active", "revoked", "expired"]},
+            "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+            "key": {"type": "string", "description": "the secret: only in the answer to POST /admin/keys"},
+        },
+    },
+    "AuditVerify": {
+        "type": "object",
+        "properties": {
+            "ok": {"type": "boolean"},
+            "checked": {"type": "integer"},
+            "head_id": {"type": "integer"},
+            "head_hash": {"type": "string"},
+            "problem": {"type": ["string", "null"]},
+            "record_id": {"type": ["integer", "null"]},
+        },
+    },
 }
 
 
-def _json(schema: str) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": _REF.format(name=schema)}}}
-
-
-def _op(summary: str, response: str | None, body: str | None = None, status: str = "200", **extra: Any) -> dict:
-    responses: dict[str, Any] = {
-        status: {"description": "OK", **({"content": _json(response)} if response else {})},
-        "default": {"description": "OpenAI-shaped error", "content": _json("Error")},
-    }
-    operation: dict[str, Any] = {"summary": summary, "responses": responses, **extra}
-    if body is not None:
-        operation["requestBody"] = {"required": True, "content": _json(body)}
-    return operation
-
-
-def _params(*names: str) -> list[dict[str, Any]]:
-    kinds = {"version": {"type": "integer", "minimum": 1}}
-    return [{"name": n, "in": "path", "required": True, "schema": kinds.get(n, {"type": "string"})} for n in names]
-
-
-def _query(*names: str) -> list[dict[str, Any]]:
-    return [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}} for n in names]
-
-
-def openapi_document() -> dict[str, Any]:
-    _, request_schemas = msgspec.json.schema_components(
-        [
-            ChatCompletionRequest,
-            CompletionRequest,
-            EmbeddingRequest,
-            RegisterVersion,
-            UpdateModel,
-            MoveAlias,
-            Promote,
-            Rollback,
-        ],
-        ref_template=_REF,
-    )
-    admin = {"tags": ["admin"]}
-    inference = {"tags": ["inference"]}
-    name, name_version, name_alias = _params("name"), _params("name", "version"), _params("name", "alias")
-    sse = {"text/event-stream": {"schema": {"type": "string"}}}
-    paths: dict[str, Any] = {
-        "/v1/chat/completions": {
-            "post": _op("Chat completion (SSE when stream=true)", None, "ChatCompletionRequest", **inference)
-        },
-        "/v1/completions": {
-            "post": _op("Text completion (SSE when stream=true)", None, "CompletionRequest", **inference)
-        },
-        "/v1/embeddings": {"post": _op("Embeddings", None, "EmbeddingRequest", **inference)},
-        "/v1/models": {"get": _op("Model ids this gateway serves (name, name@alias, name:version)", None, **inference)},
-        "/v1/models/{model}": {"get": _op("One served model id", None, parameters=_params("model"), **inference)},
-        "/admin/models": {
-            "get": _op("List registered models", None, **admin),
-            "post": _op(
-                "Register a GGUF on the gateway host as a new version",
-                "ModelVersion",
-                "RegisterVersion",
-                status="201",
-                **admin,
-            ),
-        },
-        "/admin/models/{name}": {
-            "get": _op("A model with its versions and aliases", "RegisteredModel", parameters=name, **admin),
-            "patch": _op(
-                "Change description, owner or tags (e.g. prices)",
-                "RegisteredModel",
-                "UpdateModel",
-                parameters=name,
-                **admin,
-            ),
-        },
-        "/admin/models/{name}/versions/{version}": {
-            "get": _op("One version", "ModelVersion", parameters=name_version, **admin)
-        },
-        "/admin/models/{name}/versions/{version}/archive": {
-            "post": _op(
-                "Archive a version (refused while an alias points at it)",
-                "ModelVersion",
-                parameters=name_version,
-                **admin,
-            )
-        },
-        "/admin/models/{name}/aliases/{alias}": {
-            "put": _op("Point an alias at a version", "AliasMove", "MoveAlias", parameters=name_alias, **admin),
-            "delete": _op("Remove an alias", "RegistryEvent", parameters=name_alias, **admin),
-        },
-        "/admin/models/{name}/promote": {
-            "post": _op(
-                "Move 'production' (or another alias) to a version", "AliasMove", "Promote", parameters=name, **admin
-            )
-        },
-        "/admin/models/{name}/rollback": {
-            "post": _op("Move an alias back to its previous version", "AliasMove", "Rollback", parameters=name, **admin)
-        },
-        "/admin/models/{name}/events": {"get": _op("Append-only history of a model", None, parameters=name, **admin)},
-        "/admin/models/{name}/gates": {
-            "get": _op("Promotion gates of a model", None, parameters=name, **admin),
-            "put": _op("Replace promotion gates (JSON form of the gates YAML)", None, parameters=name, **admin),
-            "delete": _op("Remove promotion gates", None, parameters=name, **admin),
-        },
-        "/admin/models/{name}/card": {
-            "get": _op("Model card (JSON, or Markdown with format=md)", None, parameters=name, **admin)
-        },
-        "/admin/serving": {
-            "get": _op("What this gateway serves now: routes, engines, registry revision", None, **admin)
-        },
-        "/admin/requests": {
-            "get": _op(
-                "Stored request log, newest first (filters: route, model, version, status, since, until, limit, "
-                "shadow, bodies)",
-                None,
-                parameters=_query("route", "model", "version", "status", "since", "until", "limit", "shadow", "bodies"),
-                **admin,
-            )
-        },
-        "/admin/requests/export": {
-            "get": _op(
-                "The request log as JSON lines (same filters; everything unless limit is given)",
-                None,
-                parameters=_query("route", "model", "version", "status", "since", "until", "limit", "shadow", "bodies"),
-                **admin,
-            )
-        },
-        "/admin/shadow": {
-            "get": _op(
-                "Shadow copies side by side with their primaries (same filters as /admin/requests)",
-                None,
-                parameters=_query("route", "since", "until", "limit", "bodies"),
-                **admin,
-            )
-        },
-        "/admin/deployments": {
-            "get": _op(
-                "The deployments file, when it was applied, the last refusal and what each route serves", None, **admin
-            ),
-            "put": {
-                **_op("Replace the whole deployments file: validated, applied atomically, then saved", None, **admin),
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/yaml": {"schema": {"type": "string"}},
-                        "application/json": {"schema": {"type": "object"}},
-                    },
-                },
-            },
-        },
-        "/health": {"get": _op("Liveness", None, tags=["operations"], security=[])},
-        "/ready": {
-            "get": _op("Readiness (503 until every served engine is ready)", None, tags=["operations"], security=[])
-        },
-        "/metrics": {"get": _op("Prometheus metrics", None, tags=["operations"])},
-    }
-    paths.update(security_paths(_op))  # keys, spend, guardrails, audit (security/openapi_paths.py)
-    for path in ("/v1/chat/completions", "/v1/completions"):
-        paths[path]["post"]["responses"]["200"]["content"] = {"application/json": {"schema": {"type": "object"}}, **sse}
+def openapi_document(metrics_public: bool = True) -> dict[str, Any]:
+    structs = []
+    for endpoint in ENDPOINTS:
+        if endpoint.body is not None and endpoint.body not in structs:
+            structs.append(endpoint.body)
+    _, request_schemas = msgspec.json.schema_components(structs, ref_template=_REF)
+    paths: dict[str, Any] = {}
+    for endpoint in ENDPOINTS:
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint, metrics_public)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -280,8 +159,46 @@ def openapi_document() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": {**request_schemas, **_RESPONSE_SCHEMAS, **security_request_schemas(), **SECURITY_RESPONSES},
-            "securitySchemes": SECURITY_SCHEMES,
+            "schemas": {**request_schemas, **_RESPONSE_SCHEMAS},
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "my-… API key"}},
         },
         "security": [{"apiKey": []}],
     }
+
+
+def _operation(endpoint: Endpoint, metrics_public: bool) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": "OK"}
+    if endpoint.response is not None:
+        ok["content"] = _json(endpoint.response)
+    elif endpoint.streams:
+        ok["content"] = {"application/json": {"schema": {"type": "object"}}, **_SSE}
+    operation: dict[str, Any] = {
+        "summary": endpoint.summary,
+        "tags": [endpoint.tag],
+        "responses": {
+            str(endpoint.status): ok,
+            "default": {"description": "OpenAI-shaped error", "content": _json("Error")},
+        },
+    }
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": PARAMETERS[name].schema}
+        for name in path_parameters(endpoint.path)
+    ]
+    schemas = endpoint.query_schemas or {}
+    parameters += [
+        {"name": name, "in": "query", "required": False, "schema": schemas.get(name, {"type": "string"})}
+        for name in endpoint.query
+    ]
+    if parameters:
+        operation["parameters"] = parameters
+    if endpoint.body is not None:
+        operation["requestBody"] = {"required": True, "content": _json(endpoint.body.__name__)}
+    elif endpoint.body_content is not None:
+        operation["requestBody"] = {"required": True, "content": endpoint.body_content}
+    if endpoint.scope is None or (endpoint.scope == METRICS and metrics_public):
+        operation["security"] = []
+    return operation
+
+
+def _json(schema: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": _REF.format(name=schema)}}}

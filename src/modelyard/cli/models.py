@@ -29,7 +29,6 @@ from modelyard.cli.registry_views import (
     versions_table,
 )
 from modelyard.evals.storage import EvalStore, version_evaluations
-from modelyard.registry.bootstrap import open_registry
 from modelyard.registry.card import model_card, render_markdown
 from modelyard.registry.errors import PromotionGateFailed, RegistryError
 from modelyard.registry.integrity import IntegrityChecker
@@ -37,6 +36,7 @@ from modelyard.registry.quantize import QuantizeError, requantize
 from modelyard.registry.references import PRODUCTION, parse_ref, parse_version_number
 from modelyard.registry.registration import Declared, register_file
 from modelyard.registry.store import ModelDetails, RegistryStore
+from modelyard.roles.stores import open_registry
 from modelyard.store.database import StoreUnavailable
 
 models_app = typer.Typer(no_args_is_help=True, help="The model registry: versions, aliases, promotion, cards.")

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from modelyard.security.audit import AuditLog
+from modelyard.audit.log import AuditLog
 from modelyard.security.budgets import current_periods
 from modelyard.security.key_store import KeyRequestError, KeyStore, NewKey
 from modelyard.security.keys import BUDGET_PERIODS, SCOPES, KeyHasher, KeyLimits, load_pepper

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelyard.audit.log import AuditLog
 from modelyard.deploy.reconciler import Reconciler
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.routing.config import DeploymentsError, load_deployments, parse_deployments
-from modelyard.security.audit import AuditLog
 
 log = logging.getLogger("modelyard.deploy")
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from modelyard.deploy.engine_settings import EngineSettings, engine_log_path, llama_server_config
+from modelyard.deploy.engine_config import engine_log_path, llama_server_config
 from modelyard.deploy.plan import choose_routes, serving_plan
 from modelyard.deploy.routes import (
     CatalogInputs,
@@ -32,16 +32,18 @@ from modelyard.deploy.routes import (
     versions_of,
 )
 from modelyard.engines.llamacpp_build import EngineBuild
+from modelyard.engines.remote import RemoteUpstream
+from modelyard.engines.settings import EngineSettings
 from modelyard.engines.supervisor import EngineState, EngineSupervisor, LaunchRefused, RestartPolicy
-from modelyard.gateway.catalog import ModelCatalog, Replica
-from modelyard.gateway.remote import RemoteUpstream
 from modelyard.observability.engine_metrics import relabel
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.registry.integrity import ArtifactIntegrityError, IntegrityChecker
 from modelyard.registry.pricing import model_prices
 from modelyard.registry.records import RegistrySnapshot, VersionRecord
 from modelyard.registry.store import RegistryStore
+from modelyard.routing.catalog import ModelCatalog
 from modelyard.routing.config import DeploymentsSpec, TargetSpec
+from modelyard.routing.model import Replica
 from modelyard.store.database import StoreUnavailable
 
 log = logging.getLogger("modelyard.deploy")

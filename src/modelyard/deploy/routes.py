@@ -11,8 +11,14 @@ from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass
 
 from modelyard.deploy.plan import ServingPlan
-from modelyard.gateway.catalog import (
-    ModelCatalog,
+from modelyard.registry.errors import InvalidRequest
+from modelyard.registry.records import RegistrySnapshot, VersionRecord
+from modelyard.registry.references import PRODUCTION, parse_ref
+from modelyard.routing.breaker import BreakerPolicy
+from modelyard.routing.catalog import ModelCatalog
+from modelyard.routing.complexity import ComplexityScorer
+from modelyard.routing.config import DeploymentsError, DeploymentsSpec, RouteSpec, TargetSpec
+from modelyard.routing.model import (
     Replica,
     RetryPolicy,
     Route,
@@ -22,12 +28,6 @@ from modelyard.gateway.catalog import (
     ServedModel,
     ShadowPolicy,
 )
-from modelyard.registry.errors import InvalidRequest
-from modelyard.registry.records import RegistrySnapshot, VersionRecord
-from modelyard.registry.references import PRODUCTION, parse_ref
-from modelyard.routing.breaker import BreakerPolicy
-from modelyard.routing.complexity import ComplexityScorer
-from modelyard.routing.config import DeploymentsError, DeploymentsSpec, RouteSpec, TargetSpec
 
 
 @dataclass(frozen=True)
@@ -209,3 +209,13 @@ def route_policy(spec: RouteSpec) -> RoutePolicy:
         shadow=shadow,
         router=router,
     )
+
+
+def static_catalog(upstreams: Mapping[str, tuple[Replica, ...]]) -> ModelCatalog:
+    """Routes to fixed upstreams, no registry: each model name is one target whose replicas are the given remote
+    upstreams, routed like a registry id (one target, retried once on another replica)."""
+    routes: dict[str, Route] = {}
+    for name, replicas in upstreams.items():
+        served = ServedModel(name=name, owned_by="remote", embeddings=True)
+        routes[name] = Route(name, (RouteTarget(name, served, replicas, remote=True),))
+    return ModelCatalog(routes)

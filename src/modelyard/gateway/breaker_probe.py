@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import aiohttp
 
-from modelyard.gateway.catalog import Replica
-from modelyard.gateway.remote import RemoteUpstream
+from modelyard.engines.remote import RemoteUpstream
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.routing.breaker import after_probe, probe_due
+from modelyard.routing.model import Replica
 
 log = logging.getLogger("modelyard.routing")
 

@@ -15,20 +15,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import orjson
 
-from modelyard.gateway import sse
-from modelyard.gateway.catalog import Route, RouteTarget
-from modelyard.gateway.upstream_client import UpstreamClient
+from modelyard import sse
+from modelyard.gateway.forward import Call
+from modelyard.gateway.upstream_call import AttemptFailed, UpstreamCaller
 from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.routing_metrics import RoutingMetrics
-from modelyard.routing.balancing import ReplicaView, pick_replica
 from modelyard.routing.compare import Answer, answer_text, compare
-
-if TYPE_CHECKING:
-    from modelyard.gateway.proxy import ProxyCall
+from modelyard.routing.model import Route, RouteTarget
 
 log = logging.getLogger("modelyard.shadow")
 
@@ -50,12 +46,12 @@ class Mirror:
 class ShadowMirror:
     def __init__(
         self,
-        session: Callable[[], UpstreamClient | None],
+        upstreams: UpstreamCaller,
         metrics: RoutingMetrics,
         record_shadow: Callable[[RequestRecord], None],
         uniform: Callable[[], float],
     ) -> None:
-        self._session = session
+        self._upstreams = upstreams
         self._metrics = metrics
         self._record_shadow = record_shadow
         self._uniform = uniform
@@ -68,7 +64,7 @@ class ShadowMirror:
             return False
         return shadow.sample >= 1.0 or self._uniform() < shadow.sample
 
-    def mirror(self, route: Route, call: ProxyCall) -> Mirror | None:
+    def mirror(self, route: Route, call: Call, primary: RequestRecord) -> Mirror | None:
         shadow = route.policy.shadow
         assert shadow is not None
         target = route.targets[shadow.target]
@@ -80,7 +76,9 @@ class ShadowMirror:
             payload["model"] = target.served.upstream_model
         mirror = Mirror()
         self._in_flight[route.name] = self._in_flight.get(route.name, 0) + 1
-        task = asyncio.create_task(self._run(route, target, call, orjson.dumps(payload), mirror, shadow.timeout_s))
+        task = asyncio.create_task(
+            self._run(route, target, call.path, primary, orjson.dumps(payload), mirror, shadow.timeout_s)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return mirror
@@ -91,9 +89,15 @@ class ShadowMirror:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _run(
-        self, route: Route, target: RouteTarget, call: ProxyCall, body: bytes, mirror: Mirror, timeout_s: float
+        self,
+        route: Route,
+        target: RouteTarget,
+        path: str,
+        primary: RequestRecord,
+        body: bytes,
+        mirror: Mirror,
+        timeout_s: float,
     ) -> None:
-        primary = call.record
         record = RequestRecord(
             request_id=f"{primary.request_id}.shadow",
             trace_id=primary.trace_id,
@@ -110,7 +114,7 @@ class ShadowMirror:
         if primary.request_body is not None:
             record.request_body = primary.request_body
         try:
-            shadow = await self._call(target, call.path, body, record, timeout_s)
+            shadow = await self._call(route, target, path, body, record, timeout_s)
             outcome = "ok" if shadow.status == 200 else "error"
         except TimeoutError:
             shadow, outcome = Answer(504, "", 0, timeout_s), "timeout"
@@ -138,29 +142,28 @@ class ShadowMirror:
             self._record_shadow(record)
 
     async def _call(
-        self, target: RouteTarget, path: str, body: bytes, record: RequestRecord, timeout_s: float
+        self, route: Route, target: RouteTarget, path: str, body: bytes, record: RequestRecord, timeout_s: float
     ) -> Answer:
-        session = self._session()
-        views = [ReplicaView(r.name, r.usable, r.upstream.active_requests, r.latency_ewma_s) for r in target.replicas]
-        index = pick_replica("least_outstanding", views, target.state.turn)
-        if session is None or index is None:
+        """One whole (non-streamed) call through the same path as every upstream call: the replica's in-flight
+        count, latency average and breaker see shadow traffic like any other."""
+        replica = self._upstreams.pick(target, "least_outstanding")
+        if replica is None:
             raise ConnectionError(f"shadow target {target.name} has no usable replica")
-        replica = target.replicas[index]
-        replica.upstream.active_requests += 1
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout_s):
-                response = await session.post(replica.upstream.base_url + path, body, replica.auth_header)
-                try:
-                    raw = await response.read()
-                finally:
-                    response.release()
-        finally:
-            replica.upstream.active_requests -= 1
+            opened = await self._upstreams.open(
+                target, replica, path, body, False, timeout_s, frozenset(), route.policy.breaker
+            )
+        except AttemptFailed as failure:
+            if failure.timed_out:
+                raise TimeoutError from None
+            raise ConnectionError(failure.error.message) from None
+        opened.release()
         latency = time.perf_counter() - started
-        usage = sse.usage_of_body(raw) if response.status == 200 else None
+        raw = opened.first
+        usage = sse.usage_of_body(raw) if opened.status == 200 else None
         if usage:
             record.prompt_tokens, record.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         if record.request_body is not None:
             record.response_body = raw
-        return Answer(response.status, answer_text(raw, False), record.completion_tokens, latency)
+        return Answer(opened.status, answer_text(raw, False), record.completion_tokens, latency)

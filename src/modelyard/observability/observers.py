@@ -9,26 +9,16 @@ the event loop.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 
 from sqlalchemy.engine import URL
 
 from modelyard.observability.body_policy import BodyPolicy
 from modelyard.observability.metrics import GatewayMetrics
-from modelyard.observability.record_shipper import RecordShipper, RequestLogSettings, ShipperTargets
+from modelyard.observability.record_shipper import RecordShipper, ShipperTargets, ShipperTuning
 from modelyard.observability.request_lines import lines_wanted
 from modelyard.observability.request_record import RequestRecord
-from modelyard.observability.tracing import SpanExporter
-
-
-@dataclass(frozen=True)
-class ObservabilityOptions:
-    log_requests: bool = True
-    log_format: str = "text"
-    log_level: str = "info"
-    request_log: RequestLogSettings | None = field(default_factory=RequestLogSettings)  # None: not stored
-    bodies: BodyPolicy = field(default_factory=BodyPolicy)
-    otlp_endpoint: str | None = None  # export spans over OTLP/HTTP; None: no spans, no SDK loaded
+from modelyard.observability.settings import ObservabilitySettings
+from modelyard.observability.tracing import SpanExporter, otlp_endpoint
 
 
 class RequestObservers:
@@ -48,16 +38,22 @@ class RequestObservers:
         self._bodies = bodies if stores_rows and bodies is not None else BodyPolicy()
 
     @classmethod
-    def build(cls, metrics: GatewayMetrics, options: ObservabilityOptions, database: URL | None) -> RequestObservers:
-        """``database``: where the request log is stored (None, or ``options.request_log`` None: not stored)."""
-        lines = options.log_requests and lines_wanted()
-        stored = database if options.request_log is not None else None
+    def build(cls, metrics: GatewayMetrics, settings: ObservabilitySettings, database: URL | None) -> RequestObservers:
+        """``database``: where the request log is stored (None, or ``--no-request-log``: not stored)."""
+        lines = settings.log_requests and lines_wanted()
+        stored = database if settings.request_log else None
         shipper = None
         if lines or stored is not None:
-            targets = ShipperTargets(lines, stored, options.log_level, options.log_format)
-            shipper = RecordShipper(targets, metrics, options.request_log or RequestLogSettings())
-        spans = SpanExporter(options.otlp_endpoint) if options.otlp_endpoint else None
-        return cls(metrics, shipper=shipper, bodies=options.bodies, spans=spans, stores_rows=stored is not None)
+            targets = ShipperTargets(lines, stored, settings.log_level, settings.log_format)
+            queue = ShipperTuning(
+                capacity=settings.request_log_queue,
+                retention_days=settings.request_log_retention_days,
+                body_retention_days=settings.request_log_body_retention_days,
+            )
+            shipper = RecordShipper(targets, metrics, queue)
+        endpoint = otlp_endpoint(settings.otlp_endpoint)
+        spans = SpanExporter(endpoint) if endpoint else None
+        return cls(metrics, shipper=shipper, bodies=settings.bodies, spans=spans, stores_rows=stored is not None)
 
     async def start(self) -> None:
         if self.shipper is not None:
@@ -86,3 +82,17 @@ class RequestObservers:
             self.shipper.offer(record)
         if self.spans is not None:
             self.spans(record)
+
+
+class Unwatched(RequestObservers):
+    """Nothing observed per request: no metrics, lines, rows or spans (what the benchmarks measure the cost of
+    watching against)."""
+
+    def __call__(self, record: RequestRecord) -> None:
+        pass
+
+    def shadow(self, record: RequestRecord) -> None:
+        pass
+
+    def keep_bodies(self, route: str, request_id: str) -> bool:
+        return False

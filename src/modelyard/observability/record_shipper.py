@@ -36,7 +36,7 @@ PIPE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
-class RequestLogSettings:
+class ShipperTuning:
     capacity: int = 10_000  # records not yet written before new ones are dropped (and counted)
     batch_size: int = 2048  # records that make the shipper send at once instead of at the next interval
     frame_size: int = 128  # records per frame: the writer handles small frames faster (they stay in CPU cache)
@@ -57,7 +57,7 @@ class ShipperTargets:
 
 
 class RecordShipper:
-    def __init__(self, targets: ShipperTargets, metrics: GatewayMetrics, settings: RequestLogSettings) -> None:
+    def __init__(self, targets: ShipperTargets, metrics: GatewayMetrics, settings: ShipperTuning) -> None:
         self._targets = targets
         self._settings = settings
         self._codec = BatchCodec()

@@ -1,12 +1,11 @@
-"""What ``modelyard serve`` does with the registry before it starts: open it (migrating the schema), and make
-sure the model it was asked to serve is registered, so that a first run needs no registry commands at all."""
+"""What ``modelyard serve`` does with the registry before it starts: make sure the model it was asked to serve is
+registered, so that a first run needs no registry commands at all."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from modelyard import paths
 from modelyard.hashing import BytesProgress
 from modelyard.registry.default_model import DEFAULT_MODEL
 from modelyard.registry.errors import Conflict
@@ -15,16 +14,8 @@ from modelyard.registry.records import VersionRecord
 from modelyard.registry.references import PRODUCTION
 from modelyard.registry.registration import Declared, describe_artifact, register_file
 from modelyard.registry.store import RegistryStore
-from modelyard.store import migrate
-from modelyard.store.database import Database
 
 log = logging.getLogger("modelyard.registry")
-
-
-def open_registry(database_url: str | None = None) -> tuple[RegistryStore, IntegrityChecker]:
-    database = Database(database_url)
-    migrate.upgrade(database)
-    return RegistryStore(database), IntegrityChecker(paths.data_dir() / "integrity")
 
 
 def ensure_default_registered(

@@ -1,12 +1,13 @@
-"""Registry failures, each carrying the HTTP status and error code the admin API answers with."""
+"""Registry failures: what went wrong, in words, and which field of the request it was about.
+
+They carry no HTTP status: the APIs that expose the registry map each kind onto the error vocabulary in one place
+(``api/problems.py``), and the CLI prints the message.
+"""
 
 from __future__ import annotations
 
 
 class RegistryError(Exception):
-    status = 400
-    code = "invalid_request"
-
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -14,25 +15,19 @@ class RegistryError(Exception):
 
 
 class InvalidRequest(RegistryError):
-    status = 400
-    code = "invalid_value"
+    """A name, reference or value the registry cannot accept."""
 
 
 class NotFound(RegistryError):
-    status = 404
-    code = "not_found"
+    """No such model, version or alias."""
 
 
 class Conflict(RegistryError):
-    status = 409
-    code = "conflict"
+    """The registry's state does not allow the change (an alias moved meanwhile, an archived version, …)."""
 
 
-class PromotionGateFailed(RegistryError):
+class PromotionGateFailed(Conflict):
     """Moving a gated alias was refused by the model's promotion gates; ``gates`` lists the failed ones."""
-
-    status = 409
-    code = "promotion_gate_failed"
 
     def __init__(self, message: str, gates: list[dict[str, object]] | None = None) -> None:
         super().__init__(message, param="version")

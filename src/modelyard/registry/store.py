@@ -7,6 +7,7 @@ records the true "from" of its move; nothing is ever lost or half-written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from modelyard.evals.promotion import check_promotion
+from modelyard.audit import log as audit
 from modelyard.registry.errors import Conflict, InvalidRequest, NotFound
 from modelyard.registry.records import (
     AliasMove,
@@ -27,7 +28,6 @@ from modelyard.registry.records import (
 )
 from modelyard.registry.references import PRODUCTION, ModelRef, check_alias_name, check_model_name
 from modelyard.registry.tables import Alias, ModelVersion, RegisteredModel, RegistryEvent
-from modelyard.security import audit
 from modelyard.store.base import utcnow
 from modelyard.store.database import Database
 
@@ -67,9 +67,17 @@ class ModelDetails:
     tags: dict[str, str] | None = None
 
 
+PromotionCheck = Callable[[Session, int, str, str, tuple[int, int], tuple[int, int] | None, bool], dict[str, Any]]
+"""Judges moving a gated alias inside the move's own transaction: (session, model id, model name, alias, candidate
+(row id, number), current (row id, number) or None, force) → details for the event, or raises
+:class:`~modelyard.registry.errors.PromotionGateFailed`. The evals concept provides it
+(``evals.promotion.check_promotion``); the registry only knows that such a check exists."""
+
+
 class RegistryStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, promotion_check: PromotionCheck) -> None:
         self.database = database
+        self._check_promotion = promotion_check
 
     # -- reads ----------------------------------------------------------------------------------------------
 
@@ -205,7 +213,9 @@ class RegistryStore:
             if not created:  # a gated alias needs evidence, which a version being registered cannot have yet
                 row = _alias_row(session, model, alias)
                 current = (row.version.id, row.version.number) if row is not None else None
-                detail = check_promotion(session, model.id, model.name, alias, (version.id, number), current, False)
+                detail = self._check_promotion(
+                    session, model.id, model.name, alias, (version.id, number), current, False
+                )
             _set_alias(session, model, alias, version, actor, now, detail=detail)
         session.flush()
         session.refresh(version, attribute_names=["model", "parent"])
@@ -240,7 +250,7 @@ class RegistryStore:
                     "someone else moved it. Re-read and retry."
                 )
             current_pair = (current.version.id, current_number) if current is not None and current_number else None
-            detail = check_promotion(
+            detail = self._check_promotion(
                 session, model.id, model.name, alias, (version.id, version.number), current_pair, force
             )
             return _set_alias(session, model, alias, version, actor, utcnow(), detail=detail)

@@ -1,89 +1,54 @@
-"""Who may call what: a pure function of the key's grant, the endpoint, the model route and the region.
+"""Who may call what: pure functions of the key's grant, the scope an endpoint needs, the model route and the
+region. Each returns the refusal (an OpenAI-shaped error) or None when the call is allowed.
 
-Endpoint → scope: ``/v1/*`` needs ``inference``; ``GET``/``HEAD`` on ``/admin/*`` needs ``read`` (``admin``
-includes it); any other method on ``/admin/*`` needs ``admin``. ``/health``, ``/ready`` and ``/openapi.json`` are
-public (probes and SDK generators must reach them); ``/metrics`` is public unless ``--metrics-auth`` asks for
-``read``. Unknown paths outside ``/admin/`` and ``/v1/`` are left to the router's 404.
+Which scope each endpoint needs is declared in the endpoint table (``api/endpoints.py``): ``inference`` for
+``/v1/*``, ``read`` for reading ``/admin/*`` (``admin`` includes it), ``admin`` for changing anything; probes and
+the OpenAPI document are public, ``/metrics`` too unless ``--metrics-auth`` asks for ``read``.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
 
-from modelyard.security.keys import ADMIN, INFERENCE, READ, KeyGrant
-
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
-
-
-def required_scope(method: str, path: str, metrics_public: bool = True) -> str | None:
-    """The scope a request needs, or ``None`` for a public endpoint."""
-    if path in PUBLIC_PATHS:
-        return None
-    if path == "/metrics":
-        return None if metrics_public else READ
-    if path.startswith("/v1/"):
-        return INFERENCE
-    if path.startswith("/admin/") or path == "/admin":
-        return READ if method in ("GET", "HEAD") else ADMIN
-    return None
-
-
-@dataclass(frozen=True)
-class Decision:
-    allowed: bool
-    status: int = 200
-    code: str = ""
-    message: str = ""
-
-
-ALLOW = Decision(True)
+from modelyard.errors import (
+    APIError,
+    insufficient_scope,
+    invalid_api_key,
+    missing_api_key,
+    model_not_allowed,
+    region_not_allowed,
+)
+from modelyard.security.keys import ADMIN, READ, KeyGrant
 
 
 def has_scope(grant: KeyGrant, scope: str) -> bool:
     return scope in grant.scopes or (scope == READ and ADMIN in grant.scopes)
 
 
-def authenticate(grant: KeyGrant | None, presented: bool, now: float) -> Decision:
+def authenticate(grant: KeyGrant | None, presented: bool, now: float) -> APIError | None:
     if grant is None:
         if not presented:
-            return Decision(
-                False,
-                401,
-                "invalid_api_key",
-                "You didn't provide an API key. Send it as 'Authorization: Bearer my-…' (or 'x-api-key').",
-            )
-        return Decision(False, 401, "invalid_api_key", "Incorrect API key provided (unknown or revoked).")
+            return missing_api_key()
+        return invalid_api_key("Incorrect API key provided (unknown or revoked).")
     if grant.revoked:
-        return Decision(False, 401, "invalid_api_key", f"API key '{grant.name}' has been revoked.")
+        return invalid_api_key(f"API key '{grant.name}' has been revoked.")
     if grant.expires_at is not None and grant.expires_at <= now:
-        return Decision(False, 401, "invalid_api_key", f"API key '{grant.name}' has expired.")
-    return ALLOW
+        return invalid_api_key(f"API key '{grant.name}' has expired.")
+    return None
 
 
-def authorize_scope(grant: KeyGrant, scope: str) -> Decision:
+def authorize_scope(grant: KeyGrant, scope: str) -> APIError | None:
     if has_scope(grant, scope):
-        return ALLOW
-    return Decision(
-        False,
-        403,
-        "insufficient_scope",
-        f"API key '{grant.name}' lacks the '{scope}' scope needed here (it has: {', '.join(sorted(grant.scopes))}).",
-    )
+        return None
+    return insufficient_scope(grant.name, scope, sorted(grant.scopes))
 
 
-def authorize_route(grant: KeyGrant, route: str, model: str, region: str) -> Decision:
+def authorize_route(grant: KeyGrant, route: str, model: str, region: str) -> APIError | None:
     """Per-key allow-lists: routes/models as globs (``gemma-*``, ``gemma-3-270m@canary``), regions exactly."""
     if grant.models and not any(
         fnmatch.fnmatchcase(route, pattern) or fnmatch.fnmatchcase(model, pattern) for pattern in grant.models
     ):
-        return Decision(False, 403, "model_not_allowed", f"API key '{grant.name}' may not use model '{route}'.")
+        return model_not_allowed(grant.name, route)
     if grant.regions and region not in grant.regions:
-        return Decision(
-            False,
-            403,
-            "region_not_allowed",
-            f"API key '{grant.name}' may only be served in regions {', '.join(grant.regions)}; "
-            f"this gateway is in '{region or 'unset'}'.",
-        )
-    return ALLOW
+        return region_not_allowed(grant.name, grant.regions, region)
+    return None

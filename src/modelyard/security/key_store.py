@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from modelyard.security import audit
+from modelyard.audit import log as audit
 from modelyard.security.keys import (
     ADMIN,
     BUDGET_PERIODS,
@@ -39,11 +39,15 @@ BOOTSTRAP_NAME = "bootstrap-admin"
 
 
 class KeyRequestError(ValueError):
-    """A request about keys that cannot be honoured (unknown id, bad scope); ``status`` maps to HTTP."""
+    """A request about keys that cannot be honoured (a bad name, scope or limit)."""
 
-    def __init__(self, message: str, status: int = 400, param: str | None = None) -> None:
+    def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
-        self.message, self.status, self.param = message, status, param
+        self.message, self.param = message, param
+
+
+class UnknownKey(KeyRequestError):
+    """No key has this id."""
 
 
 @dataclass(frozen=True)
@@ -276,7 +280,7 @@ def _insert(session: Session, new: NewKey, secret: str, key_hash: str, actor: st
 def _load(session: Session, key_id: str) -> ApiKeyRow:
     row = session.scalars(select(ApiKeyRow).where(ApiKeyRow.id == key_id).with_for_update()).one_or_none()
     if row is None:
-        raise KeyRequestError(f"no API key with id '{key_id}'", 404, "id")
+        raise UnknownKey(f"no API key with id '{key_id}'", "id")
     return row
 
 

@@ -1,9 +1,14 @@
-"""The security layer the gateway calls: ``gate`` (who is calling, may they reach this endpoint) before routing,
-``admit`` (model allow-list, request limits, input guardrails, rate limits and budgets) once the model is known,
-and ``settle`` (reconcile tokens, release the concurrency slot, count spend) when the request is finished.
+"""The security concept as the rest of the gateway uses it: the door, admission and settlement.
 
-Owned by the runtime; started and stopped with it. Everything ``gate`` and ``admit`` read is in memory; the only
-awaited I/O is the Redis limiter (bounded by its timeout) when ``MODELYARD_REDIS_URL`` is set.
+- ``authenticate`` (the door, for every endpoint): who is calling, and may their key reach an endpoint that needs
+  this scope. The app calls it once per request, with the scope the endpoint table declares.
+- ``admit`` (the pipeline's security stage, once the model and target are known): model and region allow-lists,
+  request limits, input guardrails, rate limits and budgets.
+- ``settle`` (the stage's exit, when the request is finished): reconcile tokens, release the concurrency slot,
+  count spend.
+
+Owned by the runtime; started and stopped with it. Everything ``authenticate`` and ``admit`` read is in memory;
+the only awaited I/O is the Redis limiter (bounded by its timeout) when ``--redis-url`` is set.
 """
 
 from __future__ import annotations
@@ -14,16 +19,20 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from modelyard.api.asgi import Scope
-from modelyard.errors import APIError
-from modelyard.observability.request_record import RequestRecord
-from modelyard.security.audit import AuditLog
-from modelyard.security.authz import authenticate, authorize_route, authorize_scope, required_scope
+from modelyard.audit.log import AuditLog
+from modelyard.errors import (
+    APIError,
+    budget_exceeded,
+    missing_api_key,
+    rate_limited,
+    rate_limiter_unavailable,
+    request_over_tpm,
+)
+from modelyard.security.authz import authenticate, authorize_route, authorize_scope
 from modelyard.security.budgets import SpendWriter
 from modelyard.security.guardrails.config import GuardrailConfig, load_config, parse_config
 from modelyard.security.guardrails.filters import InputGuard, OutputGuard
@@ -43,28 +52,14 @@ from modelyard.security.ratelimit import (
 )
 from modelyard.security.redis_limiter import RedisLimiter
 from modelyard.security.request_limits import RouteLimits, check_request
+from modelyard.security.settings import SecuritySettings
 from modelyard.security.snapshot import SnapshotPoller
 from modelyard.store.database import Database
 
 log = logging.getLogger("modelyard.security")
 
-GRANT = "modelyard.grant"  # where ``gate`` leaves the caller's grant in the ASGI scope
 AUTH_OFF_WARNING = "authentication is OFF (--auth off): every endpoint, admin included, is open to anyone"
 HOLDBACK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
-
-
-@dataclass(frozen=True)
-class SecuritySettings:
-    auth: bool = True
-    region: str = ""  # this gateway's region, checked against keys' allowed regions
-    metrics_public: bool = True
-    redis_url: str | None = None
-    redis_prefix: str = "modelyard"
-    fail_mode: str = "open"  # when Redis is unreachable: "open" (serve unlimited) or "closed" (503)
-    redis_timeout_s: float = 0.25
-    guardrails_file: Path | None = None
-    key_poll_s: float = 0.25
-    context_length: int | None = None  # tokens one request may use (engine context / parallel slots)
 
 
 @dataclass
@@ -75,11 +70,16 @@ class Admission:
     payload_changed: bool = False
     output: OutputGuard | None = None
     limited: bool = False
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # x-ratelimit-* for the answer
     acquired_at: float = field(default_factory=time.time)
 
 
 class SecurityLayer:
-    def __init__(self, database: Database, settings: SecuritySettings, registry: Any) -> None:
+    def __init__(
+        self, database: Database, settings: SecuritySettings, registry: Any, context_length: int | None = None
+    ) -> None:
+        """``context_length``: tokens one request may use (the engine's context over its slots), or None."""
+        self.context_length = context_length
         self.settings = settings
         hasher = KeyHasher(load_pepper())
         self.keys = KeyStore(database, hasher)
@@ -90,7 +90,11 @@ class SecurityLayer:
         self.poller = SnapshotPoller(self.keys, hasher, settings.key_poll_s, on_guardrails=self._stored_guardrails)
         if settings.redis_url:
             self.limiter: MemoryLimiter | RedisLimiter = RedisLimiter(
-                settings.redis_url, settings.redis_prefix, settings.fail_mode, registry, settings.redis_timeout_s
+                settings.redis_url,
+                settings.redis_prefix,
+                settings.ratelimit_fail_mode,
+                registry,
+                settings.redis_timeout_s,
             )
         else:
             self.limiter = MemoryLimiter()
@@ -161,7 +165,7 @@ class SecurityLayer:
             info["key_snapshot_error"] = self.poller.error
         last_error = getattr(self.limiter, "last_error", None)
         if last_error:
-            info["rate_limiter_error"] = f"{last_error} (failing {self.settings.fail_mode})"
+            info["rate_limiter_error"] = f"{last_error} (failing {self.settings.ratelimit_fail_mode})"
         return info
 
     def _stored_guardrails(self, stored: dict[str, Any] | None) -> None:
@@ -178,52 +182,45 @@ class SecurityLayer:
     def set_file_config(self, config: GuardrailConfig) -> None:
         self._file_config = config
 
-    # -- the request path ------------------------------------------------------------------------------------------
+    # -- the door: who is calling, and may they reach this endpoint -------------------------------------------------
 
-    def gate(self, scope: Scope) -> APIError | None:
-        """Authenticate and check the endpoint's scope; on success leave the grant in ``scope``."""
-        if not self.settings.auth:
+    def authenticate(self, headers: list[tuple[bytes, bytes]], needed: str | None) -> KeyGrant | None:
+        """The caller's grant for an endpoint that needs the scope ``needed`` (None: a public endpoint, or auth
+        off); raises the 401/403 that says what is missing."""
+        if not self.settings.auth or needed is None:
             return None
-        path = scope["path"]
-        needed = required_scope(scope["method"], path, self.settings.metrics_public)
-        if needed is None:
-            return None
-        key = presented_key(scope)
+        key = presented_key(headers)
         grant = self.poller.lookup(key) if key else None
-        decision = authenticate(grant, key is not None, time.time())
-        if not decision.allowed or grant is None:
-            self._auth_failures.labels(decision.code).inc()
-            return APIError(decision.status, decision.message, code=decision.code)
-        decision = authorize_scope(grant, needed)
-        if not decision.allowed:
-            self._auth_failures.labels(decision.code).inc()
-            return APIError(decision.status, decision.message, type="permission_denied", code=decision.code)
-        scope[GRANT] = grant
-        if path.startswith("/admin/"):
-            _set_actor(scope, grant)
-        return None
+        refusal = authenticate(grant, key is not None, time.time())
+        if refusal is not None or grant is None:
+            self._auth_failures.labels("invalid_api_key").inc()
+            raise refusal or missing_api_key()
+        refusal = authorize_scope(grant, needed)
+        if refusal is not None:
+            self._auth_failures.labels(refusal.kind).inc()
+            raise refusal
+        return grant
+
+    # -- admission (the pipeline's security stage) -----------------------------------------------------------------
 
     async def admit(
         self,
-        scope: Scope,
+        grant: KeyGrant | None,
         payload: dict[str, Any],
         route: str,
         model: str,
         request_id: str,
-        response_headers: list[tuple[bytes, bytes]],
         region: str | None = None,
     ) -> Admission:
-        """``region``: where the chosen target runs (a deployments-file region tag); else this gateway's."""
-        grant: KeyGrant | None = scope.get(GRANT)
+        """Model allow-list, request limits, input guardrails, rate limits and budgets, in that order.
+        ``region``: where the chosen target runs (a deployments-file region tag); else this gateway's."""
         if grant is not None:
-            decision = authorize_route(grant, route, model, region or self.settings.region)
-            if not decision.allowed:
-                self._auth_failures.labels(decision.code).inc()
-                raise APIError(403, decision.message, type="permission_denied", code=decision.code, param="model")
+            refusal = authorize_route(grant, route, model, region or self.settings.region)
+            if refusal is not None:
+                self._auth_failures.labels(refusal.kind).inc()
+                raise refusal
         policy = self.guardrails.policy(route, model)
-        estimate = check_request(
-            payload, policy.route_limits if policy else RouteLimits(), self.settings.context_length, route
-        )
+        estimate = check_request(payload, policy.route_limits if policy else RouteLimits(), self.context_length, route)
         changed = False
         if policy is not None and policy.guards_input:
             changed = InputGuard(policy, self._hit).apply(payload)
@@ -234,32 +231,27 @@ class SecurityLayer:
             if not outcome.allowed:
                 raise self._refused(grant, outcome, estimate, headers)
             admission.limited = True
-            response_headers.extend(headers)
+            admission.headers = headers
         if policy is not None and policy.guards_output:
             admission.output = OutputGuard(policy, self._hit, self._holdback.observe)
         return admission
 
-    async def settle(self, admission: Admission, record: RequestRecord) -> None:
+    async def settle(self, admission: Admission, tokens_used: int, cost_usd: float, status: int) -> None:
+        """Reconcile what the request really used: spend, and the limiter's estimate against the real tokens."""
         grant = admission.grant
         if grant is None:
             return
-        if record.prompt_tokens or record.completion_tokens:
-            tokens = record.prompt_tokens + record.completion_tokens
-        elif record.status == 499:  # the client left mid-answer: the engine did work we cannot count exactly
+        if tokens_used:
+            tokens = tokens_used
+        elif status == 499:  # the client left mid-answer: the engine did work we cannot count exactly
             tokens = admission.estimate
         else:
             tokens = 0
-        self.spend.add(grant.id, tokens, record.cost_usd)
+        self.spend.add(grant.id, tokens, cost_usd)
         if admission.limited:
             try:
                 await self.limiter.release(
-                    grant.id,
-                    grant.limits,
-                    admission.request_id,
-                    admission.estimate,
-                    tokens,
-                    record.cost_usd,
-                    time.time(),
+                    grant.id, grant.limits, admission.request_id, admission.estimate, tokens, cost_usd, time.time()
                 )
             except Exception:
                 log.exception("rate limiter: release failed for %s", grant.id)
@@ -274,57 +266,25 @@ class SecurityLayer:
         self._limited.labels(reason.replace(" ", "_")).inc()
         extra = {k.decode(): v.decode() for k, v in headers}
         if outcome.reason == BACKEND_DOWN:
-            return APIError(
-                503,
-                "The rate limiter (Redis) is unavailable and this gateway fails closed; retry shortly.",
-                type="service_unavailable_error",
-                code="rate_limiter_unavailable",
-                headers={"retry-after": "1"},
-            )
+            return rate_limiter_unavailable()
         retry = outcome.retry_after_s
+        limits = grant.limits
         if outcome.reason in (TOKEN_BUDGET, COST_BUDGET):
-            limits = grant.limits
             adjective = "daily" if limits.budget_period == "day" else "monthly"
             if outcome.reason == TOKEN_BUDGET:
-                what = f"{adjective} token budget ({limits.token_budget} tokens)"
+                what, param = f"{adjective} token budget ({limits.token_budget} tokens)", "token_budget"
             else:
-                what = f"{adjective} cost budget (${limits.cost_budget_usd:g})"
-            return APIError(
-                429,
-                f"API key '{grant.name}' has exhausted its {what}; it resets at the start of the next "
-                f"{limits.budget_period} (UTC), in {math.ceil(retry)} s.",
-                type="insufficient_quota",
-                code="budget_exceeded",
-                param=f"{'token' if outcome.reason == TOKEN_BUDGET else 'cost'}_budget",
-                headers={"retry-after": str(math.ceil(retry)), **extra},
-            )
+                what, param = f"{adjective} cost budget (${limits.cost_budget_usd:g})", "cost_budget"
+            return budget_exceeded(grant.name, what, limits.budget_period, retry, param, extra)
         if not math.isfinite(retry):
-            return APIError(
-                429,
-                f"This request needs about {estimate} tokens, more than API key '{grant.name}' may use in a minute "
-                f"({grant.limits.tpm}); lower max_tokens or the prompt.",
-                type="tokens",
-                code="rate_limit_exceeded",
-                headers=extra,
-            )
-        return APIError(
-            429,
-            f"Rate limit reached for API key '{grant.name}': {reason} (limit "
-            f"{grant.limits.tpm if outcome.reason == TPM else _limit_of(grant, outcome.reason)}). "
-            f"Retry in {max(1, math.ceil(retry))} s.",
-            type="tokens" if outcome.reason == TPM else "requests",
-            code="rate_limit_exceeded",
-            headers={"retry-after": str(max(1, math.ceil(retry))), **extra},
-        )
+            return request_over_tpm(grant.name, estimate, limits.tpm, extra)
+        limit = {TPM: limits.tpm, RPM: limits.rpm, CONCURRENCY: limits.concurrency}.get(outcome.reason, 0)
+        return rate_limited(grant.name, reason, limit, retry, outcome.reason == TPM, extra)
 
 
-def _limit_of(grant: KeyGrant, reason: int) -> int:
-    return {RPM: grant.limits.rpm, CONCURRENCY: grant.limits.concurrency}.get(reason, 0)
-
-
-def presented_key(scope: Scope) -> bytes | None:
+def presented_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     """``Authorization: Bearer KEY`` (what OpenAI SDKs send) or ``x-api-key: KEY``."""
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"authorization":
             if value[:7].lower() == b"bearer ":
                 return value[7:].strip() or None
@@ -332,17 +292,3 @@ def presented_key(scope: Scope) -> bytes | None:
         if name == b"x-api-key":
             return value.strip() or None
     return None
-
-
-def _set_actor(scope: Scope, grant: KeyGrant) -> None:
-    """The admin API records ``x-modelyard-actor``; with keys, the key is who acts (a stated name is kept beside)."""
-    stated = None
-    headers = []
-    for name, value in scope["headers"]:
-        if name == b"x-modelyard-actor":
-            stated = value.decode(errors="replace")[:100]
-        else:
-            headers.append((name, value))
-    actor = grant.actor if not stated else f"{grant.actor} as {stated}"
-    headers.append((b"x-modelyard-actor", actor.encode()))
-    scope["headers"] = headers

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelyard.errors import APIError
+from modelyard.errors import context_length_exceeded, max_tokens_exceeded, too_many_messages
 
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens assumed when a request gives no max_tokens
 
@@ -75,29 +75,13 @@ def check_request(payload: Mapping[str, Any], limits: RouteLimits, context_lengt
     """Raise a 400 naming the limit; return the token estimate (prompt + completion) for the TPM limiter."""
     messages = payload.get("messages")
     if limits.max_messages and isinstance(messages, list) and len(messages) > limits.max_messages:
-        raise APIError(
-            400,
-            f"Too many messages: {len(messages)} > {limits.max_messages} allowed for '{route}'.",
-            code="too_many_messages",
-            param="messages",
-        )
+        raise too_many_messages(len(messages), limits.max_messages, route)
     completion = requested_completion(payload)
     if limits.max_tokens and completion is not None and completion > limits.max_tokens:
         param = "max_completion_tokens" if payload.get("max_completion_tokens") else "max_tokens"
-        raise APIError(
-            400,
-            f"{param} = {completion} exceeds the cap of {limits.max_tokens} for '{route}'.",
-            code="max_tokens_exceeded",
-            param=param,
-        )
+        raise max_tokens_exceeded(param, completion, limits.max_tokens, route)
     prompt = estimate_prompt_tokens(payload)
     wanted = completion if completion is not None else min(DEFAULT_COMPLETION_ESTIMATE, limits.max_tokens or 10**9)
     if context_length and prompt > context_length:
-        raise APIError(
-            400,
-            f"This model's context is {context_length} tokens per request; the prompt alone is about {prompt} "
-            "(estimated as characters / 4). Shorten it.",
-            code="context_length_exceeded",
-            param="messages" if isinstance(messages, list) else "prompt",
-        )
+        raise context_length_exceeded(context_length, prompt, "messages" if isinstance(messages, list) else "prompt")
     return prompt + wanted

@@ -1,5 +1,5 @@
-"""Tables of the security layer: API keys, the revision counter gateways poll, per-key spend, guardrail
-configuration and the hash-chained audit log.
+"""Tables of the security layer: API keys, the revision counter gateways poll, per-key spend and the guardrail
+configuration (the audit log's tables are ``audit/tables.py``).
 
 The key table never holds a secret: only its keyed hash (HMAC-SHA256 with the server pepper) and a short display
 prefix. ``security_state`` is one row whose ``revision`` grows with every key or guardrail change, so a replica
@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from modelyard.store.base import Base, UTCDateTime, utcnow
@@ -53,30 +53,3 @@ class KeySpendRow(Base):
     tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-class AuditRow(Base):
-    """Append-only; ``hash`` = sha256(``prev_hash`` + canonical JSON of the row's other fields)."""
-
-    __tablename__ = "audit_log"
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime())
-    actor: Mapped[str] = mapped_column(String(256))
-    action: Mapped[str] = mapped_column(String(64))
-    target: Mapped[str] = mapped_column(String(256))
-    before: Mapped[Any] = mapped_column(JSON, nullable=True)
-    after: Mapped[Any] = mapped_column(JSON, nullable=True)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
-
-
-class AuditHead(Base):
-    """The last record's id and hash, written in the same transaction: deleting the newest records is detected."""
-
-    __tablename__ = "audit_head"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
-    last_id: Mapped[int] = mapped_column(BigInteger, default=0)
-    last_hash: Mapped[str] = mapped_column(String(64))
-    note: Mapped[str] = mapped_column(Text, default="")

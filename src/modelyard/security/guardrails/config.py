@@ -80,7 +80,7 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True):
     max_tokens: NonNegative = 0
 
 
-class RoutePolicy(msgspec.Struct, forbid_unknown_fields=True):
+class GuardrailPolicy(msgspec.Struct, forbid_unknown_fields=True):
     input: InputGuards = msgspec.field(default_factory=InputGuards)
     output: OutputGuards = msgspec.field(default_factory=OutputGuards)
     limits: Limits = msgspec.field(default_factory=Limits)
@@ -100,9 +100,9 @@ class RoutePolicy(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class GuardrailConfig(msgspec.Struct, forbid_unknown_fields=True):
-    routes: dict[str, RoutePolicy] = {}
+    routes: dict[str, GuardrailPolicy] = {}
 
-    def policy(self, route: str, model: str) -> RoutePolicy | None:
+    def policy(self, route: str, model: str) -> GuardrailPolicy | None:
         routes = self.routes
         if route in routes:
             return routes[route]

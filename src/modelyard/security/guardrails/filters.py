@@ -18,30 +18,12 @@ from typing import Any
 
 import orjson
 
-from modelyard.errors import APIError
-from modelyard.gateway import sse
-from modelyard.security.guardrails.config import BlocklistRule, PiiRule, RoutePolicy
+from modelyard import sse
+from modelyard.errors import guardrail_blocked, output_blocked
+from modelyard.security.guardrails.config import BlocklistRule, GuardrailPolicy, PiiRule
 from modelyard.security.guardrails.detectors import Finding, find_injection, find_pii, find_secrets, redact
 
 Hit = Callable[[str, str, str], None]  # (direction, guardrail, action)
-
-
-def blocked_input(guardrail: str, kinds: set[str], param: str = "messages") -> APIError:
-    return APIError(
-        400,
-        f"The request was blocked by the '{guardrail}' guardrail (found: {', '.join(sorted(kinds))}).",
-        code="guardrail_blocked",
-        param=param,
-    )
-
-
-def blocked_output(guardrail: str) -> APIError:
-    return APIError(
-        400,
-        f"The model's answer was withheld by the '{guardrail}' output guardrail.",
-        type="content_filter",
-        code="output_blocked",
-    )
 
 
 def _blocklist_findings(text: str, rule: BlocklistRule, compiled: list[re.Pattern[str]]) -> list[Finding]:
@@ -58,7 +40,7 @@ def _blocklist_findings(text: str, rule: BlocklistRule, compiled: list[re.Patter
 
 
 class InputGuard:
-    def __init__(self, policy: RoutePolicy, hit: Hit) -> None:
+    def __init__(self, policy: GuardrailPolicy, hit: Hit) -> None:
         self._policy = policy
         self._hit = hit
         rule = policy.input.blocklist
@@ -95,7 +77,7 @@ class InputGuard:
                 continue
             self._hit("input", name, action)
             if action == "block":
-                raise blocked_input(name, {f.kind for f in findings}, param)
+                raise guardrail_blocked(name, {f.kind for f in findings}, param)
             if action == "redact":
                 redactions.extend(findings)
         return redact(text, redactions) if redactions else text
@@ -126,7 +108,7 @@ def _text_slots(payload: dict[str, Any]) -> list[tuple[Any, Any]]:
 class HoldBack:
     """The text side of the stream filter (pure, apart from the clock used for the delay it adds)."""
 
-    def __init__(self, policy: RoutePolicy, hit: Hit, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, policy: GuardrailPolicy, hit: Hit, clock: Callable[[], float] = time.perf_counter) -> None:
         out = policy.output
         self._blocklist = out.blocklist
         self._pii: PiiRule | None = out.pii
@@ -190,7 +172,7 @@ class HoldBack:
 class OutputGuard:
     """One request's output filter: ``json_body`` for whole answers, ``event``/``finish`` for SSE streams."""
 
-    def __init__(self, policy: RoutePolicy, hit: Hit, observe_delay: Callable[[float], None]) -> None:
+    def __init__(self, policy: GuardrailPolicy, hit: Hit, observe_delay: Callable[[float], None]) -> None:
         self._policy = policy
         self._hit = hit
         self._observe_delay = observe_delay
@@ -214,7 +196,7 @@ class OutputGuard:
             new = filt.feed(text) + filt.flush()
             if filt.blocked:
                 self.blocked = True
-                raise blocked_output(filt.blocked)
+                raise output_blocked(filt.blocked)
             if new != text:
                 holder[key], changed = new, True
         return orjson.dumps(payload) if changed else raw
@@ -279,5 +261,5 @@ class OutputGuard:
         self._text.delays.clear()
 
     def _blocked_event(self) -> bytes:
-        error = blocked_output(self._text.blocked or "blocklist")
+        error = output_blocked(self._text.blocked or "blocklist")
         return sse.error_event(error.message, type_=error.type, code=error.code or "output_blocked")

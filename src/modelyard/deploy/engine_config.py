@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from modelyard.engines.llamacpp_server import LlamaServerConfig, builtin_chat_template
+from modelyard.engines.settings import EngineSettings
 from modelyard.registry.records import VersionRecord
 
 # Base models whose GGUF has no chat template get the turn template modelyard ships for their family.
 _BUILTIN_TEMPLATES = {"gemma": "gemma"}
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """Engine knobs shared by every version a gateway serves (from ``modelyard serve`` flags)."""
-
-    context_size: int = 16384
-    parallel: int = 8
-    threads: int | None = None
-    embeddings: bool = False
 
 
 def llama_server_config(version: VersionRecord, settings: EngineSettings) -> LlamaServerConfig:

@@ -1,7 +1,9 @@
-"""Raw ASGI helpers for the hot path.
+"""The floor of the HTTP side: ASGI types and the few helpers every endpoint uses.
 
-The inference routes are plain ASGI callables rather than framework endpoints: a request object, middleware
-stack and response class per call cost more than the proxying itself at thousands of requests per second.
+Endpoints are plain ASGI callables rather than framework endpoints: a request object, middleware stack and
+response class per call cost more than the proxying itself at thousands of requests per second. What they share
+lives here — header access, a bounded body read, whole responses (JSON, errors), and running a handler until the
+client goes away. Nothing here imports the rest of modelyard except the error vocabulary.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
 
 from modelyard.errors import APIError, body_too_large
 
@@ -16,8 +21,47 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
 
 CLIENT_CLOSED = 499  # nginx's convention for "client closed the request before the response finished"
+JSON = b"application/json"
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its request body was read."""
+
+
+class Request:
+    """One HTTP request as the endpoints see it: the ASGI triple, the path's named parts, and who is calling.
+
+    ``caller`` is whatever the door (authentication) established — a key's grant, or None when no key is needed;
+    the layers that read it know its type. One small object per request instead of passing five values around.
+    """
+
+    __slots__ = ("caller", "params", "receive", "scope", "send")
+
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str] | None = None, caller: Any = None
+    ) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.params = params or {}
+        self.caller = caller
+
+    def header(self, name: bytes) -> bytes | None:
+        return header(self.scope, name)
+
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(self.scope.get("query_string", b"").decode(errors="replace")))
+
+    async def body(self, limit: int) -> bytes:
+        return await read_body(self.receive, self.scope, limit)
+
+    @property
+    def client_host(self) -> str:
+        client = self.scope.get("client") or ("unknown", 0)
+        return str(client[0])
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -48,16 +92,8 @@ async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-class ClientDisconnected(Exception):
-    pass
-
-
 async def send_bytes(
-    send: Send,
-    status: int,
-    body: bytes,
-    headers: list[tuple[bytes, bytes]] | None = None,
-    content_type: bytes = b"application/json",
+    send: Send, status: int, body: bytes, headers: Headers | None = None, content_type: bytes = JSON
 ) -> None:
     """A whole response. ``content-length`` is given so the server frames it as is, not with chunked encoding."""
     await send(
@@ -70,7 +106,12 @@ async def send_bytes(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, error: APIError, extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def send_json(send: Send, status: int, value: Any, headers: Headers | None = None) -> None:
+    await send_bytes(send, status, orjson.dumps(value), headers)
+
+
+async def send_error(send: Send, error: APIError, extra_headers: Headers | None = None) -> None:
+    """The one way an error reaches a client: its OpenAI-shaped body, its status and its own headers."""
     headers = [(k.encode(), v.encode()) for k, v in error.headers.items()]
     await send_bytes(send, error.status, error.body(), headers + (extra_headers or []))
 

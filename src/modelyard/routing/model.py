@@ -1,10 +1,9 @@
-"""The gateway's in-memory view of what it serves.
+r"""The route model: what a client's ``model`` name leads to.
 
-A catalog is an immutable snapshot mapping every model id a client may send to a :class:`Route`: the registry's
-own ids (``name``, ``name@alias``, ``name:version``, one target each) and the routes of the deployments file
-(several weighted targets, each with replicas, and the route's policies). The control plane builds a new one and
-swaps it in, so a request that already resolved its route keeps a consistent view, and a lookup is one
-dictionary read with no lock.
+A :class:`Route` has one or more weighted :class:`RouteTarget`\ s (a registry version run as local engines, or a
+remote OpenAI-compatible endpoint), each with its :class:`Replica`\ s, and the route's policies (stickiness,
+retries, breaker, fallbacks, shadow, small/large routing). These are plain data built by ``deploy/routes.py``
+(their only builder) and read by the pure decisions of this package and by the gateway's stages.
 
 :class:`Replica` objects outlive catalogs: the same upstream keeps its breaker state and latency average when a
 reload builds a new catalog around it.
@@ -12,12 +11,9 @@ reload builds a new catalog around it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol
-
-import orjson
 
 from modelyard.routing.breaker import CLOSED, BreakerPolicy, BreakerState
 from modelyard.routing.complexity import ComplexityScorer
@@ -171,40 +167,3 @@ class Route:
             }
             for t in self.targets
         }
-
-
-class ModelCatalog:
-    def __init__(self, routes: Mapping[str, Route], unrouted: Mapping[str, str] | None = None) -> None:
-        self._routes = dict(routes)
-        self._unrouted = dict(unrouted or {})
-        self.ids = tuple(sorted(self._routes))
-        self.list_body = orjson.dumps({"object": "list", "data": [self._openai_object(i) for i in self.ids]})
-
-    def resolve(self, model_id: str) -> Route | None:
-        return self._routes.get(model_id)
-
-    def explain(self, model_id: str) -> str | None:
-        """Why a known id is not served (archived, not deployed, no production alias), for a helpful 404."""
-        return self._unrouted.get(model_id)
-
-    def routes(self) -> dict[str, object]:
-        return {model_id: route.describe() for model_id, route in self._routes.items()}
-
-    def replicas(self) -> list[Replica]:
-        unique: dict[int, Replica] = {}
-        for route in self._routes.values():
-            for target in route.targets:
-                for replica in target.replicas:
-                    unique[id(replica)] = replica
-        return list(unique.values())
-
-    def upstreams(self) -> list[Upstream]:
-        unique = {id(r.upstream): r.upstream for r in self.replicas()}
-        return list(unique.values())
-
-    def get_body(self, model_id: str) -> bytes | None:
-        return orjson.dumps(self._openai_object(model_id)) if model_id in self._routes else None
-
-    def _openai_object(self, model_id: str) -> dict[str, object]:
-        served = self._routes[model_id].primary.served
-        return {"id": model_id, "object": "model", "created": served.created, "owned_by": served.owned_by}

@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from modelyard.security.tables import AuditHead, AuditRow
+from modelyard.audit.tables import AuditHead, AuditRow
 from modelyard.store.base import utcnow
 from modelyard.store.database import Database
 

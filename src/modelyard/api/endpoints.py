@@ -1,0 +1,339 @@
+"""Every endpoint the gateway serves, declared once: its method and path, the scope a key needs, the handler, and
+what ``/openapi.json`` says about it.
+
+Dispatch (``api/router.py``), the scope check at the door (``api/app.py``) and the OpenAPI document
+(``api/openapi.py``) are all derived from :data:`ENDPOINTS`, so an endpoint cannot exist without a scope or a spec
+entry. A handler is a method of one of the services the app is assembled from (the inference API, the operations
+endpoints, the registry and security admin APIs); it either sends its own answer (inference, streams) and returns
+None, or returns ``(status, value)`` for the app to send as JSON (or NDJSON / Markdown, see ``api/replies.py``).
+
+Path parameters are ``{name}``; each has a pattern (a model name may contain ``/``, a version is a number) and an
+OpenAPI schema in :data:`PARAMETERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from modelyard.api.admin_schemas import (
+    CreateKey,
+    ExpireKey,
+    MoveAlias,
+    Promote,
+    RegisterVersion,
+    Rollback,
+    UpdateModel,
+)
+from modelyard.api.operations import Operations
+from modelyard.api.registry_admin import RegistryAdmin
+from modelyard.api.security_admin import SecurityAdmin
+from modelyard.gateway.inference import InferenceAPI
+from modelyard.gateway.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from modelyard.security.guardrails.config import GuardrailConfig
+from modelyard.security.keys import ADMIN, INFERENCE, READ
+
+METRICS = "metrics"  # public, unless --metrics-auth asks for the read scope
+
+REQUEST_FILTERS = ("route", "model", "version", "status", "since", "until", "limit", "shadow", "bodies")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    pattern: str  # regular expression for the path segment(s)
+    schema: dict[str, Any]
+
+
+PARAMETERS: dict[str, Parameter] = {
+    "name": Parameter(r"[^@:]+?", {"type": "string"}),  # model names may contain "/"
+    "version": Parameter(r"\d+", {"type": "integer", "minimum": 1}),
+    "model": Parameter(r".+", {"type": "string"}),  # served ids: name, name@alias, name:version
+    "alias": Parameter(r"[^/]+", {"type": "string"}),
+    "id": Parameter(r"[^/]+", {"type": "string"}),
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    scope: str | None  # inference | read | admin | metrics | None (public)
+    handler: Callable[..., Any]  # a method of one of the services, taken from its class
+    summary: str
+    tag: str
+    body: type[msgspec.Struct] | None = None  # the struct that validates the request body
+    body_content: dict[str, Any] | None = None  # a request body described by hand (e.g. YAML or JSON)
+    response: str | None = None  # a schema of api/openapi.py's responses
+    status: int = 200
+    query: tuple[str, ...] = ()
+    query_schemas: dict[str, Any] | None = None  # per query parameter, where it is not a plain string
+    streams: bool = False  # may answer with SSE
+
+    @property
+    def service(self) -> str:
+        """The class whose method handles this endpoint (e.g. ``RegistryAdmin``)."""
+        return self.handler.__qualname__.split(".")[0]
+
+
+def _inference(method: str, path: str, handler: Callable[..., Any], summary: str, **extra: Any) -> Endpoint:
+    return Endpoint(method, path, INFERENCE, handler, summary, "inference", **extra)
+
+
+def _ops(method: str, path: str, scope: str | None, handler: Callable[..., Any], summary: str) -> Endpoint:
+    return Endpoint(method, path, scope, handler, summary, "operations")
+
+
+def _admin(method: str, path: str, handler: Callable[..., Any], summary: str, **extra: Any) -> Endpoint:
+    return Endpoint(method, path, READ if method == "GET" else ADMIN, handler, summary, "admin", **extra)
+
+
+def _security(method: str, path: str, handler: Callable[..., Any], summary: str, **extra: Any) -> Endpoint:
+    return Endpoint(method, path, READ if method == "GET" else ADMIN, handler, summary, "security", **extra)
+
+
+_DEPLOYMENTS_BODY = {
+    "application/yaml": {"schema": {"type": "string"}},
+    "application/json": {"schema": {"type": "object"}},
+}
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    # -- inference (OpenAI-compatible) ----------------------------------------------------------------------------
+    _inference(
+        "POST",
+        "/v1/chat/completions",
+        InferenceAPI.chat,
+        "Chat completion (SSE when stream=true)",
+        body=ChatCompletionRequest,
+        streams=True,
+    ),
+    _inference(
+        "POST",
+        "/v1/completions",
+        InferenceAPI.completions,
+        "Text completion (SSE when stream=true)",
+        body=CompletionRequest,
+        streams=True,
+    ),
+    _inference("POST", "/v1/embeddings", InferenceAPI.embeddings, "Embeddings", body=EmbeddingRequest),
+    _inference(
+        "GET", "/v1/models", InferenceAPI.list_models, "Model ids this gateway serves (name, name@alias, name:version)"
+    ),
+    _inference("GET", "/v1/models/{model}", InferenceAPI.get_model, "One served model id"),
+    # -- operations -----------------------------------------------------------------------------------------------
+    _ops("GET", "/health", None, Operations.health, "Liveness"),
+    _ops("GET", "/ready", None, Operations.ready, "Readiness (503 until every served engine is ready)"),
+    _ops("GET", "/metrics", METRICS, Operations.metrics, "Prometheus metrics"),
+    _ops("GET", "/openapi.json", None, Operations.openapi, "This document"),
+    # -- the registry ---------------------------------------------------------------------------------------------
+    _admin("GET", "/admin/models", RegistryAdmin.list_models, "List registered models"),
+    _admin(
+        "POST",
+        "/admin/models",
+        RegistryAdmin.register,
+        "Register a GGUF on the gateway host as a new version",
+        body=RegisterVersion,
+        response="ModelVersion",
+        status=201,
+    ),
+    _admin(
+        "GET",
+        "/admin/models/{name}",
+        RegistryAdmin.get_model,
+        "A model with its versions and aliases",
+        response="RegisteredModel",
+    ),
+    _admin(
+        "PATCH",
+        "/admin/models/{name}",
+        RegistryAdmin.update_model,
+        "Change description, owner or tags (e.g. prices)",
+        body=UpdateModel,
+        response="RegisteredModel",
+    ),
+    _admin(
+        "GET",
+        "/admin/models/{name}/versions/{version}",
+        RegistryAdmin.get_version,
+        "One version",
+        response="ModelVersion",
+    ),
+    _admin(
+        "POST",
+        "/admin/models/{name}/versions/{version}/archive",
+        RegistryAdmin.archive,
+        "Archive a version (refused while an alias points at it)",
+        response="ModelVersion",
+    ),
+    _admin(
+        "PUT",
+        "/admin/models/{name}/aliases/{alias}",
+        RegistryAdmin.move_alias,
+        "Point an alias at a version",
+        body=MoveAlias,
+        response="AliasMove",
+    ),
+    _admin(
+        "DELETE",
+        "/admin/models/{name}/aliases/{alias}",
+        RegistryAdmin.remove_alias,
+        "Remove an alias",
+        response="RegistryEvent",
+    ),
+    _admin(
+        "POST",
+        "/admin/models/{name}/promote",
+        RegistryAdmin.promote,
+        "Move 'production' (or another alias) to a version",
+        body=Promote,
+        response="AliasMove",
+    ),
+    _admin(
+        "POST",
+        "/admin/models/{name}/rollback",
+        RegistryAdmin.rollback,
+        "Move an alias back to its previous version",
+        body=Rollback,
+        response="AliasMove",
+    ),
+    _admin(
+        "GET", "/admin/models/{name}/events", RegistryAdmin.events, "Append-only history of a model", query=("limit",)
+    ),
+    _admin("GET", "/admin/models/{name}/gates", RegistryAdmin.get_gates, "Promotion gates of a model"),
+    _admin(
+        "PUT",
+        "/admin/models/{name}/gates",
+        RegistryAdmin.set_gates,
+        "Replace promotion gates (JSON form of the gates YAML)",
+        body_content={"application/json": {"schema": {"type": "object"}}},
+    ),
+    _admin("DELETE", "/admin/models/{name}/gates", RegistryAdmin.clear_gates, "Remove promotion gates"),
+    _admin(
+        "GET",
+        "/admin/models/{name}/card",
+        RegistryAdmin.card,
+        "Model card (JSON, or Markdown with format=md)",
+        query=("format", "version", "alias"),
+    ),
+    _admin(
+        "GET",
+        "/admin/serving",
+        RegistryAdmin.serving,
+        "What this gateway serves now: routes, engines, registry revision",
+    ),
+    _admin(
+        "GET",
+        "/admin/requests",
+        RegistryAdmin.list_requests,
+        "Stored request log, newest first (filters: route, model, version, status, since, until, limit, shadow, "
+        "bodies)",
+        query=REQUEST_FILTERS,
+    ),
+    _admin(
+        "GET",
+        "/admin/requests/export",
+        RegistryAdmin.export_requests,
+        "The request log as JSON lines (same filters; everything unless limit is given)",
+        query=REQUEST_FILTERS,
+    ),
+    _admin(
+        "GET",
+        "/admin/shadow",
+        RegistryAdmin.shadow_pairs,
+        "Shadow copies side by side with their primaries (same filters as /admin/requests)",
+        query=("route", "since", "until", "limit", "bodies"),
+    ),
+    _admin(
+        "GET",
+        "/admin/deployments",
+        RegistryAdmin.get_deployments,
+        "The deployments file, when it was applied, the last refusal and what each route serves",
+    ),
+    _admin(
+        "PUT",
+        "/admin/deployments",
+        RegistryAdmin.put_deployments,
+        "Replace the whole deployments file: validated, applied atomically, then saved",
+        body_content=_DEPLOYMENTS_BODY,
+    ),
+    # -- keys, spend, guardrails, audit ---------------------------------------------------------------------------
+    _security("GET", "/admin/keys", SecurityAdmin.list_keys, "List API keys (never their secrets)"),
+    _security(
+        "POST",
+        "/admin/keys",
+        SecurityAdmin.create_key,
+        "Create an API key; the secret is in this answer only",
+        body=CreateKey,
+        response="ApiKey",
+        status=201,
+    ),
+    _security("GET", "/admin/keys/{id}", SecurityAdmin.get_key, "One API key", response="ApiKey"),
+    _security(
+        "POST",
+        "/admin/keys/{id}/revoke",
+        SecurityAdmin.revoke_key,
+        "Revoke a key (every replica refuses it within a second)",
+        response="ApiKey",
+    ),
+    _security(
+        "POST",
+        "/admin/keys/{id}/expire",
+        SecurityAdmin.expire_key,
+        "Set a key's expiry (empty body: now)",
+        body=ExpireKey,
+        response="ApiKey",
+    ),
+    _security("GET", "/admin/keys/{id}/spend", SecurityAdmin.key_spend, "A key's spend per period"),
+    _security(
+        "GET", "/admin/spend", SecurityAdmin.spend, "Spend of every key, today and this month", query=("period",)
+    ),
+    _security(
+        "GET",
+        "/admin/guardrails",
+        SecurityAdmin.get_guardrails,
+        "Guardrail and request-limit config in force, and where it came from",
+    ),
+    _security(
+        "PUT",
+        "/admin/guardrails",
+        SecurityAdmin.put_guardrails,
+        "Replace the guardrail config (stored, audited, applied on every replica)",
+        body=GuardrailConfig,
+    ),
+    _security(
+        "DELETE",
+        "/admin/guardrails",
+        SecurityAdmin.delete_guardrails,
+        "Drop the stored config (back to the --guardrails file)",
+    ),
+    _security(
+        "GET",
+        "/admin/audit",
+        SecurityAdmin.audit,
+        "Audit log, newest first",
+        query=("limit", "action", "target"),
+        query_schemas={"limit": {"type": "integer", "minimum": 1}},
+    ),
+    _security(
+        "GET", "/admin/audit/verify", SecurityAdmin.verify, "Verify the audit hash chain", response="AuditVerify"
+    ),
+)
+
+SERVICES: tuple[type[Any], ...] = (InferenceAPI, Operations, RegistryAdmin, SecurityAdmin)
+
+
+def needed_scope(endpoint: Endpoint, metrics_public: bool) -> str | None:
+    """The scope a key needs for ``endpoint`` (None: public)."""
+    if endpoint.scope == METRICS:
+        return None if metrics_public else READ
+    return endpoint.scope
+
+
+def path_parameters(path: str) -> list[str]:
+    """``/admin/models/{name}/versions/{version}`` → ``["name", "version"]``."""
+    names = []
+    for segment in path.split("{")[1:]:
+        names.append(segment.split("}", 1)[0])
+    return names

@@ -1,0 +1,140 @@
+"""``modelyard serve``: its options are generated from the settings' declarations (``roles/settings.py``), so a
+flag, its environment variable, its default and its help text are written exactly once, in the subsystem's
+section."""
+
+from __future__ import annotations
+
+import inspect
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, get_args, get_origin
+
+import typer
+from rich.console import Console
+
+from modelyard import paths
+from modelyard.cli.progress import build_progress, byte_progress
+from modelyard.engines.llamacpp_build import BuildError, EngineBuild, ensure_engine
+from modelyard.engines.llamacpp_server import ModelFileError, check_gguf
+from modelyard.engines.llamacpp_source import SourceError
+from modelyard.observability.logs import configure_logging
+from modelyard.options import Declared, SettingsError
+from modelyard.registry.bootstrap import ensure_default_registered, ensure_file_registered
+from modelyard.registry.default_model import ModelAssemblyError, ensure_default_model
+from modelyard.registry.errors import RegistryError
+from modelyard.roles.server import PortInUseError
+from modelyard.roles.settings import ServeSettings, settings_declared, shown_default
+from modelyard.roles.stores import open_registry
+from modelyard.routing.config import DeploymentsError, load_deployments
+from modelyard.security.guardrails.config import GuardrailConfigError, load_config
+from modelyard.store.database import StoreUnavailable
+
+SERVE_HELP = "Serve a model through the OpenAI-compatible gateway (builds the engine and model on first run)."
+
+
+def console() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str) -> typer.Exit:
+    console().print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+def prepare_engine(out: Console) -> EngineBuild:
+    started = time.monotonic()
+    with build_progress("Building llama.cpp", out) as progress:
+        build = ensure_engine(paths.cache_dir(), progress=progress, log=out.print)
+    out.print(f"Engine: llama.cpp {build.version} at {build.root} ({time.monotonic() - started:.1f} s)")
+    return build
+
+
+def serve_command() -> Callable[..., None]:
+    """The ``serve`` function Typer turns into a command, with one parameter per declared setting."""
+    declared = settings_declared()
+    parameters = [_parameter(item) for item in declared]
+    parses = {item.name: item.option.parse for item in declared if item.option.parse is not None}
+
+    def serve(**values: Any) -> None:
+        for name, parse in parses.items():
+            try:
+                values[name] = parse(values[name])
+            except SettingsError as exc:
+                raise fail(f"{_flag(name)}: {exc}") from None
+        for name, value in values.items():
+            if isinstance(value, list):
+                values[name] = tuple(value)
+        run_serve(values)
+
+    serve.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    serve.__annotations__ = {p.name: p.annotation for p in parameters}
+    serve.__doc__ = SERVE_HELP
+    return serve
+
+
+def _flag(name: str) -> str:
+    return next(item.option.flag for item in settings_declared() if item.name == name)
+
+
+def _parameter(item: Declared) -> inspect.Parameter:
+    option = item.option
+    kind: Any = item.type
+    default: Any = item.default
+    if option.parse is not None:
+        kind, default = str, shown_default(item)
+    elif get_origin(kind) is tuple:
+        kind, default = list[get_args(kind)[0]], list(default)  # type: ignore[misc]
+    help_text = option.help if not option.choices else f"{option.help} [{'|'.join(option.choices)}]"
+    annotation = Annotated[kind, typer.Option(option.flag, envvar=option.env, help=help_text)]
+    return inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def run_serve(values: dict[str, Any]) -> None:
+    from modelyard.roles.serve import run_gateway  # imported late: `modelyard engine` stays fast
+
+    try:
+        configure_logging(values.get("log_level", "info"), values.get("log_format", "text"))
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    out = console()
+    try:
+        settings = ServeSettings.of(**values)
+        deployments = settings.control.deployments_path
+        if deployments is not None:
+            settings = ServeSettings.of(**{**values, "deployments_path": deployments.expanduser().absolute()})
+            load_deployments(settings.control.deployments_path)  # type: ignore[arg-type]  # a bad file fails now
+        if settings.security.guardrails_file is not None:
+            load_config(settings.security.guardrails_file)  # a wrong file fails now, naming the key
+        model_path: Path | None = settings.model.model_path
+        if model_path is not None:
+            model_path = model_path.expanduser().absolute()
+            check_gguf(model_path)  # before any build, so a wrong path fails in a second
+        store, checker = open_registry()
+        actor = f"modelyard-serve@{socket.gethostname()}"
+        with byte_progress("sha256 of the model", out) as progress:
+            if model_path is None:
+                default_path = ensure_default_model(paths.cache_dir(), log=out.print)
+                ensure_default_registered(store, checker, default_path, actor, progress)
+            else:
+                name = settings.model.model_name or model_path.stem
+                ensure_file_registered(store, checker, model_path, name, actor, progress)
+        build = prepare_engine(out)
+        code = run_gateway(settings, build, store, checker)
+    except (
+        SettingsError,
+        BuildError,
+        SourceError,
+        ModelAssemblyError,
+        ModelFileError,
+        PortInUseError,
+        GuardrailConfigError,
+        DeploymentsError,
+    ) as exc:
+        raise fail(str(exc)) from None
+    except StoreUnavailable as exc:
+        raise fail(f"{exc}. Check MODELYARD_DATABASE_URL.") from None
+    except RegistryError as exc:
+        raise fail(exc.message) from None
+    raise typer.Exit(code=code)

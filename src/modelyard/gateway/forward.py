@@ -1,0 +1,171 @@
+"""Stage 5, forward: send the request along its route — a replica of the primary target, on failure before the
+first byte another replica, then the next target of the fallback chain — within the route's attempt budget and
+deadline, and hand the answer that starts to the relay.
+
+Nothing has reached the client while an attempt fails, so trying again is safe. A stream is committed once its
+first piece has arrived; after that there is no silent retry. When every attempt failed (or no replica was usable)
+the last failure is raised for the pipeline to answer with.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from modelyard.asgi import Send
+from modelyard.errors import APIError, engine_unavailable
+from modelyard.gateway.exchange import Exchange
+from modelyard.gateway.parse import Parsed
+from modelyard.gateway.relay import relay_json, relay_stream
+from modelyard.gateway.upstream_call import AttemptFailed, OpenCall, UpstreamCaller, engine_error
+from modelyard.observability.routing_metrics import RoutingMetrics
+from modelyard.routing.decide import RouteDecision
+from modelyard.routing.model import Route, RouteTarget
+from modelyard.security.guardrails.filters import OutputGuard
+
+
+@dataclass
+class Call:
+    """Everything about one request that forwarding needs."""
+
+    route: Route
+    order: list[int]  # target indices: the primary, then the fallback chain
+    path: str  # upstream path, e.g. /v1/chat/completions
+    payload: dict[str, Any]
+    body: bytes | None  # the client's body, when it can be forwarded as is (saves re-encoding the payload)
+    stream: bool
+    client_wants_usage: bool
+    affinity_key: str | None = None
+    output_guard: OutputGuard | None = None  # the route's output guardrails (security/guardrails/filters.py)
+    redacted: bool = False  # input guardrails changed the payload: what is sent (and logged) is the redacted one
+    bodies: dict[str | None, bytes] | None = None  # encoded payload per upstream model name, made on first need
+
+    @classmethod
+    def prepare(
+        cls, parsed: Parsed, route: Route, decision: RouteDecision, guard: OutputGuard | None, redacted: bool
+    ) -> Call:
+        """``redacted``: admission changed the payload in place, so the client's bytes cannot be sent as they are."""
+        payload, unchanged = parsed.payload, not redacted
+        if parsed.stream and not parsed.client_wants_usage:
+            # Ask the engine for the usage chunk so tokens can be counted; the relay removes it again.
+            payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+            unchanged = False
+        return cls(
+            route=route,
+            order=decision.order,
+            path=parsed.kind.upstream_path,
+            payload=payload,
+            body=parsed.body if unchanged else None,
+            stream=parsed.stream,
+            client_wants_usage=parsed.client_wants_usage,
+            affinity_key=decision.affinity_key,
+            output_guard=guard,
+            redacted=redacted,
+        )
+
+    def body_for(self, target: RouteTarget) -> bytes:
+        upstream_model = target.served.upstream_model
+        if upstream_model is None and self.body is not None:
+            return self.body  # the common case: the client's bytes, no allocation
+        if self.bodies is None:
+            self.bodies = {}
+        body = self.bodies.get(upstream_model)
+        if body is None:
+            payload = self.payload if upstream_model is None else {**self.payload, "model": upstream_model}
+            body = self.bodies[upstream_model] = orjson.dumps(payload)
+        return body
+
+
+class Forwarder:
+    def __init__(self, upstreams: UpstreamCaller, routing: RoutingMetrics) -> None:
+        self._upstreams = upstreams
+        self._routing = routing
+
+    async def __call__(self, send: Send, exchange: Exchange, call: Call) -> int:
+        route = call.route
+        policy = route.policy.retry
+        deadline = math.inf if policy.deadline_s is None else time.monotonic() + policy.deadline_s
+        tried: set[int] = set()
+        last_error: APIError | None = None
+        previous: RouteTarget | None = None
+        exchange.forwarding(call.stream)
+        for target_index in call.order:
+            target = route.targets[target_index]
+            while exchange.record.attempts < policy.attempts and time.monotonic() < deadline:
+                replica = self._upstreams.pick(target, route.policy.balancing, tried, call.affinity_key)
+                if replica is None:
+                    break
+                tried.add(id(replica))
+                if exchange.record.attempts:
+                    self._routing.retried(route.name, target.name)
+                if previous is not target and target_index != call.order[0]:
+                    # down the chain: after failed attempts, or because the chosen target had no usable replica
+                    origin = previous or route.targets[call.order[0]]
+                    self._routing.fell_back(route.name, origin.name, target.name)
+                previous = target
+                exchange.attempt()
+                exchange.name_target(target)
+                timeout = _attempt_timeout(deadline, policy.first_byte_timeout_s)
+                try:
+                    opened = await self._upstreams.open(
+                        target,
+                        replica,
+                        call.path,
+                        call.body_for(target),
+                        call.stream,
+                        timeout,
+                        policy.on_status,
+                        route.policy.breaker,
+                    )
+                except AttemptFailed as failure:
+                    last_error = failure.error
+                    continue
+                return await self._relay(send, exchange, call, target, opened)
+        if last_error is None:
+            target = route.targets[call.order[0]]
+            exchange.name_target(target)
+            reason = target.missing or _unavailable_reason(target)
+            last_error = engine_unavailable(target.served.key, _retry_after(target), reason)
+        raise last_error
+
+    @staticmethod
+    async def _relay(send: Send, exchange: Exchange, call: Call, target: RouteTarget, opened: OpenCall) -> int:
+        served = target.served
+        if opened.status != 200:  # an error answer the route does not retry: passed on in the gateway's words
+            opened.release()
+            raise engine_error(served.key, opened.status, opened.first)
+        try:
+            if call.stream:
+                status = await relay_stream(send, exchange, opened, served, call.client_wants_usage, call.output_guard)
+            else:
+                status = await relay_json(send, exchange, opened.first, served, call.output_guard)
+        except BaseException:
+            opened.close()  # drop the engine connection: the engine then stops generating for this request
+            raise
+        opened.release()
+        return status
+
+
+def _attempt_timeout(deadline: float, first_byte_timeout_s: float | None) -> float | None:
+    timeout = deadline - time.monotonic()
+    if first_byte_timeout_s is not None:
+        timeout = min(timeout, first_byte_timeout_s)
+    return None if timeout == math.inf else timeout
+
+
+def _unavailable_reason(target: RouteTarget) -> str:
+    if not target.replicas:
+        return "no replicas"
+    reasons = {
+        r.upstream.unavailable_reason() if not r.upstream.ready else "ejected after repeated failures"
+        for r in target.replicas
+    }
+    return "; ".join(sorted(reasons))
+
+
+def _retry_after(target: RouteTarget) -> int:
+    return min((r.upstream.retry_after_s() for r in target.replicas), default=5)

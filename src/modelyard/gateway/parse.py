@@ -1,0 +1,51 @@
+"""Stage 1, parse: read the body (bounded), decode it as a JSON object and validate it against the endpoint's schema.
+
+The payload stays a dict (unknown fields pass through to the engine untouched); the validated struct is only
+read for the fields the gateway relies on. The client's bytes are kept so they can be forwarded as they are when
+nothing needs to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from modelyard.asgi import Request
+from modelyard.gateway.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from modelyard.jsonbody import decode_object, validate
+
+
+@dataclass(frozen=True)
+class InferenceKind:
+    """One inference endpoint: its name in metrics and logs, the engine path it maps to, its request schema."""
+
+    name: str
+    upstream_path: str
+    schema: type[msgspec.Struct]
+    streams: bool
+
+
+CHAT = InferenceKind("chat", "/v1/chat/completions", ChatCompletionRequest, streams=True)
+COMPLETIONS = InferenceKind("completions", "/v1/completions", CompletionRequest, streams=True)
+EMBEDDINGS = InferenceKind("embeddings", "/v1/embeddings", EmbeddingRequest, streams=False)
+
+
+@dataclass
+class Parsed:
+    kind: InferenceKind
+    body: bytes  # the client's bytes
+    payload: dict[str, Any]  # the decoded body; redaction and stream options change it in place
+    model: str
+    stream: bool
+    client_wants_usage: bool  # stream_options.include_usage as the client sent it
+
+
+async def parse(request: Request, kind: InferenceKind, max_body_bytes: int) -> Parsed:
+    body = await request.body(max_body_bytes)
+    payload = decode_object(body)
+    validated: Any = validate(payload, kind.schema)
+    stream = kind.streams and bool(validated.stream)
+    options = validated.stream_options if kind.streams else None
+    return Parsed(kind, body, payload, validated.model, stream, bool(options and options.include_usage))

@@ -1,0 +1,24 @@
+"""Which model ``modelyard serve`` registers and serves when no deployments file says otherwise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelyard.options import Section, not_blank, option
+
+
+@dataclass(frozen=True)
+class ModelSettings(Section):
+    model_path: Path | None = option(
+        None,
+        flag="--model",
+        help="A local GGUF to register (if new) and serve instead of the default model; checked for the GGUF magic "
+        "before anything starts.",
+    )
+    model_name: str | None = option(
+        None,
+        flag="--model-name",
+        help="The registered model name for --model (default: the file stem).",
+        check=not_blank,
+    )

@@ -1,0 +1,112 @@
+"""What one running gateway process owns, assembled in one place: the control plane it serves from, the
+pipeline's stages, the observers, the security layer, the upstream client, and the ASGI app over all of them.
+
+Built before the event loop starts; :meth:`Runtime.start` and :meth:`Runtime.stop` are called from the ASGI
+lifespan so that every resource lives inside the loop that serves requests. ``modelyard serve`` builds it over
+supervised engines (``roles/serve.py``); the benchmarks over a fixed list of upstream URLs (``deploy/static.py``).
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from modelyard.api.app import ModelyardApp
+from modelyard.api.security_admin import SecurityAdmin
+from modelyard.deploy.control import ControlPlane
+from modelyard.gateway.admit import Admit
+from modelyard.gateway.breaker_probe import BreakerProber
+from modelyard.gateway.decide import Decider
+from modelyard.gateway.forward import Forwarder
+from modelyard.gateway.inference import InferenceAPI
+from modelyard.gateway.pipeline import Pipeline
+from modelyard.gateway.settings import GatewaySettings
+from modelyard.gateway.shadow import ShadowMirror
+from modelyard.gateway.upstream_call import UpstreamCaller
+from modelyard.gateway.upstream_client import UpstreamClientSettings, create_session
+from modelyard.observability.metrics import GatewayMetrics
+from modelyard.observability.observers import RequestObservers, Unwatched
+from modelyard.observability.routing_metrics import RoutingMetrics
+from modelyard.observability.settings import ObservabilitySettings
+from modelyard.routing.catalog import ModelCatalog
+from modelyard.security.layer import SecurityLayer
+
+
+class Runtime:
+    def __init__(
+        self,
+        control: ControlPlane,
+        metrics: GatewayMetrics,
+        routing: RoutingMetrics,
+        gateway: GatewaySettings,
+        observability: ObservabilitySettings,
+        request_log: URL | None,
+        security: SecurityLayer | None = None,
+        admin: list[object] | None = None,
+        watched: bool = True,
+    ) -> None:
+        """``request_log``: the database the request log is stored in (None: not stored). ``admin``: the admin
+        services this process runs (the registry's, when it has one). ``watched=False``: nothing is observed per
+        request (the benchmarks' "all off")."""
+        self.control = control
+        self.metrics = metrics
+        self.security = security
+        self.observers = RequestObservers.build(metrics, observability, request_log)
+        observe = self.observers if watched else Unwatched(metrics)
+        self.upstreams = UpstreamCaller(metrics, routing)
+        self.shadow = ShadowMirror(self.upstreams, routing, observe.shadow, random.random)
+        self.pipeline = Pipeline(
+            catalog=self.catalog,
+            max_body_bytes=gateway.max_body_bytes,
+            decide=Decider(routing),
+            admit=Admit(security),
+            forward=Forwarder(self.upstreams, routing),
+            shadow=self.shadow,
+            observe=observe,
+            metrics=metrics,
+        )
+        routing.watch_replicas(lambda: [(r.name, r.breaker.ejected) for r in self.catalog().replicas()])
+        self._prober = BreakerProber(lambda: self.catalog().replicas(), routing)
+        services: list[object] = [InferenceAPI(self.pipeline, self.catalog), *(admin or [])]
+        if security is not None:
+            services.append(SecurityAdmin(security))
+        self.app = ModelyardApp(self, services, security)
+
+    def catalog(self) -> ModelCatalog:
+        return self.control.catalog
+
+    @property
+    def ready(self) -> bool:
+        return self.control.ready
+
+    def describe(self) -> dict[str, object]:
+        described: dict[str, Any] = self.control.describe()
+        if self.observers.shipper is not None:
+            described["request_log"] = {"queued": self.observers.shipper.depth()}
+        if self.security is not None:
+            described["security"] = self.security.describe()
+        return described
+
+    async def metrics_text(self) -> tuple[bytes, str]:
+        return self.metrics.render() + await self.control.engine_metrics(), self.metrics.content_type
+
+    async def start(self) -> None:
+        self.upstreams.session = create_session(UpstreamClientSettings())
+        await self.observers.start()
+        if self.security is not None:
+            await self.security.start(actor=f"gateway@{socket.gethostname()}")
+        await self.control.start()
+        await self._prober.start()
+
+    async def stop(self) -> None:
+        await self._prober.stop()
+        await self.shadow.stop()
+        await self.control.stop()
+        if self.security is not None:
+            await self.security.stop()
+        await self.observers.stop()
+        if self.upstreams.session is not None:
+            await self.upstreams.session.close()
