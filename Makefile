@@ -16,6 +16,8 @@ setup: $(STAMP)
 test: $(STAMP)
 	$(BIN)/modelyard setup
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # Unit tests only: no engine, no model.
@@ -25,6 +27,8 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 system-deps:
 	@bash scripts/system-deps.sh

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.auth_key:
         security = _security(args.auth_key, args.security_db, metrics, limited=not args.auth_no_limits)
     runtime = Runtime(
-        StaticUpstreams({args.model: [args.upstream]}, metrics),
+        StaticUpstreams(metrics, {args.model: [args.upstream]}),
         metrics,
         RoutingMetrics(metrics.registry),
         GatewaySettings(max_body_bytes=args.max_body_bytes),

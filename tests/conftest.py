@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from mock_upstreams import MockUpstream
 from modelyard import paths
 from modelyard.engines.llamacpp_build import EngineBuild, ensure_engine
 from modelyard.registry.default_model import ensure_default_model
@@ -98,3 +99,18 @@ def q2k_model_path(engine_build: EngineBuild, default_model_path: Path) -> Path:
         requantize(engine_build.binary("llama-quantize"), default_model_path, partial, "Q2_K", threads=os.cpu_count())
         partial.replace(path)
     return path
+
+
+@pytest.fixture
+def mocks() -> Iterator[Callable[..., MockUpstream]]:
+    """Start fake OpenAI-compatible upstreams (``bench/mock_upstream.py``); all are stopped at teardown."""
+    started: list[MockUpstream] = []
+
+    def start(*args: str, port: int | None = None) -> MockUpstream:
+        mock = MockUpstream(*args, port=port)
+        started.append(mock)
+        return mock
+
+    yield start
+    for mock in started:
+        mock.stop()

@@ -96,7 +96,11 @@ def declared(root: type[Any]) -> list[Declared]:
             declared_option = item.metadata.get(OPTION)
             if declared_option is None:
                 continue
-            default = item.default if item.default is not dataclasses.MISSING else item.default_factory()  # type: ignore[misc]
+            if item.default is not dataclasses.MISSING:
+                default = item.default
+            else:
+                assert item.default_factory is not dataclasses.MISSING, f"{item.name} declares no default"
+                default = item.default_factory()
             found.append(Declared(section_field.name, item.name, declared_option, hints[item.name], default))
     names = [d.name for d in found]
     duplicates = {n for n in names if names.count(n) > 1}

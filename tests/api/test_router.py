@@ -19,7 +19,10 @@ ROUTES = [
 
 def test_the_most_specific_template_wins_and_names_its_parameters() -> None:
     router = Router(ROUTES)
-    assert router.match("GET", "/admin/models/org/gemma/versions/2") == ("version", {"name": "org/gemma", "version": "2"})
+    assert router.match("GET", "/admin/models/org/gemma/versions/2") == (
+        "version",
+        {"name": "org/gemma", "version": "2"},
+    )
     assert router.match("PATCH", "/admin/models/org/gemma") == ("update", {"name": "org/gemma"})
     assert router.match("GET", "/v1/models") == ("list", {})
 

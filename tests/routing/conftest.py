@@ -1,27 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mock_upstreams import MockUpstream
-
 from gateway_process import GatewayProcess
-
-
-@pytest.fixture
-def mocks() -> Iterator[Callable[..., MockUpstream]]:
-    started: list[MockUpstream] = []
-
-    def start(*args: str, port: int | None = None) -> MockUpstream:
-        mock = MockUpstream(*args, port=port)
-        started.append(mock)
-        return mock
-
-    yield start
-    for mock in started:
-        mock.stop()
 
 
 @pytest.fixture(scope="module")

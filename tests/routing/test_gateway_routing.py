@@ -16,9 +16,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from load import apply, chat, run
 from mock_upstreams import MockUpstream
 
-from .load import apply, chat, run
 from gateway_process import GatewayProcess
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .load import apply, chat, run
+from load import apply, chat, run
+
 from gateway_process import GatewayProcess
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -19,15 +20,16 @@ def llama_server_config(version: VersionRecord, settings: EngineSettings) -> Lla
         family = next((f for f in _BUILTIN_TEMPLATES if version.architecture.startswith(f)), None)
         if family is not None:
             template = builtin_chat_template(_BUILTIN_TEMPLATES[family])
-    return LlamaServerConfig(
+    config = LlamaServerConfig(
         model_path=version.artifact_path,
         alias=version.key,
         chat_template_file=template,
         context_size=settings.context_size,
         parallel=settings.parallel,
         embeddings=settings.embeddings,
-        **({"threads": settings.threads} if settings.threads else {}),
     )
+    # Without an explicit thread count the config keeps its own default (the CPU count).
+    return dataclasses.replace(config, threads=settings.threads) if settings.threads else config
 
 
 def engine_log_path(log_dir: Path, version: VersionRecord) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from functools import partial
@@ -32,7 +31,7 @@ from modelyard.deploy.routes import (
     versions_of,
 )
 from modelyard.engines.llamacpp_build import EngineBuild
-from modelyard.engines.remote import RemoteUpstream
+from modelyard.engines.remote import RemoteUpstream, bearer_header
 from modelyard.engines.settings import EngineSettings
 from modelyard.engines.supervisor import EngineState, EngineSupervisor, LaunchRefused, RestartPolicy
 from modelyard.observability.engine_metrics import relabel
@@ -251,9 +250,7 @@ class Reconciler:
     def _remote_replica(self, url: str, target: TargetSpec) -> Replica:
         replica = self._replicas.get(url)
         if replica is None:
-            token = os.environ.get(target.api_key_env, "") if target.api_key_env else ""
-            header = f"Authorization: Bearer {token}\r\n".encode() if token else b""
-            replica = self._replicas[url] = Replica(url, RemoteUpstream(url), header)
+            replica = self._replicas[url] = Replica(url, RemoteUpstream(url), bearer_header(target.api_key_env))
         return replica
 
     def _forget_unused_remotes(self) -> None:

@@ -60,6 +60,7 @@ def resolve_version(snapshot: RegistrySnapshot, reference: str) -> VersionRecord
             number = active[0].number
         if number is None:
             return f"model {ref.name!r} has no '{PRODUCTION}' alias"
+    assert number is not None  # every branch above returned when it found no number
     version = model.version(number)
     if version is None:
         return f"model {ref.name!r} has no version {number}"
@@ -211,11 +212,30 @@ def route_policy(spec: RouteSpec) -> RoutePolicy:
     )
 
 
-def static_catalog(upstreams: Mapping[str, tuple[Replica, ...]]) -> ModelCatalog:
-    """Routes to fixed upstreams, no registry: each model name is one target whose replicas are the given remote
-    upstreams, routed like a registry id (one target, retried once on another replica)."""
-    routes: dict[str, Route] = {}
+def static_catalog(
+    upstreams: Mapping[str, tuple[Replica, ...]],
+    spec: DeploymentsSpec,
+    remote_replica: Callable[[str, TargetSpec], Replica],
+    source: str,
+) -> ModelCatalog:
+    """Routes without a registry: each name of ``upstreams`` is one target whose replicas are the given remote
+    upstreams (routed like a registry id: one target, retried once on another replica), and the routes of ``spec``
+    whose targets are remote URLs (a target naming a registry model has no replicas here, and says why)."""
+    empty = RegistrySnapshot(revision=0, models={})
+    resolved = resolve_deployments(empty, spec, source, strict=False)
+    inputs = CatalogInputs(
+        plan=ServingPlan(),
+        registry_routes={},
+        versions={},
+        replicas_of=lambda key: (),
+        remote_replica=remote_replica,
+        prices={},
+        embeddings=False,
+        spec=spec,
+        resolved=resolved,
+    )
+    fixed = {}
     for name, replicas in upstreams.items():
         served = ServedModel(name=name, owned_by="remote", embeddings=True)
-        routes[name] = Route(name, (RouteTarget(name, served, replicas, remote=True),))
-    return ModelCatalog(routes)
+        fixed[name] = Route(name, (RouteTarget(name, served, replicas, remote=True),))
+    return build_catalog(inputs).with_routes(fixed)

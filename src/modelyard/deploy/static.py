@@ -1,8 +1,10 @@
 """A control plane of fixed upstream URLs: a gateway in front of OpenAI-compatible endpoints it does not launch.
 
-No registry, no engines to supervise: each model name maps to one or more URLs, each URL a replica that is always
-"ready" (whether it is healthy is the circuit breaker's business, judged from real calls and probes). The
-benchmarks run the real gateway this way in front of their mock engine.
+No registry, no engines to supervise: each model name maps to one or more URLs, and a deployments document can
+declare routes over remote targets (weights, stickiness, shadow, fallbacks, breakers — everything but registry
+versions). Each URL is a replica that is always "ready"; whether it is healthy is the circuit breaker's business,
+judged from real calls and probes. The benchmarks run the real gateway this way in front of their mock engine, and
+the in-process tests drive the whole request path with it.
 """
 
 from __future__ import annotations
@@ -10,23 +12,34 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from modelyard.deploy.routes import static_catalog
-from modelyard.engines.remote import RemoteUpstream
+from modelyard.engines.remote import RemoteUpstream, bearer_header
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.routing.catalog import ModelCatalog
+from modelyard.routing.config import DeploymentsSpec, TargetSpec
 from modelyard.routing.model import Replica
 
 
 class StaticUpstreams:
-    def __init__(self, upstreams: Mapping[str, Sequence[str]], metrics: GatewayMetrics) -> None:
-        """``upstreams``: model name → base URLs of the endpoints serving it."""
-        self._replicas = {
-            name: tuple(Replica(url, RemoteUpstream(url)) for url in urls) for name, urls in upstreams.items()
-        }
-        self._catalog = static_catalog(self._replicas)
-        for name, replicas in self._replicas.items():
-            for replica in replicas:
-                metrics.engine_state_changed(replica.name, name, "", True, 0)
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        upstreams: Mapping[str, Sequence[str]] | None = None,
+        deployments: DeploymentsSpec | None = None,
+    ) -> None:
+        """``upstreams``: model name → base URLs of the endpoints serving it; ``deployments``: declared routes over
+        remote targets."""
+        self._replicas: dict[str, Replica] = {}  # by URL: breaker state and latency survive a new deployments doc
+        self._upstreams = {name: tuple(self._replica(url) for url in urls) for name, urls in (upstreams or {}).items()}
+        self._metrics = metrics
+        self._catalog = ModelCatalog({})
+        self.apply(deployments or DeploymentsSpec(), "static")
         metrics.watch_engine_load(self._load)
+
+    def apply(self, spec: DeploymentsSpec, source: str) -> None:
+        """Serve a new deployments document (already validated): requests that resolved a route keep theirs."""
+        self._catalog = static_catalog(self._upstreams, spec, self._remote, source)
+        for replica in self._catalog.replicas():
+            self._metrics.engine_state_changed(replica.name, replica.name, "", True, 0)
 
     @property
     def catalog(self) -> ModelCatalog:
@@ -37,10 +50,7 @@ class StaticUpstreams:
         return True
 
     def describe(self) -> dict[str, object]:
-        return {
-            "routes": self._catalog.routes(),
-            "engines": [r.upstream.describe() for replicas in self._replicas.values() for r in replicas],
-        }
+        return {"routes": self._catalog.routes(), "engines": [u.describe() for u in self._catalog.upstreams()]}
 
     async def engine_metrics(self) -> bytes:
         return b""  # remote endpoints' own metrics are scraped from them directly
@@ -51,5 +61,14 @@ class StaticUpstreams:
     async def stop(self) -> None:
         pass
 
+    def _replica(self, url: str, auth_header: bytes = b"") -> Replica:
+        replica = self._replicas.get(url)
+        if replica is None:
+            replica = self._replicas[url] = Replica(url, RemoteUpstream(url), auth_header)
+        return replica
+
+    def _remote(self, url: str, target: TargetSpec) -> Replica:
+        return self._replica(url, bearer_header(target.api_key_env))
+
     def _load(self) -> list[tuple[str, str, str, int]]:
-        return [(r.name, name, "", r.upstream.active_requests) for name, rs in self._replicas.items() for r in rs]
+        return [(r.name, r.name, "", r.upstream.active_requests) for r in self._catalog.replicas()]

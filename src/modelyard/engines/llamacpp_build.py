@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -26,6 +27,13 @@ from modelyard.hashing import file_sha256
 
 TOOLS = ("llama-server", "llama-perplexity", "llama-quantize", "llama-bench")
 
+# On x86-64, ggml's AMX matrix kernels are left out even where the CPU has AMX: on Sapphire Rapids guests (seen
+# here under Firecracker) -march=native turns them on and llama-server segfaults in ggml_backend_amx_mul_mat on
+# its first decode. GCC and clang apply explicit -mno-* flags after -march=native whatever their order. The
+# AVX-512 kernels still run.
+_NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+_X86 = platform.machine().lower() in ("x86_64", "amd64")
+
 CMAKE_FLAGS = (
     "-DCMAKE_BUILD_TYPE=Release",
     "-DBUILD_SHARED_LIBS=OFF",
@@ -35,6 +43,7 @@ CMAKE_FLAGS = (
     "-DLLAMA_BUILD_UI=OFF",
     "-DLLAMA_USE_PREBUILT_UI=OFF",
     "-DLLAMA_OPENSSL=OFF",
+    *((f"-DCMAKE_C_FLAGS={_NO_AMX}", f"-DCMAKE_CXX_FLAGS={_NO_AMX}") if _X86 else ()),
 )
 
 MANIFEST = "build.json"

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ class SourceError(RuntimeError):
     pass
 
 
-def fetch_sdist(pin: SourcePin, sources_dir: Path, log=print) -> Path:
+def fetch_sdist(pin: SourcePin, sources_dir: Path, log: Callable[[str], None] = print) -> Path:
     """Return a verified sdist in ``sources_dir``, downloading it with pip only when absent or corrupt."""
     sources_dir.mkdir(parents=True, exist_ok=True)
     target = sources_dir / pin.sdist_name

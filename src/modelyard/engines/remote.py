@@ -3,6 +3,7 @@ it is healthy is the circuit breaker's business (routing/breaker.py), judged fro
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit
 
 
@@ -11,6 +12,13 @@ def remote_base_url(url: str) -> str:
     parts = urlsplit(url.rstrip("/"))
     path = parts.path.removesuffix("/v1")
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def bearer_header(api_key_env: str | None) -> bytes:
+    """The ``Authorization`` header line for a remote upstream whose token is in the environment variable
+    ``api_key_env`` (read when the target is built, so a rotated secret is picked up on the next reload)."""
+    token = os.environ.get(api_key_env, "") if api_key_env else ""
+    return f"Authorization: Bearer {token}\r\n".encode() if token else b""
 
 
 class RemoteUpstream:

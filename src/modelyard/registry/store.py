@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -350,6 +350,10 @@ def _load_model(session: Session, name: str) -> RegisteredModel:
     return model
 
 
+@overload
+def _lock_model(session: Session, name: str, missing_ok: Literal[False] = False) -> RegisteredModel: ...
+@overload
+def _lock_model(session: Session, name: str, missing_ok: bool) -> RegisteredModel | None: ...
 def _lock_model(session: Session, name: str, missing_ok: bool = False) -> RegisteredModel | None:
     model = session.scalar(select(RegisteredModel).where(RegisteredModel.name == name).with_for_update())
     if model is None and not missing_ok:

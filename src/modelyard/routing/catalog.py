@@ -22,6 +22,10 @@ class ModelCatalog:
         self.ids = tuple(sorted(self._routes))
         self.list_body = orjson.dumps({"object": "list", "data": [self._openai_object(i) for i in self.ids]})
 
+    def with_routes(self, extra: Mapping[str, Route]) -> ModelCatalog:
+        """This catalog plus ``extra`` routes (which win on a name both have)."""
+        return ModelCatalog({**self._routes, **extra}, self._unrouted)
+
     def resolve(self, model_id: str) -> Route | None:
         return self._routes.get(model_id)
 

@@ -56,7 +56,7 @@ def answer_text(raw: bytes, stream: bool) -> str:
     return "".join(parts)
 
 
-def _choice_text(choice: dict) -> str:  # type: ignore[type-arg]
+def _choice_text(choice: dict) -> str:
     message = choice.get("message")
     if isinstance(message, dict) and isinstance(message.get("content"), str):
         return message["content"]

@@ -33,10 +33,10 @@ Fail = Callable[[str, str], "DeploymentsError"]
 
 
 class _Spec(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    pass
+    """Base of every spec; each subclass also passes ``frozen=True`` so type checkers see it frozen too."""
 
 
-class TargetSpec(_Spec):
+class TargetSpec(_Spec, frozen=True):
     model: str | None = None  # a registry reference: name, name@alias or name:N
     url: str | list[str] | None = None  # remote OpenAI-compatible base URL(s), one replica each
     upstream_model: str | None = None  # the name a remote upstream knows the model by (default: the route name)
@@ -51,31 +51,31 @@ class TargetSpec(_Spec):
         return [self.url] if isinstance(self.url, str) else list(self.url)
 
 
-class StickySpec(_Spec):
+class StickySpec(_Spec, frozen=True):
     key: str  # "user" (the OpenAI ``user`` field) or "header:NAME"
 
 
-class ShadowSpec(_Spec):
+class ShadowSpec(_Spec, frozen=True):
     target: str
     sample: float = 1.0  # share of requests mirrored
     timeout_s: float = 60.0
     max_concurrent: int = 8  # mirrored calls in flight; beyond this a mirror is skipped (and counted)
 
 
-class RetrySpec(_Spec):
+class RetrySpec(_Spec, frozen=True):
     attempts: int = 3  # upstream calls per request in total, first one included
     deadline_s: float = 300.0  # for all attempts together, until the answer starts
     first_byte_timeout_s: float | None = None  # per attempt: give up on an upstream that has not answered by then
     on_status: list[int] = msgspec.field(default_factory=lambda: [500, 502, 503, 504])
 
 
-class BreakerSpec(_Spec):
+class BreakerSpec(_Spec, frozen=True):
     failures: int = 3  # consecutive failures that eject a replica
     cooldown_s: float = 5.0  # before the first probe; doubles per failed probe
     max_cooldown_s: float = 60.0
 
 
-class RouterSpec(_Spec):
+class RouterSpec(_Spec, frozen=True):
     """Small/large routing by prompt complexity (see routing/complexity.py for the features)."""
 
     small: str
@@ -86,7 +86,7 @@ class RouterSpec(_Spec):
     weights: dict[str, float] = msgspec.field(default_factory=dict)  # feature → weight, overrides the defaults
 
 
-class RouteSpec(_Spec):
+class RouteSpec(_Spec, frozen=True):
     targets: dict[str, TargetSpec]
     sticky: StickySpec | None = None
     shadow: ShadowSpec | None = None
@@ -98,7 +98,7 @@ class RouteSpec(_Spec):
     router: RouterSpec | None = None
 
 
-class DeploymentsSpec(_Spec):
+class DeploymentsSpec(_Spec, frozen=True):
     routes: dict[str, RouteSpec] = msgspec.field(default_factory=dict)
 
 

@@ -7,6 +7,7 @@ the request path: gateways read keys from their in-memory snapshot (:mod:`modely
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -107,7 +108,7 @@ def validate_new_key(new: NewKey) -> None:
     unknown = set(new.scopes) - set(SCOPES)
     if unknown or not new.scopes:
         raise KeyRequestError(
-            f"scopes must be a non-empty subset of {', '.join(SCOPES)}; got {sorted(new.scopes)}", 400, "scopes"
+            f"scopes must be a non-empty subset of {', '.join(SCOPES)}; got {sorted(new.scopes)}", "scopes"
         )
     limits = new.limits
     if min(limits.rpm, limits.tpm, limits.concurrency, limits.token_budget) < 0 or limits.cost_budget_usd < 0:
@@ -233,7 +234,7 @@ class KeyStore:
                     )
                     session.flush()
 
-    def spend(self, periods: Iterable[str] | None = None, key_id: str | None = None) -> list[dict[str, Any]]:
+    def spend(self, periods: Iterable[str] | None = None, key_id: str | None = None) -> builtins.list[dict[str, Any]]:
         query = select(KeySpendRow).order_by(KeySpendRow.key_id, KeySpendRow.period)
         if periods is not None:
             query = query.where(KeySpendRow.period.in_(list(periods)))

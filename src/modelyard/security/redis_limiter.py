@@ -148,7 +148,7 @@ class RedisLimiter:
         ]
 
     async def acquire(self, key_id: str, limits: KeyLimits, estimate: int, request_id: str, now: float) -> Outcome:
-        args = [
+        args: list[int | str] = [
             int(now * 1000),
             limits.rpm,
             limits.tpm,
@@ -191,7 +191,7 @@ class RedisLimiter:
         self, key_id: str, limits: KeyLimits, request_id: str, estimate: int, tokens: int, cost_usd: float, now: float
     ) -> None:
         keys = self._keys(key_id, self._periods.name(limits.budget_period, now))
-        args = [
+        args: list[int | str] = [
             int(now * 1000),
             limits.tpm,
             request_id,

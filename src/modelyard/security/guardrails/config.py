@@ -25,12 +25,11 @@ from __future__ import annotations
 import fnmatch
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 import yaml
 
-from modelyard.security.guardrails.detectors import PII_KINDS
 from modelyard.security.request_limits import RouteLimits
 
 Action = Literal["block", "redact", "flag"]
@@ -41,11 +40,12 @@ class GuardrailConfigError(ValueError):
     pass
 
 
+PiiKind = Literal["email", "phone", "card", "iban", "national_id", "ip"]  # the kinds in detectors.PII_KINDS
+
+
 class PiiRule(msgspec.Struct, forbid_unknown_fields=True):
     action: Action = "redact"
-    kinds: list[Literal["email", "phone", "card", "iban", "national_id", "ip"]] = msgspec.field(
-        default_factory=lambda: list(PII_KINDS)
-    )
+    kinds: list[PiiKind] = msgspec.field(default_factory=lambda: list(get_args(PiiKind)))
 
 
 class SecretsRule(msgspec.Struct, forbid_unknown_fields=True):

@@ -20,7 +20,7 @@ import orjson
 
 from modelyard import sse
 from modelyard.errors import guardrail_blocked, output_blocked
-from modelyard.security.guardrails.config import BlocklistRule, GuardrailPolicy, PiiRule
+from modelyard.security.guardrails.config import Action, BlocklistRule, GuardrailPolicy, PiiRule
 from modelyard.security.guardrails.detectors import Finding, find_injection, find_pii, find_secrets, redact
 
 Hit = Callable[[str, str, str], None]  # (direction, guardrail, action)
@@ -134,7 +134,7 @@ class HoldBack:
 
     def _release(self, final: bool) -> str:
         buf = self._pending
-        findings: list[tuple[str, str, Finding]] = []
+        findings: list[tuple[str, Action, Finding]] = []
         if self._blocklist:
             action = self._blocklist.action
             findings += [("blocklist", action, f) for f in _blocklist_findings(buf, self._blocklist, self._patterns)]

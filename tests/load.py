@@ -39,31 +39,43 @@ async def drive(
     key: Callable[[int], str] | None = None,
     request_timeout_s: float = 120.0,
 ) -> LoadResult:
-    result = LoadResult()
-    queue = iter(range(count))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=request_timeout_s, limits=limits) as client:
+        return await drive_client(client, count, body, headers, concurrency, key)
 
-        async def worker() -> None:
-            for i in queue:
-                loop = asyncio.get_running_loop()
-                started = loop.time()
-                try:
-                    response = await client.post("/v1/chat/completions", json=body(i), headers=headers(i))
-                except httpx.HTTPError as exc:
-                    result.errors.append(f"{type(exc).__name__}: {exc}")
-                    continue
-                result.latencies.append(loop.time() - started)
-                result.statuses[response.status_code] += 1
-                target = response.headers.get("x-modelyard-target", "?")
-                result.targets[target] += 1
-                result.attempts[int(response.headers.get("x-modelyard-attempts", "0"))] += 1
-                if response.status_code != 200 and len(result.error_bodies) < 5:
-                    result.error_bodies.append(response.text[:300])
-                if key is not None:
-                    result.by_key[key(i)].add(target)
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+async def drive_client(
+    client: httpx.AsyncClient,
+    count: int,
+    body: Callable[[int], dict[str, Any]],
+    headers: Callable[[int], dict[str, str]] = lambda i: {},
+    concurrency: int = 32,
+    key: Callable[[int], str] | None = None,
+) -> LoadResult:
+    """``count`` chat requests from ``concurrency`` workers over ``client`` (a socket or an in-process app)."""
+    result = LoadResult()
+    queue = iter(range(count))
+
+    async def worker() -> None:
+        for i in queue:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                response = await client.post("/v1/chat/completions", json=body(i), headers=headers(i))
+            except httpx.HTTPError as exc:
+                result.errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            result.latencies.append(loop.time() - started)
+            result.statuses[response.status_code] += 1
+            target = response.headers.get("x-modelyard-target", "?")
+            result.targets[target] += 1
+            result.attempts[int(response.headers.get("x-modelyard-attempts", "0"))] += 1
+            if response.status_code != 200 and len(result.error_bodies) < 5:
+                result.error_bodies.append(response.text[:300])
+            if key is not None:
+                result.by_key[key(i)].add(target)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return result
 
 
