@@ -4,6 +4,10 @@ upstream call as every request, and is compared and stored next to its primary."
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,3 +70,8 @@ routes:
     assert pair["shadow"]["outputs_match"] is True  # the mock answers the same text
     assert pair["shadow"]["duration_ms"] > 2000 > pair["primary"]["duration_ms"]
     assert pair["shadow"]["completion_tokens"] == pair["primary"]["completion_tokens"]
+    env = {**os.environ, "MODELYARD_DATABASE_URL": f"sqlite:///{db}", "MODELYARD_DATA_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "modelyard", "requests", "shadow", "--route", "mirrored", "--json"]
+    listed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == 40

@@ -45,7 +45,7 @@ class SecurityState(Base):
 
 class KeySpendRow(Base):
     __tablename__ = "key_spend"
-    __table_args__ = (UniqueConstraint("key_id", "period"),)
+    __table_args__ = (UniqueConstraint("key_id", "period", name="uq_key_spend_key_id"),)  # as migration 0007 named it
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key_id: Mapped[str] = mapped_column(String(32))
