@@ -7,10 +7,9 @@ import asyncio
 
 from openapi_spec_validator import validate
 
+from inprocess import serving
 from modelyard.api.endpoints import ENDPOINTS, METRICS, PARAMETERS, SERVICES, path_parameters
 from modelyard.security.keys import SCOPES
-
-from inprocess import serving
 
 
 def test_every_endpoint_declares_a_scope_a_summary_and_a_handler_of_a_known_service() -> None:
