@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from modelyard.errors import APIError, body_too_large
+from modelyard.errors import APIError, body_too_large, invalid_value
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -54,6 +54,16 @@ class Request:
 
     def query(self) -> dict[str, str]:
         return dict(parse_qsl(self.scope.get("query_string", b"").decode(errors="replace")))
+
+    def query_int(self, name: str, default: int, minimum: int, maximum: int) -> int:
+        """An integer query parameter, clamped to [minimum, maximum]; a 400 naming it when it is not a number."""
+        text = self.query().get(name)
+        if text is None:
+            return default
+        try:
+            return max(minimum, min(maximum, int(text)))
+        except ValueError:
+            raise invalid_value(f"{name} must be an integer", name) from None
 
     async def body(self, limit: int) -> bytes:
         return await read_body(self.receive, self.scope, limit)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from load import apply, chat, run
 
@@ -98,7 +99,9 @@ def test_two_real_engines_behind_one_route(
         target=lambda: results.append(run(gateway.url, 500, lambda i: chat("resilient", max_tokens=4), concurrency=8))
     )
     load.start()
-    time.sleep(2.0)
+    deadline = time.monotonic() + 60
+    while _served(gateway, "resilient") < 170 and time.monotonic() < deadline:  # a third of the way through
+        time.sleep(0.05)
     os.kill(_engine_pid(gateway, "gemma-3-270m:2"), signal.SIGKILL)
     load.join()
     result = results[0]
@@ -111,3 +114,14 @@ def test_two_real_engines_behind_one_route(
     assert result.targets["q2"] > 0 and result.targets["q4"] > result.targets["q2"]
     metrics = httpx.get(f"{gateway.url}/metrics", timeout=10).text
     assert 'modelyard_route_retries_total{route="resilient"' in metrics
+
+
+def _served(gateway: GatewayProcess, route: str) -> float:
+    """Requests the gateway has finished on ``route`` (from its own metrics)."""
+    text = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "modelyard_requests_total" and sample.labels.get("route") == route
+    )

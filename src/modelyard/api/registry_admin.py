@@ -20,7 +20,6 @@ from modelyard.api.replies import Ndjson, Reply
 from modelyard.asgi import Request
 from modelyard.deploy.deployments import DeploymentsManager
 from modelyard.deploy.reconciler import Reconciler
-from modelyard.errors import invalid_value
 from modelyard.evals.gates import gates_to_json, parse_gates
 from modelyard.evals.storage import EvalStore, version_evaluations
 from modelyard.jsonbody import decode, decode_object, validate
@@ -67,11 +66,7 @@ class RegistryAdmin:
         return 200, version.to_json()
 
     async def events(self, request: Request) -> Reply:
-        query = request.query()
-        try:
-            limit = max(1, min(1000, int(query.get("limit", "100"))))
-        except ValueError:
-            raise invalid_value("limit must be an integer", "limit") from None
+        limit = request.query_int("limit", 100, 1, 1000)
         events = await asyncio.to_thread(self._store.events, request.params["name"], limit)
         return 200, {"object": "list", "data": [e.to_json() | {"summary": e.describe()} for e in events]}
 
@@ -155,17 +150,8 @@ class RegistryAdmin:
 
     async def move_alias(self, request: Request) -> Reply:
         body = decode(await request.body(_BODY_LIMIT), MoveAlias)
-        move = await asyncio.to_thread(
-            self._store.move_alias,
-            request.params["name"],
-            check_alias_name(request.params["alias"]),
-            body.version,
-            actor(request),
-            body.expected_version,
-            body.force,
-        )
-        self._reconciler.poke()
-        return 200, move.to_json()
+        alias = check_alias_name(request.params["alias"])
+        return await self._move(request, alias, body.version, body.expected_version, body.force)
 
     async def remove_alias(self, request: Request) -> Reply:
         event = await asyncio.to_thread(
@@ -176,15 +162,11 @@ class RegistryAdmin:
 
     async def promote(self, request: Request) -> Reply:
         body = decode(await request.body(_BODY_LIMIT), Promote)
-        move = await asyncio.to_thread(
-            self._store.move_alias,
-            request.params["name"],
-            body.alias,
-            body.version,
-            actor(request),
-            body.expected_version,
-            body.force,
-        )
+        return await self._move(request, body.alias, body.version, body.expected_version, body.force)
+
+    async def _move(self, request: Request, alias: str, version: int, expected: int | None, force: bool) -> Reply:
+        name, who = request.params["name"], actor(request)
+        move = await asyncio.to_thread(self._store.move_alias, name, alias, version, who, expected, force)
         self._reconciler.poke()
         return 200, move.to_json()
 

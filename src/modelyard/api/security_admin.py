@@ -99,10 +99,7 @@ class SecurityAdmin:
 
     async def audit(self, request: Request) -> Reply:
         query = request.query()
-        try:
-            limit = max(1, min(1000, int(query.get("limit", "100"))))
-        except ValueError:
-            raise invalid_value("limit must be an integer", "limit") from None
+        limit = request.query_int("limit", 100, 1, 1000)
         records = await asyncio.to_thread(self._layer.audit.list, limit, query.get("action"), query.get("target"))
         return 200, {"object": "list", "data": [r.to_json() for r in records]}
 

@@ -30,6 +30,7 @@ from modelyard.deploy.routes import (
     version_key,
     versions_of,
 )
+from modelyard.deploy.settings import ControlSettings
 from modelyard.engines.llamacpp_build import EngineBuild
 from modelyard.engines.remote import RemoteUpstream, bearer_header
 from modelyard.engines.settings import EngineSettings
@@ -59,8 +60,7 @@ class Reconciler:
         log_dir: Path,
         metrics: GatewayMetrics,
         actor: str,
-        poll_interval_s: float = 1.0,
-        drain_timeout_s: float = 300.0,
+        control: ControlSettings | None = None,
         on_nothing_servable: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
@@ -71,8 +71,9 @@ class Reconciler:
         self._log_dir = log_dir
         self._metrics = metrics
         self._actor = actor
-        self._poll_interval_s = poll_interval_s
-        self._drain_timeout_s = drain_timeout_s
+        control = control or ControlSettings()
+        self._poll_interval_s = control.registry_poll_s
+        self._drain_timeout_s = control.drain_timeout_s
         self._on_nothing_servable = on_nothing_servable
         self.catalog = ModelCatalog({})
         self.engines: dict[str, EngineSupervisor] = {}
@@ -90,6 +91,7 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._drains: set[asyncio.Task[None]] = set()
+        metrics.watch_engine_load(self.engine_load)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 

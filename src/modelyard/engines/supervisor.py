@@ -21,6 +21,7 @@ from pathlib import Path
 import aiohttp
 
 from modelyard.engines.process import free_loopback_port, kill_with_parent
+from modelyard.engines.settings import EngineSettings
 
 log = logging.getLogger("modelyard.engine")
 
@@ -48,6 +49,11 @@ class RestartPolicy:
 
     def backoff(self, attempt: int) -> float:
         return min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** max(0, attempt - 1))
+
+    @classmethod
+    def of(cls, settings: EngineSettings) -> RestartPolicy:
+        """The policy with the two knobs ``modelyard serve`` exposes taken from its engine settings."""
+        return cls(initial_backoff_s=settings.engine_restart_backoff_s, ready_timeout_s=settings.engine_ready_timeout_s)
 
 
 CommandFactory = Callable[[int], list[str]]

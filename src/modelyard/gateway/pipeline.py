@@ -26,6 +26,7 @@ from modelyard.gateway.exchange import Exchange
 from modelyard.gateway.forward import Call, Forwarder
 from modelyard.gateway.parse import InferenceKind, parse
 from modelyard.gateway.resolve import resolve
+from modelyard.gateway.settings import GatewaySettings
 from modelyard.gateway.shadow import Mirror, ShadowMirror
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers
@@ -39,7 +40,7 @@ class Pipeline:
     def __init__(
         self,
         catalog: Callable[[], ModelCatalog],
-        max_body_bytes: int,
+        settings: GatewaySettings,
         decide: Decider,
         admit: Admit,
         forward: Forwarder,
@@ -48,7 +49,7 @@ class Pipeline:
         metrics: GatewayMetrics,
     ) -> None:
         self._catalog = catalog
-        self._max_body_bytes = max_body_bytes
+        self._max_body_bytes = settings.max_body_bytes
         self._decide = decide
         self._admit = admit
         self._forward = forward

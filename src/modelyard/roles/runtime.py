@@ -60,7 +60,7 @@ class Runtime:
         self.shadow = ShadowMirror(self.upstreams, routing, observe.shadow, random.random)
         self.pipeline = Pipeline(
             catalog=self.catalog,
-            max_body_bytes=gateway.max_body_bytes,
+            settings=gateway,
             decide=Decider(routing),
             admit=Admit(security),
             forward=Forwarder(self.upstreams, routing),

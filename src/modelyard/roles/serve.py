@@ -39,14 +39,11 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         checker=checker,
         build=build,
         engine_settings=engine,
-        policy=RestartPolicy(
-            initial_backoff_s=engine.engine_restart_backoff_s, ready_timeout_s=engine.engine_ready_timeout_s
-        ),
+        policy=RestartPolicy.of(engine),
         log_dir=paths.data_dir() / "logs",
         metrics=metrics,
         actor=f"gateway@{socket.gethostname()}:{server_settings.port}",
-        poll_interval_s=settings.control.registry_poll_s,
-        drain_timeout_s=settings.control.drain_timeout_s,
+        control=settings.control,
         on_nothing_servable=lambda reason: server_box[0].fail(f"nothing can be served: {reason}"),
     )
     deployments = DeploymentsManager(
