@@ -9,7 +9,7 @@ client goes away. Nothing here imports the rest of modelyard except the error vo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -41,12 +41,12 @@ class Request:
     __slots__ = ("caller", "params", "receive", "scope", "send")
 
     def __init__(
-        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str] | None = None, caller: Any = None
+        self, scope: Scope, receive: Receive, send: Send, params: Mapping[str, str] | None = None, caller: Any = None
     ) -> None:
         self.scope = scope
         self.receive = receive
         self.send = send
-        self.params = params or {}
+        self.params: Mapping[str, str] = params or {}
         self.caller = caller
 
     def header(self, name: bytes) -> bytes | None:

@@ -9,8 +9,9 @@ with another method a 405 that lists the allowed ones. ``HEAD`` is answered wher
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Generic, TypeVar
 
 from modelyard.api.endpoints import PARAMETERS
@@ -18,6 +19,7 @@ from modelyard.errors import method_not_allowed, not_found_route
 
 T = TypeVar("T")
 _PARAM = re.compile(r"\{([a-z_]+)\}")
+_NO_PARAMETERS: Mapping[str, str] = MappingProxyType({})  # shared by every fixed path: read-only
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,10 @@ class Router(Generic[T]):
         ordered = sorted(templated, key=lambda p: len(_PARAM.sub("", p)), reverse=True)
         self._templates = [_Template(_compile(path), templated[path]) for path in ordered]
 
-    def match(self, method: str, path: str) -> tuple[T, dict[str, str]]:
+    def match(self, method: str, path: str) -> tuple[T, Mapping[str, str]]:
         """The value for this method and path, and the path's named parameters; raises the 404 or 405."""
         methods = self._fixed.get(path)
-        params: dict[str, str] = {}
+        params: Mapping[str, str] = _NO_PARAMETERS
         if methods is None:
             for template in self._templates:
                 found = template.regex.match(path)

@@ -16,7 +16,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from modelyard.asgi import CLIENT_CLOSED, Headers, Request
+from modelyard.asgi import CLIENT_CLOSED, Headers, Request, header
 from modelyard.observability.body_policy import MAX_BODY_BYTES
 from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.tracing import parse_traceparent
@@ -41,8 +41,9 @@ class Exchange:
     def begin(cls, request: Request, endpoint: str) -> Exchange:
         """A new exchange for a request that just arrived: its id (the client's ``x-request-id`` or a fresh one)
         and its trace (the caller's ``traceparent`` or a fresh one)."""
-        request_id = (request.header(b"x-request-id") or os.urandom(12).hex().encode())[:128]
-        trace_id, parent_span_id = parse_traceparent(request.header(b"traceparent"))
+        scope = request.scope
+        request_id = (header(scope, b"x-request-id") or os.urandom(12).hex().encode())[:128]
+        trace_id, parent_span_id = parse_traceparent(header(scope, b"traceparent"))
         record = RequestRecord(
             request_id=request_id.decode(errors="replace"),
             trace_id=trace_id,

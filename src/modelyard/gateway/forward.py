@@ -21,14 +21,15 @@ from modelyard.errors import APIError, engine_unavailable
 from modelyard.gateway.exchange import Exchange
 from modelyard.gateway.parse import Parsed
 from modelyard.gateway.relay import relay_json, relay_stream
-from modelyard.gateway.upstream_call import AttemptFailed, OpenCall, UpstreamCaller, engine_error
+from modelyard.gateway.upstream_call import AttemptFailed, UpstreamCaller, engine_error
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.routing.decide import RouteDecision
 from modelyard.routing.model import Route, RouteTarget
 from modelyard.security.guardrails.filters import OutputGuard
+from modelyard.security.layer import Admission
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """Everything about one request that forwarding needs."""
 
@@ -45,10 +46,11 @@ class Call:
     bodies: dict[str | None, bytes] | None = None  # encoded payload per upstream model name, made on first need
 
     @classmethod
-    def prepare(
-        cls, parsed: Parsed, route: Route, decision: RouteDecision, guard: OutputGuard | None, redacted: bool
-    ) -> Call:
-        """``redacted``: admission changed the payload in place, so the client's bytes cannot be sent as they are."""
+    def prepare(cls, parsed: Parsed, route: Route, decision: RouteDecision, admission: Admission | None) -> Call:
+        """With an admission: its output guard, and whether its input guardrails changed the payload in place (then
+        the client's bytes cannot be sent as they are)."""
+        redacted = admission is not None and admission.payload_changed
+        guard = admission.output if admission is not None else None
         payload, unchanged = parsed.payload, not redacted
         if parsed.stream and not parsed.client_wants_usage:
             # Ask the engine for the usage chunk so tokens can be counted; the relay removes it again.
@@ -124,30 +126,28 @@ class Forwarder:
                 except AttemptFailed as failure:
                     last_error = failure.error
                     continue
-                return await self._relay(send, exchange, call, target, opened)
+                served = target.served
+                if opened.status != 200:  # an error answer the route does not retry: passed on in our words
+                    opened.release()
+                    raise engine_error(served.key, opened.status, opened.first)
+                try:
+                    if call.stream:
+                        status = await relay_stream(
+                            send, exchange, opened, served, call.client_wants_usage, call.output_guard
+                        )
+                    else:
+                        status = await relay_json(send, exchange, opened.first, served, call.output_guard)
+                except BaseException:
+                    opened.close()  # drop the engine connection: the engine then stops generating for this request
+                    raise
+                opened.release()
+                return status
         if last_error is None:
             target = route.targets[call.order[0]]
             exchange.name_target(target)
             reason = target.missing or _unavailable_reason(target)
             last_error = engine_unavailable(target.served.key, _retry_after(target), reason)
         raise last_error
-
-    @staticmethod
-    async def _relay(send: Send, exchange: Exchange, call: Call, target: RouteTarget, opened: OpenCall) -> int:
-        served = target.served
-        if opened.status != 200:  # an error answer the route does not retry: passed on in the gateway's words
-            opened.release()
-            raise engine_error(served.key, opened.status, opened.first)
-        try:
-            if call.stream:
-                status = await relay_stream(send, exchange, opened, served, call.client_wants_usage, call.output_guard)
-            else:
-                status = await relay_json(send, exchange, opened.first, served, call.output_guard)
-        except BaseException:
-            opened.close()  # drop the engine connection: the engine then stops generating for this request
-            raise
-        opened.release()
-        return status
 
 
 def _attempt_timeout(deadline: float, first_byte_timeout_s: float | None) -> float | None:

@@ -32,7 +32,7 @@ COMPLETIONS = InferenceKind("completions", "/v1/completions", CompletionRequest,
 EMBEDDINGS = InferenceKind("embeddings", "/v1/embeddings", EmbeddingRequest, streams=False)
 
 
-@dataclass
+@dataclass(slots=True)
 class Parsed:
     kind: InferenceKind
     body: bytes  # the client's bytes

@@ -42,7 +42,7 @@ class Pipeline:
         catalog: Callable[[], ModelCatalog],
         settings: GatewaySettings,
         decide: Decider,
-        admit: Admit,
+        admit: Admit | None,
         forward: Forwarder,
         shadow: ShadowMirror,
         observe: RequestObservers,
@@ -67,10 +67,10 @@ class Pipeline:
             parsed = await parse(request, kind, self._max_body_bytes)
             route = resolve(exchange, parsed.model, self._catalog())
             decision = self._decide(exchange, request, parsed, route)
-            admission = await self._admit.enter(exchange, parsed, route.targets[decision.primary])
-            guard = admission.output if admission is not None else None
-            call = Call.prepare(parsed, route, decision, guard, admission is not None and admission.payload_changed)
-            mirror = self._keep_bodies_and_mirror(exchange, parsed.body, call, decision.primary)
+            if self._admit is not None:
+                admission = await self._admit.enter(exchange, parsed, route.targets[decision.order[0]])
+            call = Call.prepare(parsed, route, decision, admission)
+            mirror = self._keep_bodies_and_mirror(exchange, parsed.body, call, decision.order[0])
             status = await run_until_disconnect(
                 request.receive, request.send, lambda send: self._forward(send, exchange, call)
             )
@@ -82,7 +82,8 @@ class Pipeline:
             if mirror is not None:
                 mirror.primary_finished(exchange.record, status)
             exchange.release_bodies()
-            await self._admit.exit(exchange, admission)
+            if admission is not None and self._admit is not None:
+                await self._admit.exit(exchange, admission)
             self._observe(exchange.record)
 
     def _keep_bodies_and_mirror(self, exchange: Exchange, body: bytes, call: Call, primary: int) -> Mirror | None:

@@ -62,7 +62,7 @@ class Runtime:
             catalog=self.catalog,
             settings=gateway,
             decide=Decider(routing),
-            admit=Admit(security),
+            admit=Admit(security) if security is not None else None,
             forward=Forwarder(self.upstreams, routing),
             shadow=self.shadow,
             observe=observe,
