@@ -31,26 +31,22 @@ class StaticUpstreams:
         self._replicas: dict[str, Replica] = {}  # by URL: breaker state and latency survive a new deployments doc
         self._upstreams = {name: tuple(self._replica(url) for url in urls) for name, urls in (upstreams or {}).items()}
         self._metrics = metrics
-        self._catalog = ModelCatalog({})
+        self.catalog = ModelCatalog({})  # a plain attribute: read by every request
         self.apply(deployments or DeploymentsSpec(), "static")
         metrics.watch_engine_load(self._load)
 
     def apply(self, spec: DeploymentsSpec, source: str) -> None:
         """Serve a new deployments document (already validated): requests that resolved a route keep theirs."""
-        self._catalog = static_catalog(self._upstreams, spec, self._remote, source)
-        for replica in self._catalog.replicas():
+        self.catalog = static_catalog(self._upstreams, spec, self._remote, source)
+        for replica in self.catalog.replicas():
             self._metrics.engine_state_changed(replica.name, replica.name, "", True, 0)
-
-    @property
-    def catalog(self) -> ModelCatalog:
-        return self._catalog
 
     @property
     def ready(self) -> bool:
         return True
 
     def describe(self) -> dict[str, object]:
-        return {"routes": self._catalog.routes(), "engines": [u.describe() for u in self._catalog.upstreams()]}
+        return {"routes": self.catalog.routes(), "engines": [u.describe() for u in self.catalog.upstreams()]}
 
     async def engine_metrics(self) -> bytes:
         return b""  # remote endpoints' own metrics are scraped from them directly
@@ -71,4 +67,4 @@ class StaticUpstreams:
         return self._replica(url, bearer_header(target.api_key_env))
 
     def _load(self) -> list[tuple[str, str, str, int]]:
-        return [(r.name, r.name, "", r.upstream.active_requests) for r in self._catalog.replicas()]
+        return [(r.name, r.name, "", r.upstream.active_requests) for r in self.catalog.replicas()]

@@ -31,7 +31,6 @@ class Decider:
             choice = decision.router
             exchange.add_header(b"x-modelyard-router", f"{choice.choice}; score={choice.score}".encode())
             self._metrics.routed(route.name, choice.choice, choice.score)
-        exchange.routed()
         primary = route.targets[decision.order[0]]
         exchange.name_target(primary)
         if parsed.kind is EMBEDDINGS and not primary.served.embeddings:

@@ -12,7 +12,7 @@ target's ``x-modelyard-target`` / ``x-modelyard-model-version`` and ``x-modelyar
 
 from __future__ import annotations
 
-import os
+import random
 import time
 from typing import TYPE_CHECKING
 
@@ -27,10 +27,11 @@ if TYPE_CHECKING:
 
 
 class Exchange:
-    __slots__ = ("_forwarded", "_headers", "_log_bodies", "_target_headers", "grant", "record")
+    __slots__ = ("_forwarded", "_headers", "_log_bodies", "_target_headers", "grant", "record", "request_id")
 
     def __init__(self, record: RequestRecord, request_id: bytes, grant: KeyGrant | None) -> None:
         self.record = record
+        self.request_id = record.request_id
         self.grant = grant  # the caller's key, as the door authenticated it (None: no key needed)
         self._headers: Headers = [(b"x-request-id", request_id), (b"x-modelyard-trace-id", record.trace_id.encode())]
         self._target_headers: tuple[tuple[bytes, bytes], ...] = ()
@@ -42,7 +43,7 @@ class Exchange:
         """A new exchange for a request that just arrived: its id (the client's ``x-request-id`` or a fresh one)
         and its trace (the caller's ``traceparent`` or a fresh one)."""
         scope = request.scope
-        request_id = (header(scope, b"x-request-id") or os.urandom(12).hex().encode())[:128]
+        request_id = (header(scope, b"x-request-id") or b"%024x" % random.getrandbits(96))[:128]
         trace_id, parent_span_id = parse_traceparent(header(scope, b"traceparent"))
         record = RequestRecord(
             request_id=request_id.decode(errors="replace"),
@@ -53,10 +54,6 @@ class Exchange:
             received_at=time.time(),
         )
         return cls(record, request_id, request.caller)
-
-    @property
-    def request_id(self) -> str:
-        return self.record.request_id
 
     # -- headers --------------------------------------------------------------------------------------------------
 
@@ -77,7 +74,9 @@ class Exchange:
 
     def resolved(self, route: str) -> None:
         """The client's model name resolved to a route."""
-        self.record.route = route
+        record = self.record
+        record.route = route
+        record.routed = time.perf_counter()
         self._headers.append((b"x-modelyard-route", route.encode()))
 
     def name_target(self, target: RouteTarget) -> None:
@@ -87,19 +86,16 @@ class Exchange:
         record.version = "" if served.version is None else str(served.version)
         self._target_headers = target.headers
 
-    def routed(self) -> None:
-        self.record.routed = time.perf_counter()
-
     def forwarding(self, stream: bool) -> None:
         """The first upstream call is about to start."""
         self.record.stream = stream
         self.record.dispatched = time.perf_counter()
         self._forwarded = True
 
-    def attempt(self) -> int:
-        """One more upstream call; returns how many have been made."""
+    def attempt(self, target: RouteTarget) -> None:
+        """One more upstream call, to ``target``, which is then the one named as answering."""
         self.record.attempts += 1
-        return self.record.attempts
+        self.name_target(target)
 
     def token_seen(self) -> None:
         record = self.record
@@ -118,6 +114,7 @@ class Exchange:
         self.record.error_type = kind
 
     def finish(self, status: int) -> None:
+        """The answer is complete: its status, and bodies the request log did not ask for are dropped."""
         record = self.record
         record.status = status
         if status == CLIENT_CLOSED and not record.error_type:
@@ -142,6 +139,6 @@ class Exchange:
             self.record.response_body = kept + chunk
 
     def release_bodies(self) -> None:
-        """Once the answer is complete: bodies the request log did not ask for are dropped."""
+        """Bodies the request log did not ask for are dropped (once a shadow comparison has read the answer)."""
         if not self._log_bodies:
             self.record.request_body = self.record.response_body = None

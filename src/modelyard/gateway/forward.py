@@ -109,9 +109,10 @@ class Forwarder:
                     origin = previous or route.targets[call.order[0]]
                     self._routing.fell_back(route.name, origin.name, target.name)
                 previous = target
-                exchange.attempt()
-                exchange.name_target(target)
-                timeout = _attempt_timeout(deadline, policy.first_byte_timeout_s)
+                exchange.attempt(target)
+                timeout = deadline - time.monotonic()
+                if policy.first_byte_timeout_s is not None:
+                    timeout = min(timeout, policy.first_byte_timeout_s)
                 try:
                     opened = await self._upstreams.open(
                         target,
@@ -119,7 +120,7 @@ class Forwarder:
                         call.path,
                         call.body_for(target),
                         call.stream,
-                        timeout,
+                        None if timeout == math.inf else timeout,
                         policy.on_status,
                         route.policy.breaker,
                     )
@@ -148,13 +149,6 @@ class Forwarder:
             reason = target.missing or _unavailable_reason(target)
             last_error = engine_unavailable(target.served.key, _retry_after(target), reason)
         raise last_error
-
-
-def _attempt_timeout(deadline: float, first_byte_timeout_s: float | None) -> float | None:
-    timeout = deadline - time.monotonic()
-    if first_byte_timeout_s is not None:
-        timeout = min(timeout, first_byte_timeout_s)
-    return None if timeout == math.inf else timeout
 
 
 def _unavailable_reason(target: RouteTarget) -> str:

@@ -3,7 +3,7 @@ pipeline; the model list is read straight from the catalog snapshot."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from modelyard.asgi import Request, send_bytes
 from modelyard.errors import model_not_found
@@ -17,14 +17,15 @@ class InferenceAPI:
         self._pipeline = pipeline
         self._catalog = catalog
 
-    async def chat(self, request: Request) -> None:
-        await self._pipeline(request, CHAT)
+    # The pipeline's own coroutine is returned (not awaited in a coroutine of our own): one frame less per request.
+    def chat(self, request: Request) -> Awaitable[None]:
+        return self._pipeline(request, CHAT)
 
-    async def completions(self, request: Request) -> None:
-        await self._pipeline(request, COMPLETIONS)
+    def completions(self, request: Request) -> Awaitable[None]:
+        return self._pipeline(request, COMPLETIONS)
 
-    async def embeddings(self, request: Request) -> None:
-        await self._pipeline(request, EMBEDDINGS)
+    def embeddings(self, request: Request) -> Awaitable[None]:
+        return self._pipeline(request, EMBEDDINGS)
 
     async def list_models(self, request: Request) -> None:
         await send_bytes(request.send, 200, self._catalog().list_body)

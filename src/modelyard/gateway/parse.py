@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from modelyard.asgi import Request
+from modelyard.asgi import Request, read_body
 from modelyard.gateway.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from modelyard.jsonbody import decode_object, validate
 
@@ -43,7 +43,7 @@ class Parsed:
 
 
 async def parse(request: Request, kind: InferenceKind, max_body_bytes: int) -> Parsed:
-    body = await request.body(max_body_bytes)
+    body = await read_body(request.receive, request.scope, max_body_bytes)
     payload = decode_object(body)
     validated: Any = validate(payload, kind.schema)
     stream = kind.streams and bool(validated.stream)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from typing import Protocol
 
 import orjson
 
@@ -36,10 +36,17 @@ from modelyard.security.layer import Admission
 log = logging.getLogger("modelyard.gateway")
 
 
+class Serving(Protocol):
+    """Where the current catalog snapshot is read from (the control plane swaps it whole)."""
+
+    @property
+    def catalog(self) -> ModelCatalog: ...
+
+
 class Pipeline:
     def __init__(
         self,
-        catalog: Callable[[], ModelCatalog],
+        serving: Serving,
         settings: GatewaySettings,
         decide: Decider,
         admit: Admit | None,
@@ -48,7 +55,7 @@ class Pipeline:
         observe: RequestObservers,
         metrics: GatewayMetrics,
     ) -> None:
-        self._catalog = catalog
+        self._serving = serving
         self._max_body_bytes = settings.max_body_bytes
         self._decide = decide
         self._admit = admit
@@ -65,7 +72,7 @@ class Pipeline:
         self._metrics.in_flight += 1
         try:
             parsed = await parse(request, kind, self._max_body_bytes)
-            route = resolve(exchange, parsed.model, self._catalog())
+            route = resolve(exchange, parsed.model, self._serving.catalog)
             decision = self._decide(exchange, request, parsed, route)
             if self._admit is not None:
                 admission = await self._admit.enter(exchange, parsed, route.targets[decision.order[0]])
