@@ -16,7 +16,7 @@ import random
 import time
 from typing import TYPE_CHECKING
 
-from modelyard.asgi import CLIENT_CLOSED, Headers, Request, header
+from modelyard.asgi import CLIENT_CLOSED, Headers, Request
 from modelyard.observability.body_policy import MAX_BODY_BYTES
 from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.tracing import parse_traceparent
@@ -42,9 +42,14 @@ class Exchange:
     def begin(cls, request: Request, endpoint: str) -> Exchange:
         """A new exchange for a request that just arrived: its id (the client's ``x-request-id`` or a fresh one)
         and its trace (the caller's ``traceparent`` or a fresh one)."""
-        scope = request.scope
-        request_id = (header(scope, b"x-request-id") or b"%024x" % random.getrandbits(96))[:128]
-        trace_id, parent_span_id = parse_traceparent(header(scope, b"traceparent"))
+        given_id = traceparent = None
+        for name, value in request.scope["headers"]:  # one pass for both headers
+            if name == b"x-request-id":
+                given_id = value
+            elif name == b"traceparent":
+                traceparent = value
+        request_id = (given_id or b"%024x" % random.getrandbits(96))[:128]
+        trace_id, parent_span_id = parse_traceparent(traceparent)
         record = RequestRecord(
             request_id=request_id.decode(errors="replace"),
             trace_id=trace_id,
@@ -113,13 +118,16 @@ class Exchange:
         """What went wrong, in the request log's and the metrics' words (an error code)."""
         self.record.error_type = kind
 
-    def finish(self, status: int) -> None:
-        """The answer is complete: its status, and bodies the request log did not ask for are dropped."""
+    def finish(self, status: int, mirrored: bool = False) -> None:
+        """The answer is complete: its status; bodies the request log did not ask for are dropped, unless a shadow
+        comparison still has to read the answer (then :meth:`release_bodies` drops them after it)."""
         record = self.record
         record.status = status
         if status == CLIENT_CLOSED and not record.error_type:
             record.error_type = "client_closed"
         record.finished = time.perf_counter()
+        if not mirrored and not self._log_bodies and record.request_body is not None:
+            record.request_body = record.response_body = None
 
     # -- bodies (only when the request log or a shadow comparison needs them) ---------------------------------------
 
@@ -139,6 +147,6 @@ class Exchange:
             self.record.response_body = kept + chunk
 
     def release_bodies(self) -> None:
-        """Bodies the request log did not ask for are dropped (once a shadow comparison has read the answer)."""
+        """Bodies the request log did not ask for are dropped (after a shadow comparison read the answer)."""
         if not self._log_bodies:
             self.record.request_body = self.record.response_body = None

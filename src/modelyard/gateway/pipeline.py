@@ -85,10 +85,10 @@ class Pipeline:
             status = await self._answer_failure(request, exchange, failure)
         finally:
             self._metrics.in_flight -= 1
-            exchange.finish(status)
+            exchange.finish(status, mirrored=mirror is not None)
             if mirror is not None:
                 mirror.primary_finished(exchange.record, status)
-            exchange.release_bodies()
+                exchange.release_bodies()
             if admission is not None and self._admit is not None:
                 await self._admit.exit(exchange, admission)
             self._observe(exchange.record)
