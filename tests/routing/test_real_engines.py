@@ -100,8 +100,12 @@ def test_two_real_engines_behind_one_route(
     )
     load.start()
     deadline = time.monotonic() + 60
-    while _served(gateway, "resilient") < 170 and time.monotonic() < deadline:  # a third of the way through
-        time.sleep(0.05)
+    # a third of the way through, at a moment when the Q2_K engine has requests in flight (they must be retried)
+    while time.monotonic() < deadline:
+        served, in_flight = _served(gateway, "resilient")
+        if served >= 170 and in_flight >= 2:
+            break
+        time.sleep(0.02)
     os.kill(_engine_pid(gateway, "gemma-3-270m:2"), signal.SIGKILL)
     load.join()
     result = results[0]
@@ -116,12 +120,14 @@ def test_two_real_engines_behind_one_route(
     assert 'modelyard_route_retries_total{route="resilient"' in metrics
 
 
-def _served(gateway: GatewayProcess, route: str) -> float:
-    """Requests the gateway has finished on ``route`` (from its own metrics)."""
+def _served(gateway: GatewayProcess, route: str) -> tuple[float, float]:
+    """(requests finished on ``route``, requests in flight on the Q2_K engine), from the gateway's own metrics."""
     text = httpx.get(f"{gateway.url}/metrics", timeout=10).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "modelyard_requests_total" and sample.labels.get("route") == route
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+    served = sum(s.value for s in samples if s.name == "modelyard_requests_total" and s.labels.get("route") == route)
+    in_flight = sum(
+        s.value
+        for s in samples
+        if s.name == "modelyard_engine_requests_in_flight" and s.labels.get("engine") == "gemma-3-270m:2"
     )
+    return served, in_flight

@@ -13,7 +13,8 @@ import modelyard.audit.tables
 import modelyard.evals.tables
 import modelyard.observability.request_log_table
 import modelyard.registry.tables
-import modelyard.security.tables  # noqa: F401  (the imports register every concept's tables)
+import modelyard.security.tables
+import modelyard.store.leases  # noqa: F401  (the imports register every table)
 from modelyard.store import migrate
 from modelyard.store.base import Base
 from modelyard.store.database import Database
