@@ -1,1 +1,1 @@
-"""ASGI assembly: routes, lifespan, and the small raw-ASGI helpers the hot path uses."""
+"""App assembly: the one endpoint table, dispatch derived from it, the door (keys and scopes), the admin and operations services, the OpenAPI document, and the one mapping of concept errors to client errors."""

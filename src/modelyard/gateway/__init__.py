@@ -1,1 +1,1 @@
-"""The hot path: parse, validate, resolve the model, proxy or stream, record. No database, no blocking I/O."""
+"""The request pipeline: parse → resolve → decide → admit → forward → relay → settle → observe, one stage a module (``pipeline.py`` lists them), sharing one ``Exchange``."""
