@@ -64,7 +64,7 @@ class Runtime:
             settings=gateway,
             decide=Decider(routing),
             admit=Admit(security) if security is not None else None,
-            forward=Forwarder(self.upstreams, routing),
+            forward=Forwarder(self.upstreams, routing, lambda kind: metrics.invalid_output.labels(kind).inc()),
             shadow=self.shadow,
             observe=observe,
             metrics=metrics,
