@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from modelyard.asgi import Message, Send, send_bytes
+from modelyard.asgi import Send, send_bytes
 from modelyard.gateway.exchange import Exchange
+from modelyard.gateway.inner import Captured
 
 if TYPE_CHECKING:
     from modelyard.gateway.forward import Call
@@ -23,27 +24,11 @@ if TYPE_CHECKING:
 Attempts = Callable[[Send, Exchange, "Call"], Awaitable[int]]
 
 
-class _Capture:
-    """An ASGI send that keeps the answer instead of sending it."""
-
-    def __init__(self) -> None:
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body = b""
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.headers = list(message.get("headers", []))
-        elif message["type"] == "http.response.body":
-            self.body += message.get("body", b"")
-
-
 async def fan_out(attempts: Attempts, send: Send, exchange: Exchange, call: Call, parts: int) -> int:
     total = call.adapter.n if call.adapter is not None else parts
     sizes = [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
     children = [exchange.child() for _ in sizes]
-    captures = [_Capture() for _ in sizes]
+    captures = [Captured() for _ in sizes]
     # the first failure (an APIError) is raised to the pipeline
     parts_run = zip(captures, children, sizes, strict=True)
     await asyncio.gather(*(attempts(capture, child, call.part(size)) for capture, child, size in parts_run))
