@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -33,6 +34,8 @@ from modelyard.responses.store import ResponseStore
 
 log = logging.getLogger("modelyard.gateway")
 
+Persist = Callable[[dict[str, Any]], Awaitable[None]]
+
 
 def key_of(request: Request) -> str:
     """The id of the caller's key, which owns what it stores ("" when auth is off)."""
@@ -44,7 +47,6 @@ class ResponsesAPI:
         self._pipeline = pipeline
         self._store = store
         self._max_body_bytes = max_body_bytes
-        self._saving: set[asyncio.Task[None]] = set()
 
     async def create(self, request: Request) -> None:
         body = decode_object(await request.body(self._max_body_bytes))
@@ -57,13 +59,17 @@ class ResponsesAPI:
         chat = chat_request(body, history)
         response_id = new_id("resp")
         chat_body = orjson.dumps(chat)
+        conversation = [m for m in chat["messages"] if m["role"] != "system" or not body.get("instructions")]
+
+        async def persist(final: dict[str, Any]) -> None:
+            """Stored before the answer's last bytes go out, so a follow-up can name it at once."""
+            if body.get("store") is not False and self._store is not None:
+                await self._save(key_of(request), final, [*conversation, assistant_message(final)])
+
         if chat["stream"]:
-            final = await self._stream(request, body, response_id, chat_body)
+            await self._stream(request, body, response_id, chat_body, persist)
         else:
-            final = await self._whole(request, body, response_id, chat_body)
-        if final is not None and body.get("store") is not False and self._store is not None:
-            conversation = [m for m in chat["messages"] if m["role"] != "system" or not body.get("instructions")]
-            self._save(key_of(request), final, [*conversation, assistant_message(final)])
+            await self._whole(request, body, response_id, chat_body, persist)
 
     async def get(self, request: Request) -> tuple[int, Any]:
         stored = await asyncio.to_thread(self._need_store().get, key_of(request), request.params["id"])
@@ -74,24 +80,24 @@ class ResponsesAPI:
         await asyncio.to_thread(self._need_store().delete, key_of(request), response_id)
         return 200, {"id": response_id, "object": "response", "deleted": True}
 
-    async def stop(self) -> None:
-        if self._saving:
-            await asyncio.gather(*self._saving, return_exceptions=True)
-
     # -- internals ------------------------------------------------------------------------------------------------
 
-    async def _whole(self, request: Request, body: dict[str, Any], response_id: str, chat: bytes) -> Any:
+    async def _whole(
+        self, request: Request, body: dict[str, Any], response_id: str, chat: bytes, persist: Persist
+    ) -> None:
         captured = Captured()
         await self._pipeline(inner_request(request.scope, request.caller, chat, captured, request.receive), RESPONSES)
         passed = [(k, v) for k, v in captured.headers if k.startswith(b"x-")]
         if captured.status != 200:
             await send_bytes(request.send, captured.status, captured.body, passed)
-            return None
+            return
         final = from_chat_answer(body, response_id, orjson.loads(captured.body))
+        await persist(final)
         await send_json(request.send, 200, final, passed)
-        return final
 
-    async def _stream(self, request: Request, body: dict[str, Any], response_id: str, chat: bytes) -> Any:
+    async def _stream(
+        self, request: Request, body: dict[str, Any], response_id: str, chat: bytes, persist: Persist
+    ) -> None:
         events = ResponseEvents(body, response_id)
         splitter = sse.EventSplitter()
         state = {"status": 0}
@@ -116,29 +122,23 @@ class ResponsesAPI:
             more = message.get("more_body", False)
             if not more and events.final is None:
                 out.extend(events.finish())
+            if not more and events.final is not None:
+                await persist(events.final)
             await send({"type": "http.response.body", "body": b"".join(out), "more_body": more})
 
         await self._pipeline(inner_request(request.scope, request.caller, chat, translate, request.receive), RESPONSES)
-        return events.final
 
     def _need_store(self) -> ResponseStore:
         if self._store is None:
             raise not_available_here("Stored responses (previous_response_id, GET and DELETE /v1/responses/{id})")
         return self._store
 
-    def _save(self, key_id: str, final: dict[str, Any], conversation: list[Any]) -> None:
-        store = self._store
-        assert store is not None
-
-        async def save() -> None:
-            try:
-                await asyncio.to_thread(store.save, key_id, final, conversation)
-            except Exception:
-                log.exception("storing response %s failed", final["id"])
-
-        task = asyncio.create_task(save())
-        self._saving.add(task)
-        task.add_done_callback(self._saving.discard)
+    async def _save(self, key_id: str, final: dict[str, Any], conversation: list[Any]) -> None:
+        assert self._store is not None
+        try:
+            await asyncio.to_thread(self._store.save, key_id, final, conversation)
+        except Exception:  # the client still gets its answer; it just cannot be named later
+            log.exception("storing response %s failed", final["id"])
 
 
 def _translate_event(events: ResponseEvents, event: bytes) -> list[bytes]:

@@ -155,7 +155,6 @@ class Runtime:
             self._batch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._batch_task
-        await self.responses.stop()
         await self._prober.stop()
         await self.shadow.stop()
         await self.control.stop()
