@@ -38,7 +38,7 @@ def test_invoke_and_stream(gateway: GatewayProcess) -> None:
 
 
 def test_bind_tools_returns_tool_calls(gateway: GatewayProcess) -> None:
-    llm = _llm(gateway, max_tokens=80).bind_tools([get_weather], tool_choice="get_weather")
+    llm = _llm(gateway, max_tokens=160).bind_tools([get_weather], tool_choice="get_weather")
     message = llm.invoke("What is the weather in Paris?")
     assert message.tool_calls, message
     assert message.tool_calls[0]["name"] == "get_weather"

@@ -39,7 +39,7 @@ def _client(gateway: GatewayProcess) -> openai.OpenAI:
 def test_required_tool_choice_returns_valid_tool_calls_on_the_base_model(gateway: GatewayProcess) -> None:
     client = _client(gateway)
     answer = client.chat.completions.create(
-        model=MODEL, messages=ASK, tools=[WEATHER], tool_choice="required", temperature=0, max_tokens=80
+        model=MODEL, messages=ASK, tools=[WEATHER], tool_choice="required", temperature=0, max_tokens=160
     )
     choice = answer.choices[0]
     assert choice.finish_reason == "tool_calls", choice
@@ -63,7 +63,7 @@ def test_named_tool_choice_streams_tool_call_deltas(gateway: GatewayProcess) -> 
         tools=[WEATHER],
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
         temperature=0,
-        max_tokens=80,
+        max_tokens=160,
         stream=True,
     )
     deltas, finish = [], None
@@ -169,7 +169,7 @@ def test_async_responses_with_a_tool(gateway: GatewayProcess) -> None:
         async with openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0) as client:
             tool = {"type": "function", **WEATHER["function"]}
             return await client.responses.create(
-                model=MODEL, input="Weather in Rome?", tools=[tool], tool_choice="required", max_output_tokens=80
+                model=MODEL, input="Weather in Rome?", tools=[tool], tool_choice="required", max_output_tokens=160
             )
 
     response = asyncio.run(main())

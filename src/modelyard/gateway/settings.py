@@ -22,7 +22,7 @@ class GatewaySettings(Section):
         check=at_least(1),
     )
     max_tool_calls: int = option(
-        4,
+        2,
         flag="--max-tool-calls",
         help="Most parallel tool calls one constrained answer may hold (models without a tool-call template).",
         check=at_least(1),
