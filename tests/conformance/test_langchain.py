@@ -46,6 +46,6 @@ def test_bind_tools_returns_tool_calls(gateway: GatewayProcess) -> None:
 
 
 def test_with_structured_output(gateway: GatewayProcess) -> None:
-    person = _llm(gateway, max_tokens=60).with_structured_output(Person).invoke("Describe a person.")
+    person = _llm(gateway, max_tokens=200).with_structured_output(Person).invoke("Describe a person.")
     assert isinstance(person, Person)
     assert len(person.name) <= 12
