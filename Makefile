@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 .PHONY: serve test test-fast lint setup system-deps clean-venv
 
 serve: $(STAMP)
-	$(BIN)/modelyard serve --port $(PORT)
+	$(BIN)/modelyard serve --port $(PORT) $(if $(EMBEDDINGS),--embedding-model $(EMBEDDINGS))
 
 setup: $(STAMP)
 	$(BIN)/modelyard setup

@@ -26,7 +26,7 @@ from modelyard.gateway.settings import GatewaySettings
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.observability.settings import ObservabilitySettings
-from modelyard.roles.runtime import Runtime
+from modelyard.roles.runtime import Runtime, StoredState
 from modelyard.roles.stores import open_database
 from modelyard.routing.config import parse_deployments
 from modelyard.security.layer import SecurityLayer
@@ -63,7 +63,10 @@ async def serving(
     max_body_bytes: int = 65536,
     watched: bool = True,
     bodies: tuple[str, ...] = (),
+    state: Path | None = None,
+    gateway_settings: GatewaySettings | None = None,
 ) -> AsyncIterator[Gateway]:
+    """``state``: a SQLite file for stored responses, files and batches (the Batch API runs only with one)."""
     metrics = metrics or GatewayMetrics()
     spec = parse_deployments(deployments, "test") if deployments else None
     control = StaticUpstreams(metrics, upstreams, spec)
@@ -75,11 +78,12 @@ async def serving(
         control,
         metrics,
         RoutingMetrics(metrics.registry),
-        GatewaySettings(max_body_bytes=max_body_bytes),
+        gateway_settings or GatewaySettings(max_body_bytes=max_body_bytes),
         observability,
         request_log=database,
         security=security,
         watched=watched,
+        state=StoredState(open_database(f"sqlite:///{state}")) if state is not None else None,
     )
     await runtime.start()
     transport = httpx.ASGITransport(app=runtime.app, client=("127.0.0.1", 40000))

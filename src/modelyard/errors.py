@@ -300,3 +300,23 @@ def internal_error(request_id: str) -> APIError:
         type=API_ERROR,
         code="internal_error",
     )
+
+
+def engine_limit(engine: str, what: str, param: str | None) -> APIError:
+    """A parameter the target's engine kind cannot honour (rather than a silently wrong answer)."""
+    return APIError(
+        400, f"The {engine} engine serving this model cannot {what}.", code="unsupported_parameter", param=param
+    )
+
+
+def not_a_generative_model(model: str) -> APIError:
+    return APIError(
+        400,
+        f"'{model}' is an embedding model: it answers /v1/embeddings, not chat or completions.",
+        code="unsupported_endpoint",
+        param="model",
+    )
+
+
+def n_over_cap(n: int, cap: int) -> APIError:
+    return APIError(400, f"n = {n} exceeds this gateway's limit of {cap} (--max-n).", code="invalid_value", param="n")

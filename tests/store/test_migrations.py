@@ -10,9 +10,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import modelyard.audit.tables
+import modelyard.batches.tables
 import modelyard.evals.tables
 import modelyard.observability.request_log_table
 import modelyard.registry.tables
+import modelyard.responses.tables
 import modelyard.security.tables
 import modelyard.store.leases  # noqa: F401  (the imports register every table)
 from modelyard.store import migrate

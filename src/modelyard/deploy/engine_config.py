@@ -6,6 +6,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+from modelyard.deploy.capabilities import is_embedding_model
 from modelyard.engines.llamacpp_server import LlamaServerConfig, builtin_chat_template
 from modelyard.engines.settings import EngineSettings
 from modelyard.registry.records import VersionRecord
@@ -26,7 +27,7 @@ def llama_server_config(version: VersionRecord, settings: EngineSettings) -> Lla
         chat_template_file=template,
         context_size=settings.context_size,
         parallel=settings.parallel,
-        embeddings=settings.embeddings,
+        embeddings=settings.embeddings or is_embedding_model(version),
     )
     # Without an explicit thread count the config keeps its own default (the CPU count).
     return dataclasses.replace(config, threads=settings.threads) if settings.threads else config

@@ -234,6 +234,7 @@ class Reconciler:
                 embeddings=self._engine_settings.embeddings,
                 spec=self.deployments,
                 resolved=resolved,
+                parallel=self._engine_settings.parallel,
             )
         )
         self._registry_routes = routes

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass
 
+from modelyard.deploy.capabilities import is_embedding_model, llama_cpp, remote, template_knows_tools
 from modelyard.deploy.plan import ServingPlan
 from modelyard.registry.errors import InvalidRequest
 from modelyard.registry.records import RegistrySnapshot, VersionRecord
@@ -142,6 +143,7 @@ class CatalogInputs:
     embeddings: bool
     spec: DeploymentsSpec
     resolved: Mapping[str, list[ResolvedTarget]]
+    parallel: int = 8  # the engines' slots: llama.cpp's most choices (n) in one call
 
 
 def build_catalog(inputs: CatalogInputs) -> ModelCatalog:
@@ -158,13 +160,16 @@ def build_catalog(inputs: CatalogInputs) -> ModelCatalog:
 
 def _served_version(inputs: CatalogInputs, version: VersionRecord) -> ServedModel:
     price_in, price_out = inputs.prices.get(version.model, (0.0, 0.0))
+    encoder = is_embedding_model(version)
     return ServedModel(
         name=version.model,
         version=version.number,
         created=int(version.created_at.timestamp()),
-        embeddings=inputs.embeddings,
+        embeddings=inputs.embeddings or encoder,
         price_input_per_1k=price_in,
         price_output_per_1k=price_out,
+        capabilities=llama_cpp(inputs.parallel, template_knows_tools(version)),
+        generates=not encoder,
     )
 
 
@@ -179,7 +184,13 @@ def _declared_target(inputs: CatalogInputs, route_name: str, target: ResolvedTar
             target.name, ServedModel(name=target.name), (), spec.weight, spec.region, missing=target.missing
         )
     model = spec.upstream_model or route_name
-    served = ServedModel(name=model, owned_by="remote", embeddings=True, upstream_model=spec.upstream_model)
+    served = ServedModel(
+        name=model,
+        owned_by="remote",
+        embeddings=True,
+        upstream_model=spec.upstream_model,
+        capabilities=remote(spec.engine, spec.slots),
+    )
     replicas = tuple(inputs.remote_replica(url, spec) for url in spec.urls())
     return RouteTarget(target.name, served, replicas, spec.weight, spec.region, remote=True)
 

@@ -11,9 +11,9 @@ import random
 from collections.abc import Callable
 
 from modelyard.asgi import Request
-from modelyard.errors import embeddings_unsupported
+from modelyard.errors import embeddings_unsupported, not_a_generative_model
 from modelyard.gateway.exchange import Exchange
-from modelyard.gateway.parse import EMBEDDINGS, Parsed
+from modelyard.gateway.parse import Parsed
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.routing.decide import SINGLE, RequestFacts, RouteDecision, decide
 from modelyard.routing.model import Route
@@ -33,7 +33,10 @@ class Decider:
             self._metrics.routed(route.name, choice.choice, choice.score)
         primary = route.targets[decision.order[0]]
         exchange.name_target(primary)
-        if parsed.kind is EMBEDDINGS and not primary.served.embeddings:
+        if parsed.kind.streams:
+            if not primary.served.generates:
+                raise not_a_generative_model(primary.served.name)
+        elif not primary.served.embeddings:
             raise embeddings_unsupported(primary.served.name)
         return decision
 

@@ -60,6 +60,37 @@ class Exchange:
         )
         return cls(record, request_id, request.caller)
 
+    def child(self) -> Exchange:
+        """A scratch exchange for one part of a fan-out (its own attempts and usage); see :meth:`absorb`."""
+        record = self.record
+        part = RequestRecord(
+            request_id=record.request_id,
+            trace_id=record.trace_id,
+            endpoint=record.endpoint,
+            received=record.received,
+            received_at=record.received_at,
+        )
+        return Exchange(part, self.request_id.encode(), self.grant)
+
+    def absorb(self, parts: list[Exchange]) -> None:
+        """The parts of a fan-out, as this request's facts: attempts and completion tokens summed, the prompt
+        counted once, the first part's target named, the earliest first token."""
+        record = self.record
+        self.forwarding(record.stream)
+        for part in parts:
+            facts = part.record
+            record.attempts += facts.attempts
+            record.completion_tokens += facts.completion_tokens
+            record.cost_usd += facts.cost_usd
+            if facts.first_token is not None and (record.first_token is None or facts.first_token < record.first_token):
+                record.first_token = facts.first_token
+            record.last_token = max(filter(None, (record.last_token, facts.last_token)), default=None)
+        first = parts[0]
+        record.dispatched = first.record.dispatched
+        record.prompt_tokens = first.record.prompt_tokens
+        record.model, record.target, record.version = first.record.model, first.record.target, first.record.version
+        self._target_headers = first._target_headers
+
     # -- headers --------------------------------------------------------------------------------------------------
 
     def add_header(self, name: bytes, value: bytes) -> None:

@@ -9,6 +9,7 @@ the last failure is raised for the pipeline to answer with.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -18,9 +19,12 @@ import orjson
 
 from modelyard.asgi import Send
 from modelyard.errors import APIError, engine_unavailable
+from modelyard.gateway.adapt import Adapter
 from modelyard.gateway.exchange import Exchange
+from modelyard.gateway.fanout import fan_out
 from modelyard.gateway.parse import Parsed
 from modelyard.gateway.relay import relay_json, relay_stream
+from modelyard.gateway.shaper import AnswerShaper, Invalid
 from modelyard.gateway.upstream_call import AttemptFailed, UpstreamCaller, engine_error
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.routing.decide import RouteDecision
@@ -44,9 +48,18 @@ class Call:
     output_guard: OutputGuard | None = None  # the route's output guardrails (security/guardrails/filters.py)
     redacted: bool = False  # input guardrails changed the payload: what is sent (and logged) is the redacted one
     bodies: dict[str | None, bytes] | None = None  # encoded payload per upstream model name, made on first need
+    adapter: Adapter | None = None  # tools, formats, logprobs, n, echo: rewritten per engine kind (adapt.py)
+    n: int | None = None  # choices asked of the engine in this call (a part of a fan-out), else as the client said
 
     @classmethod
-    def prepare(cls, parsed: Parsed, route: Route, decision: RouteDecision, admission: Admission | None) -> Call:
+    def prepare(
+        cls,
+        parsed: Parsed,
+        route: Route,
+        decision: RouteDecision,
+        admission: Admission | None,
+        adapter: Adapter | None = None,
+    ) -> Call:
         """With an admission: its output guard, and whether its input guardrails changed the payload in place (then
         the client's bytes cannot be sent as they are)."""
         redacted = admission is not None and admission.payload_changed
@@ -56,7 +69,7 @@ class Call:
             # Ask the engine for the usage chunk so tokens can be counted; the relay removes it again.
             payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
             unchanged = False
-        return cls(
+        call = cls(
             route=route,
             order=decision.order,
             path=parsed.kind.upstream_path,
@@ -67,7 +80,11 @@ class Call:
             affinity_key=decision.affinity_key,
             output_guard=guard,
             redacted=redacted,
+            adapter=adapter,
         )
+        if adapter is not None:
+            call.body = None  # rewritten per engine kind
+        return call
 
     def body_for(self, target: RouteTarget) -> bytes:
         upstream_model = target.served.upstream_model
@@ -75,19 +92,42 @@ class Call:
             return self.body  # the common case: the client's bytes, no allocation
         if self.bodies is None:
             self.bodies = {}
-        body = self.bodies.get(upstream_model)
+        caps = target.served.capabilities
+        key = upstream_model if self.adapter is None else f"{upstream_model}\0{caps.kind}"
+        body = self.bodies.get(key)
         if body is None:
             payload = self.payload if upstream_model is None else {**self.payload, "model": upstream_model}
-            body = self.bodies[upstream_model] = orjson.dumps(payload)
+            if self.adapter is not None:
+                payload = self.adapter.payload_for(payload, caps, self.n)
+            body = self.bodies[key] = orjson.dumps(payload)
         return body
+
+    def shaper_for(self, target: RouteTarget, on_invalid: Invalid) -> AnswerShaper | None:
+        if self.adapter is None:
+            return None
+        return AnswerShaper(self.adapter, target.served.capabilities, on_invalid)
+
+    def part(self, n: int) -> Call:
+        """This call asking the engine for ``n`` of the choices (one part of a fan-out)."""
+        return dataclasses.replace(self, n=n, bodies=None)
 
 
 class Forwarder:
-    def __init__(self, upstreams: UpstreamCaller, routing: RoutingMetrics) -> None:
+    def __init__(self, upstreams: UpstreamCaller, routing: RoutingMetrics, on_invalid: Invalid) -> None:
+        """``on_invalid``: told each time an answer's tool calls or structured output did not validate."""
         self._upstreams = upstreams
         self._routing = routing
+        self._on_invalid = on_invalid
 
     async def __call__(self, send: Send, exchange: Exchange, call: Call) -> int:
+        adapter = call.adapter
+        if adapter is not None:
+            parts = adapter.parts(call.route.targets[call.order[0]].served.capabilities)
+            if parts > 1:
+                return await fan_out(self.attempts, send, exchange, call, parts)
+        return await self.attempts(send, exchange, call)
+
+    async def attempts(self, send: Send, exchange: Exchange, call: Call) -> int:
         route = call.route
         policy = route.policy.retry
         deadline = math.inf if policy.deadline_s is None else time.monotonic() + policy.deadline_s
@@ -131,13 +171,14 @@ class Forwarder:
                 if opened.status != 200:  # an error answer the route does not retry: passed on in our words
                     opened.release()
                     raise engine_error(served.key, opened.status, opened.first)
+                shaper = call.shaper_for(target, self._on_invalid)
                 try:
                     if call.stream:
                         status = await relay_stream(
-                            send, exchange, opened, served, call.client_wants_usage, call.output_guard
+                            send, exchange, opened, served, call.client_wants_usage, call.output_guard, shaper
                         )
                     else:
-                        status = await relay_json(send, exchange, opened.first, served, call.output_guard)
+                        status = await relay_json(send, exchange, opened.first, served, call.output_guard, shaper)
                 except BaseException:
                     opened.close()  # drop the engine connection: the engine then stops generating for this request
                     raise

@@ -30,6 +30,11 @@ class InferenceKind:
 CHAT = InferenceKind("chat", "/v1/chat/completions", ChatCompletionRequest, streams=True)
 COMPLETIONS = InferenceKind("completions", "/v1/completions", CompletionRequest, streams=True)
 EMBEDDINGS = InferenceKind("embeddings", "/v1/embeddings", EmbeddingRequest, streams=False)
+# The Responses API and batch lines run the chat path under their own endpoint name (metrics, request log).
+RESPONSES = InferenceKind("responses", "/v1/chat/completions", ChatCompletionRequest, streams=True)
+BATCH_CHAT = InferenceKind("batch", "/v1/chat/completions", ChatCompletionRequest, streams=True)
+BATCH_COMPLETIONS = InferenceKind("batch", "/v1/completions", CompletionRequest, streams=True)
+BATCH_EMBEDDINGS = InferenceKind("batch", "/v1/embeddings", EmbeddingRequest, streams=False)
 
 
 @dataclass(slots=True)
@@ -40,6 +45,7 @@ class Parsed:
     model: str
     stream: bool
     client_wants_usage: bool  # stream_options.include_usage as the client sent it
+    adapted: Any = None  # the validated request, when it asks for tools, formats, logprobs, n or echo (adapt.py)
 
 
 async def parse(request: Request, kind: InferenceKind, max_body_bytes: int) -> Parsed:
@@ -48,4 +54,5 @@ async def parse(request: Request, kind: InferenceKind, max_body_bytes: int) -> P
     validated: Any = validate(payload, kind.schema)
     stream = kind.streams and bool(validated.stream)
     options = validated.stream_options if kind.streams else None
-    return Parsed(kind, body, payload, validated.model, stream, bool(options and options.include_usage))
+    adapted = validated if kind.streams and validated.adapted else None
+    return Parsed(kind, body, payload, validated.model, stream, bool(options and options.include_usage), adapted)

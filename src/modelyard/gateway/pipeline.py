@@ -1,7 +1,7 @@
 """The request path of every inference endpoint, as one function that lists its stages.
 
-    parse → resolve route → decide target → admit (keys, limits, guardrails) → forward (attempts, retries,
-    fallbacks) → relay → settle → observe
+    parse → resolve route → decide target → admit (keys, limits, guardrails) → adapt (tools, formats,
+    logprobs, n) → forward (attempts, retries, fallbacks) → relay → settle → observe
 
 Each stage is a function or object in its own module of this package (``parse.py``, ``resolve.py``,
 ``decide.py``, ``admit.py``, ``forward.py``, ``relay.py``; observing is ``observability/observers.py``). They share
@@ -20,17 +20,19 @@ import orjson
 
 from modelyard.asgi import CLIENT_CLOSED, ClientDisconnected, Request, run_until_disconnect, send_error
 from modelyard.errors import APIError, internal_error
+from modelyard.gateway.adapt import Adapter
 from modelyard.gateway.admit import Admit
 from modelyard.gateway.decide import Decider
 from modelyard.gateway.exchange import Exchange
 from modelyard.gateway.forward import Call, Forwarder
-from modelyard.gateway.parse import InferenceKind, parse
+from modelyard.gateway.parse import InferenceKind, Parsed, parse
 from modelyard.gateway.resolve import resolve
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.gateway.shadow import Mirror, ShadowMirror
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers
 from modelyard.routing.catalog import ModelCatalog
+from modelyard.routing.model import RouteTarget
 from modelyard.security.layer import Admission
 
 log = logging.getLogger("modelyard.gateway")
@@ -57,6 +59,7 @@ class Pipeline:
     ) -> None:
         self._serving = serving
         self._max_body_bytes = settings.max_body_bytes
+        self._settings = settings
         self._decide = decide
         self._admit = admit
         self._forward = forward
@@ -76,7 +79,8 @@ class Pipeline:
             decision = self._decide(exchange, request, parsed, route)
             if self._admit is not None:
                 admission = await self._admit.enter(exchange, parsed, route.targets[decision.order[0]])
-            call = Call.prepare(parsed, route, decision, admission)
+            adapter = None if parsed.adapted is None else self._adapt(parsed, route.targets[decision.order[0]])
+            call = Call.prepare(parsed, route, decision, admission, adapter)
             mirror = self._keep_bodies_and_mirror(exchange, parsed.body, call, decision.order[0])
             status = await run_until_disconnect(
                 request.receive, request.send, lambda send: self._forward(send, exchange, call)
@@ -92,6 +96,13 @@ class Pipeline:
             if admission is not None and self._admit is not None:
                 await self._admit.exit(exchange, admission)
             self._observe(exchange.record)
+
+    def _adapt(self, parsed: Parsed, primary: RouteTarget) -> Adapter | None:
+        """Tools, formats, logprobs, n and echo, checked against what the primary's engine kind can do."""
+        adapter = Adapter.of(parsed, self._settings)
+        if adapter is not None:
+            adapter.check(primary.served.capabilities)
+        return adapter
 
     def _keep_bodies_and_mirror(self, exchange: Exchange, body: bytes, call: Call, primary: int) -> Mirror | None:
         """Bodies are kept when the request log samples this request or a shadow copy needs the answer to compare;

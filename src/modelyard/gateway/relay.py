@@ -12,6 +12,7 @@ import logging
 from modelyard import sse
 from modelyard.asgi import Headers, Send, send_bytes
 from modelyard.gateway.exchange import Exchange
+from modelyard.gateway.shaper import AnswerShaper
 from modelyard.gateway.upstream_call import OpenCall
 from modelyard.routing.model import ServedModel
 from modelyard.security.guardrails.filters import OutputGuard
@@ -26,9 +27,16 @@ SSE_HEADERS: Headers = [
 
 
 async def relay_json(
-    send: Send, exchange: Exchange, raw: bytes, served: ServedModel, guard: OutputGuard | None = None
+    send: Send,
+    exchange: Exchange,
+    raw: bytes,
+    served: ServedModel,
+    guard: OutputGuard | None = None,
+    shaper: AnswerShaper | None = None,
 ) -> int:
     """A whole answer. A blocked answer raises the guardrail's error before anything is sent."""
+    if shaper is not None:
+        raw = shaper.json(raw)
     usage = sse.usage_of_body(raw)
     if usage:
         exchange.count_usage(served, usage.prompt_tokens, usage.completion_tokens)
@@ -46,6 +54,7 @@ async def relay_stream(
     served: ServedModel,
     client_wants_usage: bool,
     guard: OutputGuard | None = None,
+    shaper: AnswerShaper | None = None,
 ) -> int:
     """``call.first`` is the body's first piece, already read: the stream is committed only once it arrived.
     With output guardrails, events pass through the guard's hold-back window, and a blocked phrase ends the
@@ -57,7 +66,10 @@ async def relay_stream(
     try:
         while data is not None:
             out = []
-            for event in splitter.feed(data):
+            events = splitter.feed(data)
+            if shaper is not None:
+                events = shaper.events(events)
+            for event in events:
                 if sse.carries_token(event):
                     exchange.token_seen()
                 usage = sse.usage_of_event(event)

@@ -22,10 +22,56 @@ class StreamOptions(msgspec.Struct):
     include_usage: bool = False
 
 
+class FunctionCall(msgspec.Struct):
+    name: str
+    arguments: str
+
+
+class ToolCall(msgspec.Struct):
+    id: str
+    function: FunctionCall
+    type: Literal["function"] = "function"
+
+
 class ChatMessage(msgspec.Struct):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant's earlier calls, sent back in the next request
+    tool_call_id: str | None = None  # a tool message answers this call
+
+
+class FunctionSpec(msgspec.Struct):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(msgspec.Struct):
+    function: FunctionSpec
+    type: Literal["function"] = "function"
+
+
+class NamedFunction(msgspec.Struct):
+    name: str
+
+
+class NamedToolChoice(msgspec.Struct):
+    function: NamedFunction
+    type: Literal["function"] = "function"
+
+
+class JsonSchemaFormat(msgspec.Struct):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    schema: dict[str, Any] | None = None
+    description: str | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(msgspec.Struct):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
 
 
 class _SamplingFields(msgspec.Struct):
@@ -35,7 +81,7 @@ class _SamplingFields(msgspec.Struct):
     max_tokens: PositiveInt | None = None
     temperature: Temperature | None = None
     top_p: Probability | None = None
-    n: Annotated[int, msgspec.Meta(ge=1, le=1)] | None = None
+    n: Annotated[int, msgspec.Meta(ge=1, le=128)] | None = None  # the gateway's --max-n caps it further
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     seed: int | None = None
@@ -46,10 +92,35 @@ class _SamplingFields(msgspec.Struct):
 class ChatCompletionRequest(_SamplingFields, kw_only=True):  # kw_only: a required field after inherited defaults
     messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
     max_completion_tokens: PositiveInt | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
+
+    @property
+    def adapted(self) -> bool:
+        """Whether anything beyond plain generation is asked for (the common path skips the adapt stage).
+        Written as plain checks and a loop: this runs for every chat request."""
+        if self.tools or self.response_format is not None or self.logprobs or self.top_logprobs is not None:
+            return True
+        if self.n is not None and self.n > 1:
+            return True
+        for message in self.messages:  # noqa: SIM110 - a loop, not a generator: measurably faster here
+            if message.tool_calls is not None or message.role == "tool":
+                return True
+        return False
 
 
 class CompletionRequest(_SamplingFields, kw_only=True):
     prompt: str | list[str | int | list[int]]
+    logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
+    echo: bool | None = None
+
+    @property
+    def adapted(self) -> bool:
+        return self.logprobs is not None or bool(self.echo) or (self.n or 1) > 1
 
 
 class EmbeddingRequest(msgspec.Struct):

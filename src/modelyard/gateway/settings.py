@@ -15,3 +15,15 @@ class GatewaySettings(Section):
         help="Largest accepted request body in bytes; larger ones get 413.",
         check=at_least(1024),
     )
+    max_n: int = option(
+        16,
+        flag="--max-n",
+        help="Largest n (choices per request) accepted; above the engine's own limit the gateway fans out.",
+        check=at_least(1),
+    )
+    max_tool_calls: int = option(
+        2,
+        flag="--max-tool-calls",
+        help="Most parallel tool calls one constrained answer may hold (models without a tool-call template).",
+        check=at_least(1),
+    )

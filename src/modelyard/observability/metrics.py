@@ -134,6 +134,13 @@ class GatewayMetrics:
             "Engine calls retried on a fresh connection because a pooled one had been closed by the engine.",
             registry=r,
         )
+        self.invalid_output = Counter(
+            "modelyard_structured_output_invalid",
+            "Answers whose tool calls or structured output (response_format) did not validate at the gateway, by "
+            "what was asked for (tool_calls, json_object, json_schema); their finish_reason says why.",
+            ("kind",),
+            registry=r,
+        )
         self.engine_up = Gauge(
             "modelyard_engine_up",
             "1 when the engine answers its health check, else 0.",

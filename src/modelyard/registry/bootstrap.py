@@ -21,9 +21,6 @@ log = logging.getLogger("modelyard.registry")
 def ensure_default_registered(
     store: RegistryStore, checker: IntegrityChecker, path: Path, actor: str, progress: BytesProgress | None = None
 ) -> VersionRecord:
-    existing = store.find_by_sha256(DEFAULT_MODEL.sha256)
-    if existing is not None:
-        return existing
     declared = Declared(
         license=DEFAULT_MODEL.license,
         base_model="google/gemma-3-270m",
@@ -34,15 +31,34 @@ def ensure_default_registered(
         description="Gemma 3 270M, the zero-config default model (base model served with a Gemma turn template).",
         owner="modelyard",
     )
+    return ensure_known_registered(
+        store, checker, path, DEFAULT_MODEL.name, DEFAULT_MODEL.sha256, declared, actor, progress
+    )
+
+
+def ensure_known_registered(
+    store: RegistryStore,
+    checker: IntegrityChecker,
+    path: Path,
+    name: str,
+    sha256: str,
+    declared: Declared,
+    actor: str,
+    progress: BytesProgress | None = None,
+) -> VersionRecord:
+    """A model modelyard ships (known bytes, known provenance): its version, registered on first use."""
+    existing = store.find_by_sha256(sha256)
+    if existing is not None:
+        return existing
     try:
-        version = register_file(store, checker, path, DEFAULT_MODEL.name, declared, actor, progress)
+        version = register_file(store, checker, path, name, declared, actor, progress)
     except Conflict:
         # Another replica sharing the database registered the same bytes while we hashed them: use its version.
-        raced = store.find_by_sha256(DEFAULT_MODEL.sha256)
+        raced = store.find_by_sha256(sha256)
         if raced is None:
             raise
         return raced
-    log.info("registered the default model as %s", version.key)
+    log.info("registered %s as %s", path.name, version.key)
     return version
 
 

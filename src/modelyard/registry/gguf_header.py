@@ -96,6 +96,8 @@ class GGUFHeader:
             "gguf_version": self.version,
             "tensor_count": self.tensor_count,
             "has_chat_template": self.has_chat_template,
+            # a template that mentions tools renders them and has a call format llama.cpp's --jinja parses
+            "template_knows_tools": "tool_calls" in str(self.metadata.get(Keys.Tokenizer.CHAT_TEMPLATE, "")),
             "metadata": kept,
         }
 

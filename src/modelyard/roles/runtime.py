@@ -8,22 +8,31 @@ supervised engines (``roles/serve.py``); the benchmarks over a fixed list of ups
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
+import os
 import random
 import socket
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import URL
 
 from modelyard.api.app import ModelyardApp
 from modelyard.api.security_admin import SecurityAdmin
+from modelyard.batches.settings import BatchSettings
+from modelyard.batches.store import BatchStore
 from modelyard.deploy.control import ControlPlane
 from modelyard.gateway.admit import Admit
+from modelyard.gateway.batch_runner import BatchRunner
+from modelyard.gateway.batches_api import BatchesAPI
 from modelyard.gateway.breaker_probe import BreakerProber
 from modelyard.gateway.decide import Decider
 from modelyard.gateway.forward import Forwarder
 from modelyard.gateway.inference import InferenceAPI
 from modelyard.gateway.pipeline import Pipeline
+from modelyard.gateway.responses import ResponsesAPI
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.gateway.shadow import ShadowMirror
 from modelyard.gateway.upstream_call import UpstreamCaller
@@ -32,8 +41,21 @@ from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers, Unwatched
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.observability.settings import ObservabilitySettings
+from modelyard.responses.settings import ResponsesSettings
+from modelyard.responses.store import ResponseStore
 from modelyard.routing.catalog import ModelCatalog
 from modelyard.security.layer import SecurityLayer
+from modelyard.store.database import Database
+from modelyard.store.leases import LeaseKeeper
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """Where the Responses and Batch APIs keep their state (the shared database), and their settings."""
+
+    database: Database
+    responses: ResponsesSettings = field(default_factory=ResponsesSettings)
+    batches: BatchSettings = field(default_factory=BatchSettings)
 
 
 class Runtime:
@@ -48,10 +70,12 @@ class Runtime:
         security: SecurityLayer | None = None,
         admin: list[object] | None = None,
         watched: bool = True,
+        state: StoredState | None = None,
     ) -> None:
         """``request_log``: the database the request log is stored in (None: not stored). ``admin``: the admin
         services this process runs (the registry's, when it has one). ``watched=False``: nothing is observed per
-        request (the benchmarks' "all off")."""
+        request (the benchmarks' "all off"). ``state``: where stored responses, files and batches live (None: the
+        Responses API answers without storing, the Batch API is not available)."""
         self.control = control
         self.metrics = metrics
         self.security = security
@@ -64,16 +88,35 @@ class Runtime:
             settings=gateway,
             decide=Decider(routing),
             admit=Admit(security) if security is not None else None,
-            forward=Forwarder(self.upstreams, routing),
+            forward=Forwarder(self.upstreams, routing, lambda kind: metrics.invalid_output.labels(kind).inc()),
             shadow=self.shadow,
             observe=observe,
             metrics=metrics,
         )
         routing.watch_replicas(lambda: [(r.name, r.breaker.ejected) for r in self.catalog().replicas()])
         self._prober = BreakerProber(lambda: self.catalog().replicas(), routing)
-        services: list[object] = [InferenceAPI(self.pipeline, self.catalog), *(admin or [])]
+        responses = ResponseStore(state.database, state.responses.response_retention_s) if state else None
+        self.responses = ResponsesAPI(self.pipeline, responses, gateway.max_body_bytes)
+        services: list[object] = [InferenceAPI(self.pipeline, self.catalog), self.responses, *(admin or [])]
         if security is not None:
             services.append(SecurityAdmin(security))
+        self._batches: LeaseKeeper | None = None
+        self._batch_task: asyncio.Task[None] | None = None
+        if state is not None:
+            settings = state.batches
+            batches = BatchStore(state.database, settings.batch_retention_s, settings.batch_max_lines)
+            services.append(BatchesAPI(batches, settings.batch_max_file_bytes))
+            self._batch_runner = BatchRunner(
+                self.pipeline,
+                batches,
+                grant_of=lambda key_id: security.poller.snapshot.by_id(key_id) if security is not None else None,
+                in_flight=lambda: metrics.in_flight,
+                concurrency=settings.batch_concurrency,
+                live_limit=settings.batch_live_limit,
+                authenticating=security is not None and security.settings.auth,
+            )
+            holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+            self._batches = LeaseKeeper(state.database, "batches", holder)
         self.app = ModelyardApp(self, services, security)
 
     def catalog(self) -> ModelCatalog:
@@ -101,11 +144,17 @@ class Runtime:
             await self.security.start(actor=f"gateway@{socket.gethostname()}")
         await self.control.start()
         await self._prober.start()
+        if self._batches is not None:
+            self._batch_task = asyncio.create_task(self._batches.run(self._batch_runner.run), name="batches")
         # Everything built so far lives as long as the process: keep it out of every garbage collection, so a
         # collection only walks what requests allocate (CPython's documented gc.freeze use after start-up).
         gc.freeze()
 
     async def stop(self) -> None:
+        if self._batch_task is not None:
+            self._batch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._batch_task
         await self._prober.stop()
         await self.shadow.stop()
         await self.control.stop()

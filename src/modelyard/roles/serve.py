@@ -19,7 +19,7 @@ from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
-from modelyard.roles.runtime import Runtime
+from modelyard.roles.runtime import Runtime, StoredState
 from modelyard.roles.server import GatewayServer, bind_listener, serve_app
 from modelyard.roles.settings import ServeSettings
 from modelyard.security.layer import SecurityLayer
@@ -65,6 +65,7 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         request_log=store.database.url,
         security=security,
         admin=[registry_admin],
+        state=StoredState(store.database, settings.responses, settings.batches),
     )
     server = serve_app(runtime.app, server_settings, settings.observability.log_level)
     server_box.append(server)

@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Protocol
 
 from modelyard.routing.breaker import CLOSED, BreakerPolicy, BreakerState
+from modelyard.routing.capabilities import OPENAI_COMPATIBLE, EngineCapabilities
 from modelyard.routing.complexity import ComplexityScorer
 
 
@@ -48,6 +49,8 @@ class ServedModel:
     upstream_model: str | None = None  # the name the upstream knows the model by, when it must be rewritten
     price_input_per_1k: float = 0.0  # USD, for the cost metric (from the model's registry tags)
     price_output_per_1k: float = 0.0
+    capabilities: EngineCapabilities = OPENAI_COMPATIBLE  # what its engine kind can do (routing/capabilities.py)
+    generates: bool = True  # False for an embedding-only model (chat and completions are refused)
 
     @property
     def key(self) -> str:

@@ -36,6 +36,10 @@ class KeySnapshot:
     def lookup(self, key_hash: str) -> KeyGrant | None:
         return self._by_hash.get(key_hash)
 
+    def by_id(self, key_id: str) -> KeyGrant | None:
+        """A key's grant by its public id (background work on a key's behalf, e.g. batch lines; not per request)."""
+        return next((g for g in self._by_hash.values() if g.id == key_id), None)
+
     def __len__(self) -> int:
         return len(self._by_hash)
 
