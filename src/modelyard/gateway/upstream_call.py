@@ -20,14 +20,19 @@ from modelyard.gateway.upstream_client import UpstreamClient, UpstreamResponse
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.routing.balancing import ReplicaView, pick_replica, updated_ewma
-from modelyard.routing.breaker import BreakerPolicy, after_failure, after_success
+from modelyard.routing.breaker import CLOSED, BreakerPolicy, after_failure, after_success
 from modelyard.routing.model import Replica, RouteTarget
 
 
 class AttemptFailed(Exception):
-    def __init__(self, error: APIError, timed_out: bool = False) -> None:
+    """``broken``: the connection failed or broke (the engine may have died: ``generation`` is the upstream's
+    generation then, so a hold can tell the restarted process from the one that broke)."""
+
+    def __init__(self, error: APIError, timed_out: bool = False, broken: bool = False, generation: int = 0) -> None:
         self.error = error
         self.timed_out = timed_out
+        self.broken = broken
+        self.generation = generation
 
 
 class OpenCall:
@@ -107,6 +112,7 @@ class UpstreamCaller:
         upstream = replica.upstream
         served = target.served
         started = time.monotonic()
+        generation = upstream.generation
         upstream.active_requests += 1
         try:
             if timeout is None:  # no deadline: skip the timer (the common case for registry ids)
@@ -124,7 +130,8 @@ class UpstreamCaller:
         except OSError as exc:
             self._failed(target, replica, breaker)
             reason = f"connection failed: {exc}"
-            raise AttemptFailed(engine_unavailable(served.key, upstream.retry_after_s(), reason)) from None
+            error = engine_unavailable(served.key, upstream.retry_after_s(), reason)
+            raise AttemptFailed(error, broken=True, generation=generation) from None
         except AttemptFailed:
             self._failed(target, replica, breaker)
             raise
@@ -151,8 +158,12 @@ class UpstreamCaller:
             raise
 
     def _failed(self, target: RouteTarget, replica: Replica, policy: BreakerPolicy) -> None:
-        replica.upstream.active_requests -= 1
+        upstream = replica.upstream
+        upstream.active_requests -= 1
         before = replica.breaker
+        if replica.failed_generation != upstream.generation:  # an earlier process's failures say nothing of this one
+            replica.failed_generation = upstream.generation
+            before = CLOSED
         replica.breaker = after_failure(before, time.monotonic(), policy)
         replica.breaker_policy = policy
         if replica.breaker.ejected and not before.ejected:

@@ -88,6 +88,20 @@ class RoutingMetrics:
         )
         for result in ("applied", "rejected"):
             self._reloads.labels(result)
+        self._held = Counter(
+            "modelyard_held_requests",
+            "Requests held while every engine of their target was (re)starting, by outcome: served (sent once a "
+            "replica was ready), expired (503 after the route's hold_s), full (503: hold_max already waiting), "
+            "gone (the client left while held).",
+            ("route", "outcome"),
+            registry=registry,
+        )
+        self._holding = Gauge(
+            "modelyard_held_requests_waiting",
+            "Requests waiting now for an engine of their target to come back.",
+            ("route",),
+            registry=registry,
+        )
         self._registry = registry
 
     def retried(self, route: str, target: str) -> None:
@@ -101,6 +115,15 @@ class RoutingMetrics:
 
     def readmitted(self, replica: str) -> None:
         self._readmissions.labels(replica).inc()
+
+    def hold_began(self, route: str) -> None:
+        self._holding.labels(route).inc()
+
+    def hold_ended(self, route: str, outcome: str) -> None:
+        """``outcome``: served, expired, gone (after :meth:`hold_began`) or full (never held)."""
+        if outcome != "full":
+            self._holding.labels(route).dec()
+        self._held.labels(route, outcome).inc()
 
     def routed(self, route: str, choice: str, score: float) -> None:
         self._router.labels(route, choice).inc()

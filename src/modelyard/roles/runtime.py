@@ -30,6 +30,7 @@ from modelyard.gateway.batches_api import BatchesAPI
 from modelyard.gateway.breaker_probe import BreakerProber
 from modelyard.gateway.decide import Decider
 from modelyard.gateway.forward import Forwarder
+from modelyard.gateway.hold import Hold
 from modelyard.gateway.inference import InferenceAPI
 from modelyard.gateway.pipeline import Pipeline
 from modelyard.gateway.responses import ResponsesAPI
@@ -88,7 +89,9 @@ class Runtime:
             settings=gateway,
             decide=Decider(routing),
             admit=Admit(security) if security is not None else None,
-            forward=Forwarder(self.upstreams, routing, lambda kind: metrics.invalid_output.labels(kind).inc()),
+            forward=Forwarder(
+                self.upstreams, routing, lambda kind: metrics.invalid_output.labels(kind).inc(), Hold(routing)
+            ),
             shadow=self.shadow,
             observe=observe,
             metrics=metrics,

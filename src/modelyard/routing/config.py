@@ -69,6 +69,8 @@ class RetrySpec(_Spec, frozen=True):
     deadline_s: float = 300.0  # for all attempts together, until the answer starts
     first_byte_timeout_s: float | None = None  # per attempt: give up on an upstream that has not answered by then
     on_status: list[int] = msgspec.field(default_factory=lambda: [500, 502, 503, 504])
+    hold_s: float = 30.0  # wait this long for a target whose engines are (re)starting before answering 503; 0: off
+    hold_max: int = 256  # requests of the route held so at once; more get 503 at once
 
 
 class BreakerSpec(_Spec, frozen=True):
@@ -256,6 +258,10 @@ def _check_retry(fail: Fail, retry: RetrySpec) -> None:
         raise fail("retry.attempts", f"must be between 1 and 10, got {retry.attempts}")
     if retry.deadline_s <= 0:
         raise fail("retry.deadline_s", "must be above 0")
+    if retry.hold_s < 0:
+        raise fail("retry.hold_s", "must be 0 (no holding) or above")
+    if retry.hold_max < 1:
+        raise fail("retry.hold_max", f"must be at least 1, got {retry.hold_max}")
     if retry.first_byte_timeout_s is not None and retry.first_byte_timeout_s <= 0:
         raise fail("retry.first_byte_timeout_s", "must be above 0")
     for index, status in enumerate(retry.on_status):
