@@ -16,7 +16,7 @@ import random
 import time
 from typing import TYPE_CHECKING
 
-from modelyard.asgi import CLIENT_CLOSED, Headers, Request
+from modelyard.asgi import CLIENT_CLOSED, Headers, Request, client_request_id
 from modelyard.observability.body_policy import MAX_BODY_BYTES
 from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.tracing import parse_traceparent
@@ -48,7 +48,7 @@ class Exchange:
                 given_id = value
             elif name == b"traceparent":
                 traceparent = value
-        request_id = (given_id or b"%024x" % random.getrandbits(96))[:128]
+        request_id = client_request_id(given_id) or b"%024x" % random.getrandbits(96)
         trace_id, parent_span_id = parse_traceparent(traceparent)
         record = RequestRecord(
             request_id=request_id.decode(errors="replace"),

@@ -120,9 +120,14 @@ class UpstreamCaller:
             else:
                 async with asyncio.timeout(timeout):
                     response, first = await self._exchange(replica, path, body, stream)
-            if response.status != 200 and response.status in retry_on:
+            status = response.status
+            if (
+                status != 200
+                and status in retry_on
+                and not (status == 500 and not target.remote and request_fault(first))
+            ):
                 response.close()
-                raise AttemptFailed(engine_error(served.key, response.status, first))
+                raise AttemptFailed(engine_error(served.key, status, first))
         except TimeoutError:
             self._failed(target, replica, breaker)
             reason = f"no answer within {timeout or 0:.1f} s"
@@ -140,7 +145,10 @@ class UpstreamCaller:
             raise
         replica.latency_ewma_s = updated_ewma(replica.latency_ewma_s, time.monotonic() - started)
         replica.breaker = after_success(replica.breaker)
-        return OpenCall(replica, response, first)
+        opened = OpenCall(replica, response, first)
+        if opened.status == 500 and not target.remote and request_fault(first):
+            opened.status = 400  # the engine answered: the request was at fault, not the engine (see request_fault)
+        return opened
 
     async def _exchange(self, replica: Replica, path: str, body: bytes, stream: bool) -> tuple[UpstreamResponse, bytes]:
         """Send the request and read the whole answer (JSON, errors) or a stream's first piece; the connection is
@@ -170,6 +178,24 @@ class UpstreamCaller:
             self._routing.ejected(target.name, replica.name)
 
 
+def request_fault(raw: bytes) -> bool:
+    """Whether a local llama-server's 500 is its answer to a request it could not take.
+
+    llama-server answers 500 with its error envelope (``{"error": {"code": 500, "type": "server_error", ...}}``)
+    when a handler throws while reading the request: image or audio parts for a model without a projector,
+    ``tools`` its template cannot render, a malformed grammar. The engine is fine; a failing engine does not
+    answer at all (the connection breaks) or misses its health checks. Counting these against its breaker would
+    let any client eject the engine for everyone with three bad requests, so they are 400s and never retried."""
+    if not raw.startswith(b"{"):
+        return False
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return isinstance(error, dict) and error.get("code") == 500 and error.get("type") == "server_error"
+
+
 def engine_error(model: str, status: int, raw: bytes) -> APIError:
     """An engine's error answer in the gateway's words. Engines report errors in slightly different shapes
     (llama-server uses an integer ``code``); a 503 means "not now", other 5xx a failure, 4xx the request."""
@@ -178,7 +204,7 @@ def engine_error(model: str, status: int, raw: bytes) -> APIError:
         payload = orjson.loads(raw)
         detail = payload.get("error", payload) if isinstance(payload, dict) else {}
         if isinstance(detail, dict):
-            message = str(detail.get("message", message))
+            message = str(detail.get("message", message))[:1000]  # engines may quote the whole request back
             type_ = detail.get("type")
     except orjson.JSONDecodeError:
         pass
