@@ -82,7 +82,7 @@ def gateway_config(app: ModelyardApp, server: ServerSettings, log_level: str) ->
 
     uvloop and httptools are the fastest loop and parser uvicorn has (the parser wrapped to bound what clients may
     send and how slowly); with ``--tls-cert``/``--tls-key`` it serves HTTPS itself. The access log is off because a
-    log line per request costs more than the proxying (the request log, when it comes, leaves the hot path through a queue).
+    log line per request costs more than the proxying (the request log leaves the hot path through a queue).
     """
     limits = ClientLimits(server.header_timeout_s, server.body_timeout_s, server.max_header_bytes, server.max_headers)
     return uvicorn.Config(
