@@ -284,6 +284,17 @@ def engine_unavailable(model: str, retry_after_s: int, reason: str) -> APIError:
     )
 
 
+def queue_full(model: str, waiting: int, retry_after_s: int) -> APIError:
+    return APIError(
+        429,
+        f"The engines serving '{model}' are busy and {waiting} requests already wait for them; retry in "
+        f"{retry_after_s} s.",
+        type="requests",  # OpenAI's type for request-rate 429s
+        code="queue_full",
+        headers={"retry-after": str(retry_after_s)},
+    )
+
+
 def upstream_failed(model: str, detail: str) -> APIError:
     return APIError(502, f"The engine serving '{model}' failed: {detail}", type=API_ERROR, code="upstream_error")
 

@@ -69,6 +69,7 @@ class KeyLimitsBody(msgspec.Struct, forbid_unknown_fields=True):
     token_budget: NonNegative = 0
     cost_budget_usd: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     budget_period: Literal["day", "month"] = "month"
+    priority: Literal["interactive", "batch"] = "interactive"  # the highest class its requests are queued in
 
 
 class CreateKey(msgspec.Struct, forbid_unknown_fields=True):

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from modelyard.asgi import Send
-from modelyard.errors import APIError, engine_unavailable
+from modelyard.errors import APIError, engine_unavailable, queue_full
 from modelyard.gateway.adapt import Adapter
 from modelyard.gateway.exchange import Exchange
 from modelyard.gateway.fanout import fan_out
@@ -26,6 +26,7 @@ from modelyard.gateway.hold import Hold, HoldFull, coming_back
 from modelyard.gateway.parse import Parsed
 from modelyard.gateway.relay import relay_json, relay_stream
 from modelyard.gateway.shaper import AnswerShaper, Invalid
+from modelyard.gateway.slots import FairGate, QueueFull, SlotGates, priority_of, retry_after
 from modelyard.gateway.upstream_call import AttemptFailed, OpenCall, UpstreamCaller, engine_error
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.routing.decide import RouteDecision
@@ -114,13 +115,17 @@ class Call:
 
 
 class Forwarder:
-    def __init__(self, upstreams: UpstreamCaller, routing: RoutingMetrics, on_invalid: Invalid, hold: Hold) -> None:
+    def __init__(
+        self, upstreams: UpstreamCaller, routing: RoutingMetrics, on_invalid: Invalid, hold: Hold, slots: SlotGates
+    ) -> None:
         """``on_invalid``: told each time an answer's tool calls or structured output did not validate;
-        ``hold``: where requests wait for engines that are coming back."""
+        ``hold``: where requests wait for engines that are coming back; ``slots``: where requests wait for a
+        busy replica's slots."""
         self._upstreams = upstreams
         self._routing = routing
         self._on_invalid = on_invalid
         self._hold = hold
+        self._slots = slots
 
     async def __call__(self, send: Send, exchange: Exchange, call: Call) -> int:
         adapter = call.adapter
@@ -213,24 +218,51 @@ class Forwarder:
                 timeout = deadline - time.monotonic()
                 if policy.first_byte_timeout_s is not None:
                     timeout = min(timeout, policy.first_byte_timeout_s)
+                gate = self._slots.gate(replica.name, replica.max_concurrency)
+                if gate is not None and not gate.try_enter():
+                    await self._queue(gate, exchange, route, target, replica)
                 try:
-                    opened = await self._upstreams.open(
-                        target,
-                        replica,
-                        call.path,
-                        call.body_for(target),
-                        call.stream,
-                        None if timeout == math.inf else timeout,
-                        policy.on_status,
-                        route.policy.breaker,
-                    )
-                except AttemptFailed as failure:
-                    state.last_error = failure.error
-                    if failure.broken and replica.upstream.generation:
-                        state.suspects.append((replica, failure.generation))
-                    continue
-                return await self._relay(send, exchange, call, target, opened)
+                    try:
+                        opened = await self._upstreams.open(
+                            target,
+                            replica,
+                            call.path,
+                            call.body_for(target),
+                            call.stream,
+                            None if timeout == math.inf else timeout,
+                            policy.on_status,
+                            route.policy.breaker,
+                        )
+                    except AttemptFailed as failure:
+                        state.last_error = failure.error
+                        if failure.broken and replica.upstream.generation:
+                            state.suspects.append((replica, failure.generation))
+                        continue
+                    return await self._relay(send, exchange, call, target, opened)
+                finally:
+                    if gate is not None:
+                        gate.leave()
         return None
+
+    async def _queue(
+        self, gate: FairGate, exchange: Exchange, route: Route, target: RouteTarget, replica: Replica
+    ) -> None:
+        """Wait for one of the replica's slots, fairly between keys and by priority class (``slots.py``)."""
+        grant = exchange.grant
+        priority = priority_of(exchange.priority_asked, grant.limits.priority if grant is not None else "")
+        key = grant.id if grant is not None else ""
+        version = str(target.served.version or "")
+        hint = retry_after(gate.waiting, gate.limit, replica.latency_ewma_s)
+        started = time.monotonic()
+        self._routing.queue_entered(route.name, version)
+        try:
+            await gate.enter(key, priority, hint)
+        except QueueFull as full:
+            self._routing.queue_full(route.name, version)
+            exchange.name_target(target)
+            raise queue_full(target.served.key, full.waiting, full.retry_after_s) from None
+        finally:
+            self._routing.queue_left(route.name, version, time.monotonic() - started)
 
     async def _relay(self, send: Send, exchange: Exchange, call: Call, target: RouteTarget, opened: OpenCall) -> int:
         served = target.served

@@ -102,6 +102,25 @@ class RoutingMetrics:
             ("route",),
             registry=registry,
         )
+        self._queued = Gauge(
+            "modelyard_queue_depth",
+            "Requests waiting in the gateway for an engine slot (replicas at their concurrency limit).",
+            ("route", "version"),
+            registry=registry,
+        )
+        self._queue_wait = Histogram(
+            "modelyard_queue_wait_seconds",
+            "Time requests waited in the gateway for an engine slot (only those that had to wait).",
+            ("route", "version"),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self._queue_refused = Counter(
+            "modelyard_queue_rejected",
+            "Requests refused with 429 queue_full: the replica's queue (--queue-max) was full.",
+            ("route", "version"),
+            registry=registry,
+        )
         self._registry = registry
 
     def retried(self, route: str, target: str) -> None:
@@ -124,6 +143,16 @@ class RoutingMetrics:
         if outcome != "full":
             self._holding.labels(route).dec()
         self._held.labels(route, outcome).inc()
+
+    def queue_entered(self, route: str, version: str) -> None:
+        self._queued.labels(route, version).inc()
+
+    def queue_left(self, route: str, version: str, waited_s: float) -> None:
+        self._queued.labels(route, version).dec()
+        self._queue_wait.labels(route, version).observe(waited_s)
+
+    def queue_full(self, route: str, version: str) -> None:
+        self._queue_refused.labels(route, version).inc()
 
     def routed(self, route: str, choice: str, score: float) -> None:
         self._router.labels(route, choice).inc()

@@ -36,6 +36,7 @@ from modelyard.gateway.pipeline import Pipeline
 from modelyard.gateway.responses import ResponsesAPI
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.gateway.shadow import ShadowMirror
+from modelyard.gateway.slots import SlotGates
 from modelyard.gateway.upstream_call import UpstreamCaller
 from modelyard.gateway.upstream_client import UpstreamClientSettings, create_session
 from modelyard.observability.metrics import GatewayMetrics
@@ -90,7 +91,11 @@ class Runtime:
             decide=Decider(routing),
             admit=Admit(security) if security is not None else None,
             forward=Forwarder(
-                self.upstreams, routing, lambda kind: metrics.invalid_output.labels(kind).inc(), Hold(routing)
+                self.upstreams,
+                routing,
+                lambda kind: metrics.invalid_output.labels(kind).inc(),
+                Hold(routing),
+                SlotGates(gateway.queue_max),
             ),
             shadow=self.shadow,
             observe=observe,

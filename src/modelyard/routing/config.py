@@ -46,6 +46,7 @@ class TargetSpec(_Spec, frozen=True):
     region: str | None = None
     engine: Literal["openai-compatible", "llama.cpp"] = "openai-compatible"  # a remote target's engine kind
     slots: int = msgspec.field(default=1)  # a remote llama.cpp's --parallel: the most choices (n) per call
+    max_concurrency: int = 0  # a remote URL's requests at once; more wait in the gateway (fair queue); 0: no limit
 
     def urls(self) -> list[str]:
         if self.url is None:
@@ -227,6 +228,8 @@ def _check_target(fail: Fail, name: str, target: TargetSpec) -> None:
         raise fail(at, "a target name is 1-64 letters, digits or '._-', starting with a letter or digit")
     if (target.model is None) == (target.url is None):
         raise fail(at, "give exactly one of 'model' (a registry reference) or 'url' (a remote endpoint)")
+    if target.max_concurrency < 0:
+        raise fail(f"{at}.max_concurrency", f"must be 0 (no limit) or more, got {target.max_concurrency}")
     if target.model is not None:
         try:
             parse_ref(target.model)

@@ -72,10 +72,22 @@ class Replica:
     """One upstream of a target plus what balancing and ejection learn about it (mutated on the hot path by
     plain attribute writes, read by pure decision functions)."""
 
-    __slots__ = ("auth_header", "breaker", "breaker_policy", "failed_generation", "latency_ewma_s", "name", "upstream")
+    __slots__ = (
+        "auth_header",
+        "breaker",
+        "breaker_policy",
+        "failed_generation",
+        "latency_ewma_s",
+        "max_concurrency",
+        "name",
+        "upstream",
+    )
 
-    def __init__(self, name: str, upstream: Upstream, auth_header: bytes = b"") -> None:
+    def __init__(self, name: str, upstream: Upstream, auth_header: bytes = b"", max_concurrency: int = 0) -> None:
+        """``max_concurrency``: requests it takes at once (a local engine's slots); more wait in the gateway
+        (``gateway/slots.py``); 0: no limit."""
         self.name = name
+        self.max_concurrency = max_concurrency
         self.upstream = upstream
         self.auth_header = auth_header  # extra request header line for remote upstreams ("Authorization: …")
         self.breaker: BreakerState = CLOSED
