@@ -210,6 +210,8 @@ def engine_error(model: str, status: int, raw: bytes) -> APIError:
         pass
     if status == 503:
         return engine_unavailable(model, 2, message)
+    if status < 400:  # an informational or redirect status is not an answer an OpenAI client can use
+        return upstream_failed(model, f"unexpected HTTP {status} from the engine")
     if status >= 500 and status != 501:
         return upstream_failed(model, message)
     return engine_rejected(status if status != 501 else 400, message, type_ == "not_supported_error")
