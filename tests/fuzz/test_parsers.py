@@ -36,7 +36,27 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
 )
-KEYS = ["model", "messages", "role", "content", "text", "type", "max_tokens", "stop", "logit_bias", "n", "tools", "stream", "stream_options", "prompt", "input", "top_logprobs", "logprobs", "n_probs", "response_format"]
+KEYS = [
+    "model",
+    "messages",
+    "role",
+    "content",
+    "text",
+    "type",
+    "max_tokens",
+    "stop",
+    "logit_bias",
+    "n",
+    "tools",
+    "stream",
+    "stream_options",
+    "prompt",
+    "input",
+    "top_logprobs",
+    "logprobs",
+    "n_probs",
+    "response_format",
+]
 shaped = st.recursive(
     scalars,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=6),
