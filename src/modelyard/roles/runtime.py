@@ -101,6 +101,12 @@ class Runtime:
             observe=observe,
             metrics=metrics,
         )
+        self._loop: asyncio.AbstractEventLoop | None = None  # the serving loop, once started
+        metrics.gauge_callback(
+            "modelyard_asyncio_tasks",
+            "Tasks alive in the serving event loop (a number that keeps growing is a leak; bench/soak.py checks it).",
+            lambda: len(asyncio.all_tasks(self._loop)) if self._loop is not None else 0,
+        )
         routing.watch_replicas(lambda: [(r.name, r.breaker.ejected) for r in self.catalog().replicas()])
         self._prober = BreakerProber(lambda: self.catalog().replicas(), routing)
         responses = ResponseStore(state.database, state.responses.response_retention_s) if state else None
@@ -146,6 +152,7 @@ class Runtime:
         return self.metrics.render() + await self.control.engine_metrics(), self.metrics.content_type
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self.upstreams.session = create_session(UpstreamClientSettings())
         await self.observers.start()
         if self.security is not None:
