@@ -18,6 +18,7 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(BIN)/bandit -q -c pyproject.toml -r src
 	$(BIN)/python -m pytest
 
 # Unit tests only: no engine, no model.
@@ -29,6 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(BIN)/bandit -q -c pyproject.toml -r src
 
 system-deps:
 	@bash scripts/system-deps.sh

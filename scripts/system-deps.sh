@@ -10,6 +10,7 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v ninja >/dev/null 2>&1 || need+=(ninja-build)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)  # the HTTPS test makes its own certificate
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -27,7 +27,7 @@ from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.request_query import build_query
 from modelyard.registry.card import model_card, render_markdown
 from modelyard.registry.integrity import IntegrityChecker
-from modelyard.registry.references import check_alias_name, parse_ref
+from modelyard.registry.references import check_alias_name, parse_ref, parse_version_number
 from modelyard.registry.registration import Declared, register_file
 from modelyard.registry.store import ModelDetails, RegistryStore
 
@@ -61,7 +61,7 @@ class RegistryAdmin:
 
     async def get_version(self, request: Request) -> Reply:
         version = await asyncio.to_thread(
-            self._store.get_version, request.params["name"], int(request.params["version"])
+            self._store.get_version, request.params["name"], parse_version_number(request.params["version"])
         )
         return 200, version.to_json()
 
@@ -193,7 +193,7 @@ class RegistryAdmin:
 
     async def archive(self, request: Request) -> Reply:
         version = await asyncio.to_thread(
-            self._store.archive, request.params["name"], int(request.params["version"]), actor(request)
+            self._store.archive, request.params["name"], parse_version_number(request.params["version"]), actor(request)
         )
         self._reconciler.poke()
         return 200, version.to_json()

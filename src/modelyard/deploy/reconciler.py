@@ -254,6 +254,7 @@ class Reconciler:
         replica = self._replicas.get(url)
         if replica is None:
             replica = self._replicas[url] = Replica(url, RemoteUpstream(url), bearer_header(target.api_key_env))
+        replica.max_concurrency = target.max_concurrency
         return replica
 
     def _forget_unused_remotes(self) -> None:
@@ -277,7 +278,7 @@ class Reconciler:
             pre_launch=partial(self._verify_artifact, version),
         )
         self.engines[name] = engine
-        self._replicas[name] = Replica(name, engine)
+        self._replicas[name] = Replica(name, engine, max_concurrency=self._engine_settings.parallel)
         engine.start()
         return engine
 

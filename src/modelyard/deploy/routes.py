@@ -215,6 +215,8 @@ def route_policy(spec: RouteSpec) -> RoutePolicy:
             deadline_s=spec.retry.deadline_s,
             first_byte_timeout_s=spec.retry.first_byte_timeout_s,
             on_status=frozenset(spec.retry.on_status),
+            hold_s=spec.retry.hold_s,
+            hold_max=spec.retry.hold_max,
         ),
         breaker=BreakerPolicy(spec.breaker.failures, spec.breaker.cooldown_s, spec.breaker.max_cooldown_s),
         fallbacks=tuple(names.index(f) for f in spec.fallbacks),

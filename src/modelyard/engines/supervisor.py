@@ -86,6 +86,7 @@ class EngineSupervisor:
         self.base_url = ""
         self.pid: int | None = None
         self.restarts = 0
+        self.generation = 0  # processes launched so far (the gateway's breaker forgets an old one's failures)
         self.last_exit_code: int | None = None
         self.next_attempt_at = 0.0
         self._process: asyncio.subprocess.Process | None = None
@@ -106,6 +107,16 @@ class EngineSupervisor:
         if self.state == EngineState.RESTARTING:
             return max(1, int(self.next_attempt_at - time.monotonic() + 0.999) + 2)
         return 2
+
+    @property
+    def recovering(self) -> bool:
+        """Not ready, but on its way: starting, or between a crash and the next launch."""
+        return self.state in (EngineState.STARTING, EngineState.RESTARTING) and not self._stopping
+
+    async def wait_change(self, timeout_s: float) -> None:
+        """Return at the next state change (or after ``timeout_s``): what held requests wait on."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._state_changed.wait(), timeout_s)
 
     async def wait_settled(self) -> None:
         """Return once the engine is ready or has given up (failed, refused, stopped)."""
@@ -209,6 +220,7 @@ class EngineSupervisor:
                 preexec_fn=kill_with_parent,
             )
         self.pid = self._process.pid
+        self.generation += 1
         self.base_url = f"http://127.0.0.1:{port}"
         log.info("engine %s launched (pid %d, port %d)", self.name, self.pid, port)
         deadline = time.monotonic() + self.policy.ready_timeout_s

@@ -30,11 +30,13 @@ from modelyard.gateway.batches_api import BatchesAPI
 from modelyard.gateway.breaker_probe import BreakerProber
 from modelyard.gateway.decide import Decider
 from modelyard.gateway.forward import Forwarder
+from modelyard.gateway.hold import Hold
 from modelyard.gateway.inference import InferenceAPI
 from modelyard.gateway.pipeline import Pipeline
 from modelyard.gateway.responses import ResponsesAPI
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.gateway.shadow import ShadowMirror
+from modelyard.gateway.slots import SlotGates
 from modelyard.gateway.upstream_call import UpstreamCaller
 from modelyard.gateway.upstream_client import UpstreamClientSettings, create_session
 from modelyard.observability.metrics import GatewayMetrics
@@ -88,10 +90,22 @@ class Runtime:
             settings=gateway,
             decide=Decider(routing),
             admit=Admit(security) if security is not None else None,
-            forward=Forwarder(self.upstreams, routing, lambda kind: metrics.invalid_output.labels(kind).inc()),
+            forward=Forwarder(
+                self.upstreams,
+                routing,
+                lambda kind: metrics.invalid_output.labels(kind).inc(),
+                Hold(routing),
+                SlotGates(gateway.queue_max),
+            ),
             shadow=self.shadow,
             observe=observe,
             metrics=metrics,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None  # the serving loop, once started
+        metrics.gauge_callback(
+            "modelyard_asyncio_tasks",
+            "Tasks alive in the serving event loop (a number that keeps growing is a leak; bench/soak.py checks it).",
+            lambda: len(asyncio.all_tasks(self._loop)) if self._loop is not None else 0,
         )
         routing.watch_replicas(lambda: [(r.name, r.breaker.ejected) for r in self.catalog().replicas()])
         self._prober = BreakerProber(lambda: self.catalog().replicas(), routing)
@@ -138,6 +152,7 @@ class Runtime:
         return self.metrics.render() + await self.control.engine_metrics(), self.metrics.content_type
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self.upstreams.session = create_session(UpstreamClientSettings())
         await self.observers.start()
         if self.security is not None:

@@ -70,7 +70,8 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
     server = serve_app(runtime.app, server_settings, settings.observability.log_level)
     server_box.append(server)
     log.info(
-        "gateway listening on http://%s:%d/v1 ; registry %s ; engine logs in %s",
+        "gateway listening on %s://%s:%d/v1 ; registry %s ; engine logs in %s",
+        "https" if server_settings.tls_cert else "http",
         server_settings.host,
         server_settings.port,
         describe_url(store.database.url),

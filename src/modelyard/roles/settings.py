@@ -19,7 +19,18 @@ from modelyard.deploy.settings import ControlSettings
 from modelyard.engines.settings import EngineSettings
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.observability.settings import ObservabilitySettings
-from modelyard.options import Declared, Section, between, build, declared, non_negative, option
+from modelyard.options import (
+    Declared,
+    Section,
+    SettingsError,
+    at_least,
+    between,
+    build,
+    declared,
+    non_negative,
+    option,
+    positive,
+)
 from modelyard.registry.settings import ModelSettings
 from modelyard.responses.settings import ResponsesSettings
 from modelyard.security.settings import SecuritySettings
@@ -38,6 +49,41 @@ class ServerSettings(Section):
         help="Seconds in-flight requests get to finish on SIGTERM / Ctrl-C.",
         check=non_negative,
     )
+    header_timeout_s: float = option(
+        10.0,
+        flag="--header-timeout",
+        help="Seconds a client gets to send a request's line and headers (from connecting, or its first byte on a "
+        "kept-alive connection); then the connection is closed.",
+        check=positive,
+    )
+    body_timeout_s: float = option(
+        60.0,
+        flag="--body-timeout",
+        help="Seconds a client gets to send a request's whole body after its headers; then the connection is closed.",
+        check=positive,
+    )
+    max_header_bytes: int = option(
+        65536,
+        flag="--max-header-bytes",
+        help="Largest request line plus headers in bytes; larger ones get 431 and the connection is closed.",
+        check=at_least(1024),
+    )
+    max_headers: int = option(
+        100, flag="--max-headers", help="Most header fields one request may carry (431 beyond).", check=at_least(8)
+    )
+    tls_cert: Path | None = option(
+        None,
+        flag="--tls-cert",
+        help="PEM certificate (chain) to serve HTTPS directly, for deployments without a TLS-terminating proxy.",
+    )
+    tls_key: Path | None = option(None, flag="--tls-key", help="PEM private key of --tls-cert.")
+
+    def check(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise SettingsError("--tls-cert and --tls-key go together: give both or neither")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                raise SettingsError(f"TLS file {path} does not exist")
 
 
 @dataclass(frozen=True)
