@@ -28,6 +28,7 @@ from modelyard.api.admin_schemas import (
     Rollback,
     UpdateModel,
 )
+from modelyard.api.feedback_api import FeedbackAPI
 from modelyard.api.operations import Operations
 from modelyard.api.registry_admin import RegistryAdmin
 from modelyard.api.security_admin import SecurityAdmin
@@ -96,6 +97,24 @@ def _security(method: str, path: str, handler: Callable[..., Any], summary: str,
     return Endpoint(method, path, READ if method == "GET" else ADMIN, handler, summary, "security", **extra)
 
 
+_FEEDBACK_BODY = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["request_id", "score"],
+            "additionalProperties": False,
+            "properties": {
+                "request_id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "x-request-id"},
+                "score": {
+                    "oneOf": [{"type": "string", "enum": ["up", "down"]}, {"type": "number"}],
+                    "description": "a thumb, or a number within --feedback-min .. --feedback-max",
+                },
+                "comment": {"type": "string", "maxLength": 4000},
+            },
+        }
+    }
+}
+
 _DEPLOYMENTS_BODY = {
     "application/yaml": {"schema": {"type": "string"}},
     "application/json": {"schema": {"type": "object"}},
@@ -152,6 +171,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     _inference("GET", "/v1/batches/{id}", BatchesAPI.get_batch, "A batch and its request counts"),
     _inference("POST", "/v1/batches/{id}/cancel", BatchesAPI.cancel_batch, "Cancel a batch"),
+    _inference(
+        "POST",
+        "/v1/feedback",
+        FeedbackAPI.submit,
+        "Rate an answer by its x-request-id (a second rating replaces the first; only the key that made the "
+        "request, or an admin key, may rate it)",
+        body_content=_FEEDBACK_BODY,
+        response="Feedback",
+    ),
     # -- operations -----------------------------------------------------------------------------------------------
     _ops("GET", "/health", None, Operations.health, "Liveness"),
     _ops("GET", "/ready", None, Operations.ready, "Readiness (503 until every served engine is ready)"),
@@ -355,6 +383,7 @@ SERVICES: tuple[type[Any], ...] = (
     InferenceAPI,
     ResponsesAPI,
     BatchesAPI,
+    FeedbackAPI,
     Operations,
     RegistryAdmin,
     SecurityAdmin,

@@ -127,6 +127,22 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
             "key": {"type": "string", "description": "the secret: only in the answer to POST /admin/keys"},
         },
     },
+    "Feedback": {
+        "type": "object",
+        "properties": {
+            "object": {"type": "string", "enum": ["feedback"]},
+            "request_id": {"type": "string"},
+            "route": {"type": "string"},
+            "model": {"type": "string"},
+            "version": {"type": "string"},
+            "target": {"type": "string", "description": "the engine (arm) that served the rated answer"},
+            "score": {"type": "number", "minimum": 0, "maximum": 1, "description": "scaled: 1 = best"},
+            "raw": {"type": "string", "description": "the score as sent: up, down or the number"},
+            "comment": {"type": ["string", "null"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    },
     "AuditVerify": {
         "type": "object",
         "properties": {

@@ -57,6 +57,7 @@ class Exchange:
             endpoint=endpoint,
             received=time.perf_counter(),
             received_at=time.time(),
+            key_id=request.caller.id if request.caller is not None else "",
         )
         return cls(record, request_id, request.caller)
 

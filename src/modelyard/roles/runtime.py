@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from modelyard.api.app import ModelyardApp
+from modelyard.api.feedback_api import FeedbackAPI
 from modelyard.api.security_admin import SecurityAdmin
 from modelyard.batches.settings import BatchSettings
 from modelyard.batches.store import BatchStore
@@ -43,6 +44,8 @@ from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.observability.settings import ObservabilitySettings
 from modelyard.responses.settings import ResponsesSettings
 from modelyard.responses.store import ResponseStore
+from modelyard.rollouts.feedback import FeedbackStore
+from modelyard.rollouts.settings import RolloutSettings
 from modelyard.routing.catalog import ModelCatalog
 from modelyard.security.layer import SecurityLayer
 from modelyard.store.database import Database
@@ -56,6 +59,7 @@ class StoredState:
     database: Database
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
     batches: BatchSettings = field(default_factory=BatchSettings)
+    rollouts: RolloutSettings = field(default_factory=RolloutSettings)
 
 
 class Runtime:
@@ -97,7 +101,15 @@ class Runtime:
         self._prober = BreakerProber(lambda: self.catalog().replicas(), routing)
         responses = ResponseStore(state.database, state.responses.response_retention_s) if state else None
         self.responses = ResponsesAPI(self.pipeline, responses, gateway.max_body_bytes)
-        services: list[object] = [InferenceAPI(self.pipeline, self.catalog), self.responses, *(admin or [])]
+        # Feedback rates rows of the request log, so it lives where the request log does (the shared database).
+        shared = state is not None and request_log is not None and _same(state.database.url, request_log)
+        feedback = FeedbackStore(state.database) if state is not None and shared else None
+        services: list[object] = [
+            InferenceAPI(self.pipeline, self.catalog),
+            self.responses,
+            FeedbackAPI(feedback, state.rollouts.feedback_scale if state else RolloutSettings().feedback_scale),
+            *(admin or []),
+        ]
         if security is not None:
             services.append(SecurityAdmin(security))
         self._batches: LeaseKeeper | None = None
@@ -163,3 +175,7 @@ class Runtime:
         await self.observers.stop()
         if self.upstreams.session is not None:
             await self.upstreams.session.close()
+
+
+def _same(a: URL, b: URL) -> bool:
+    return a.render_as_string(hide_password=False) == b.render_as_string(hide_password=False)

@@ -65,7 +65,7 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         request_log=store.database.url,
         security=security,
         admin=[registry_admin],
-        state=StoredState(store.database, settings.responses, settings.batches),
+        state=StoredState(store.database, settings.responses, settings.batches, settings.rollouts),
     )
     server = serve_app(runtime.app, server_settings, settings.observability.log_level)
     server_box.append(server)
