@@ -31,6 +31,7 @@ from modelyard.api.admin_schemas import (
 from modelyard.api.feedback_api import FeedbackAPI
 from modelyard.api.operations import Operations
 from modelyard.api.registry_admin import RegistryAdmin
+from modelyard.api.rollouts_admin import RolloutsAdmin
 from modelyard.api.security_admin import SecurityAdmin
 from modelyard.gateway.batches_api import BatchesAPI
 from modelyard.gateway.inference import InferenceAPI
@@ -56,6 +57,7 @@ PARAMETERS: dict[str, Parameter] = {
     "model": Parameter(r".+", {"type": "string"}),  # served ids: name, name@alias, name:version
     "alias": Parameter(r"[^/]+", {"type": "string"}),
     "id": Parameter(r"[^/]+", {"type": "string"}),
+    "rollout": Parameter(r"\d+", {"type": "integer", "minimum": 1}),
 }
 
 
@@ -110,6 +112,20 @@ _FEEDBACK_BODY = {
                     "description": "a thumb, or a number within --feedback-min .. --feedback-max",
                 },
                 "comment": {"type": "string", "maxLength": 4000},
+            },
+        }
+    }
+}
+
+_ROLLOUT_BODY = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["route", "candidate"],
+            "properties": {
+                "route": {"type": "string", "description": "the route (model id clients send) to move"},
+                "candidate": {"type": "string", "description": "MODEL:VERSION"},
+                "plan": {"type": "object", "description": "steps, guardrails, alpha, min_sample, ... (docs)"},
             },
         }
     }
@@ -316,6 +332,56 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Replace the whole deployments file: validated, applied atomically, then saved",
         body_content=_DEPLOYMENTS_BODY,
     ),
+    # -- rollouts -------------------------------------------------------------------------------------------------
+    _admin(
+        "GET",
+        "/admin/rollouts",
+        RolloutsAdmin.list_rollouts,
+        "Rollouts, newest first (active=true: running or paused only; route; limit)",
+        query=("active", "route", "limit"),
+    ),
+    _admin(
+        "POST",
+        "/admin/rollouts",
+        RolloutsAdmin.start,
+        "Start a rollout of a candidate version on a route (steps, guardrails, statistics in 'plan')",
+        body_content=_ROLLOUT_BODY,
+        response="Rollout",
+        status=201,
+    ),
+    _admin(
+        "GET", "/admin/rollouts/{rollout}", RolloutsAdmin.get, "A rollout and its last decision", response="Rollout"
+    ),
+    _admin(
+        "GET",
+        "/admin/rollouts/{rollout}/decisions",
+        RolloutsAdmin.decisions,
+        "Every decision of a rollout with the numbers behind it, oldest first",
+    ),
+    _admin(
+        "POST",
+        "/admin/rollouts/{rollout}/resume",
+        RolloutsAdmin.resume,
+        "Resume a paused rollout at its step",
+        response="Rollout",
+    ),
+    _admin(
+        "POST",
+        "/admin/rollouts/{rollout}/promote",
+        RolloutsAdmin.promote,
+        "Promote the candidate now (through the eval gates; a refusal pauses and says why)",
+        response="Rollout",
+    ),
+    _admin(
+        "POST", "/admin/rollouts/{rollout}/rollback", RolloutsAdmin.rollback, "Roll back to control", response="Rollout"
+    ),
+    _admin(
+        "POST",
+        "/admin/rollouts/{rollout}/abort",
+        RolloutsAdmin.abort,
+        "Stop without a verdict (no alias moves)",
+        response="Rollout",
+    ),
     # -- keys, spend, guardrails, audit ---------------------------------------------------------------------------
     _security("GET", "/admin/keys", SecurityAdmin.list_keys, "List API keys (never their secrets)"),
     _security(
@@ -386,6 +452,7 @@ SERVICES: tuple[type[Any], ...] = (
     FeedbackAPI,
     Operations,
     RegistryAdmin,
+    RolloutsAdmin,
     SecurityAdmin,
 )
 

@@ -143,6 +143,28 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
             "updated_at": {"type": "string", "format": "date-time"},
         },
     },
+    "Rollout": {
+        "type": "object",
+        "properties": {
+            "object": {"type": "string", "enum": ["rollout"]},
+            "id": {"type": "integer"},
+            "route": {"type": "string"},
+            "model": {"type": "string"},
+            "control_version": {"type": "integer"},
+            "candidate_version": {"type": "integer"},
+            "steps": {"type": "array", "items": {"type": "integer"}},
+            "step": {"type": "integer", "description": "index into steps"},
+            "share": {"type": "integer", "description": "the candidate's percentage now"},
+            "state": {"type": "string", "enum": ["running", "paused", "promoted", "rolled_back", "aborted"]},
+            "reason": {"type": "string"},
+            "plan": {"type": "object"},
+            "created_by": {"type": "string"},
+            "started_at": {"type": "string", "format": "date-time"},
+            "step_started_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "last_decision": {"type": ["object", "null"]},
+        },
+    },
     "AuditVerify": {
         "type": "object",
         "properties": {

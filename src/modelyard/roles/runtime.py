@@ -45,6 +45,7 @@ from modelyard.observability.settings import ObservabilitySettings
 from modelyard.responses.settings import ResponsesSettings
 from modelyard.responses.store import ResponseStore
 from modelyard.rollouts.feedback import FeedbackStore
+from modelyard.rollouts.service import RolloutService
 from modelyard.rollouts.settings import RolloutSettings
 from modelyard.routing.catalog import ModelCatalog
 from modelyard.security.layer import SecurityLayer
@@ -75,11 +76,14 @@ class Runtime:
         admin: list[object] | None = None,
         watched: bool = True,
         state: StoredState | None = None,
+        rollouts: RolloutService | None = None,
     ) -> None:
         """``request_log``: the database the request log is stored in (None: not stored). ``admin``: the admin
         services this process runs (the registry's, when it has one). ``watched=False``: nothing is observed per
         request (the benchmarks' "all off"). ``state``: where stored responses, files and batches live (None: the
-        Responses API answers without storing, the Batch API is not available)."""
+        Responses API answers without storing, the Batch API is not available). ``rollouts``: the rollout
+        splits and controller (``modelyard serve``)."""
+        self.rollouts = rollouts
         self.control = control
         self.metrics = metrics
         self.security = security
@@ -155,6 +159,8 @@ class Runtime:
         if self.security is not None:
             await self.security.start(actor=f"gateway@{socket.gethostname()}")
         await self.control.start()
+        if self.rollouts is not None:
+            await self.rollouts.start()
         await self._prober.start()
         if self._batches is not None:
             self._batch_task = asyncio.create_task(self._batches.run(self._batch_runner.run), name="batches")
@@ -168,6 +174,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._batch_task
         await self._prober.stop()
+        if self.rollouts is not None:
+            await self.rollouts.stop()
         await self.shadow.stop()
         await self.control.stop()
         if self.security is not None:

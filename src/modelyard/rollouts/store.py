@@ -199,9 +199,11 @@ class RolloutStore:
         state: str | None = None,
         step: int | None = None,
         expect: tuple[str, ...] = ACTIVE,
+        new_window: bool = False,
     ) -> tuple[Rollout, DecisionRecord]:
         """Record a decision and apply it: a new state and/or step, the decision row and the audit record, in one
-        transaction. ``expect``: the states the rollout must be in (else :class:`RolloutConflict`)."""
+        transaction. ``expect``: the states the rollout must be in (else :class:`RolloutConflict`);
+        ``new_window``: judge from now on (a resumed step does not count the requests of its pause)."""
         now = datetime.now(UTC)
         with self.database.transaction() as session:
             row = session.get(RolloutRow, rollout_id, with_for_update=True)
@@ -210,8 +212,8 @@ class RolloutStore:
             if row.state not in expect:
                 raise RolloutConflict(f"Rollout {rollout_id} is {row.state}; it cannot {action}.", "state")
             before = _rollout(row).to_json()
-            if step is not None and step != row.step:
-                row.step, row.step_started_at = step, now
+            if (step is not None and step != row.step) or new_window:
+                row.step, row.step_started_at = row.step if step is None else step, now
             if state is not None:
                 row.state = state
             row.reason, row.updated_at = reason, now
