@@ -62,7 +62,7 @@ class RolloutPlan:
     def statistics(self) -> Plan:
         """The judge's plan: the rank test's alpha is split over every look the rollout may take."""
         looks = max(1, math.ceil(self.step_max_s / self.look_s)) * max(1, len(self.judged_steps))
-        return Plan(alpha=self.alpha, looks=looks, min_sample=self.min_sample, tuning_n=max(200, 4 * self.min_sample))
+        return Plan(alpha=self.alpha, looks=looks, min_sample=self.min_sample, tuning_n=max(40, 4 * self.min_sample))
 
     def guardrail_list(self) -> list[Guardrail]:
         return [Guardrail(metric, allowed) for metric, allowed in self.guardrails.items()]
