@@ -1,5 +1,5 @@
 """The rollouts part of one gateway process: every gateway lays the active rollouts' splits over its routes; the
-one holding the ``rollouts`` lease also runs the controller that judges them."""
+one holding the ``rollouts`` lease also runs the controller that judges them and the drift watch."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from modelyard.deploy.reconciler import Reconciler
 from modelyard.deploy.rollout_split import TrafficSplit
 from modelyard.registry.store import RegistryStore
 from modelyard.rollouts.controller import RolloutController
+from modelyard.rollouts.drift import DriftWatch
 from modelyard.rollouts.metrics import RolloutMetrics
 from modelyard.rollouts.store import RolloutStore
 from modelyard.store.database import Database, StoreUnavailable
@@ -36,6 +37,7 @@ class RolloutService:
         self.controller = RolloutController(
             self.store, registry, f"rollouts@{holder}", self.metrics.decided, self.metrics.looked
         )
+        self.drift = DriftWatch(database, metrics_registry)
         self._reconciler = reconciler
         self._keeper = LeaseKeeper(database, "rollouts", holder)
         self._tasks: list[asyncio.Task[None]] = []
@@ -44,7 +46,7 @@ class RolloutService:
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._follow_splits(), name="rollout-traffic"),
-            asyncio.create_task(self._keeper.run(self.controller.run), name="rollout-controller"),
+            asyncio.create_task(self._keeper.run(self._lease_job), name="rollout-controller"),
         ]
 
     async def stop(self) -> None:
@@ -53,6 +55,10 @@ class RolloutService:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def _lease_job(self) -> None:
+        """What only the lease holder runs: the controller and the drift watch."""
+        await asyncio.gather(self.controller.run(), self.drift.run())
 
     async def _follow_splits(self) -> None:
         """Keep this gateway's routes in step with the active rollouts (a candidate's engines are ready before

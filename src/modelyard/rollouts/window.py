@@ -98,6 +98,42 @@ def read_window(
     return Window(arms[str(control_version)].data(), arms[str(candidate_version)].data())
 
 
+def read_arm(database: Database, route: str, version: str, since: datetime, until: datetime | None = None) -> ArmData:
+    """One version's data on ``route`` in [since, until): what the drift watch compares with itself."""
+    arm = _Arm()
+    statement = (
+        select(RequestLogRow, FeedbackRow.score)
+        .outerjoin(FeedbackRow, FeedbackRow.request_id == RequestLogRow.request_id)
+        .where(
+            RequestLogRow.route == route,
+            RequestLogRow.version == version,
+            RequestLogRow.received_at >= since,
+            RequestLogRow.shadow_of.is_(None),
+        )
+        .order_by(RequestLogRow.id.desc())
+        .limit(MAX_ROWS)
+    )
+    if until is not None:
+        statement = statement.where(RequestLogRow.received_at < until)
+    with database.transaction() as session:
+        for row, feedback in session.execute(statement):
+            arm.requests += 1
+            _count(arm, row, feedback)
+    return arm.data()
+
+
+def served_versions(database: Database, since: datetime) -> list[tuple[str, str]]:
+    """The (route, version) pairs that served requests since ``since``."""
+    statement = (
+        select(RequestLogRow.route, RequestLogRow.version)
+        .where(RequestLogRow.received_at >= since, RequestLogRow.shadow_of.is_(None), RequestLogRow.version != "")
+        .distinct()
+        .limit(1000)
+    )
+    with database.transaction() as session:
+        return [(route, version) for route, version in session.execute(statement)]
+
+
 def _count(arm: _Arm, row: RequestLogRow, feedback: float | None) -> None:
     assert arm.latency is not None and arm.ttft is not None and arm.tpot is not None
     assert arm.output_tokens is not None and arm.feedback is not None
