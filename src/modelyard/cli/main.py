@@ -9,6 +9,7 @@ import typer
 from modelyard import __version__, paths
 from modelyard.cli.deployments import deployments_app
 from modelyard.cli.evals import eval_app
+from modelyard.cli.experiments import experiments_app
 from modelyard.cli.gates import gates_app
 from modelyard.cli.models import models_app
 from modelyard.cli.requests import requests_app
@@ -28,6 +29,7 @@ app.add_typer(eval_app, name="eval")
 models_app.add_typer(gates_app, name="gates")
 app.add_typer(requests_app, name="requests")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(experiments_app, name="experiments")
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")

@@ -31,6 +31,7 @@ class TrafficSplit:
     candidate_version: int
     share: float  # the candidate's percentage, 0 < share < 100
     sticky: str | None = None  # a stickiness key (``user`` or ``header:NAME``) for a route the file does not declare
+    others: tuple[tuple[int, float], ...] = ()  # an experiment's further treatments: (version, percentage)
 
 
 def with_splits(spec: DeploymentsSpec, splits: Sequence[TrafficSplit]) -> DeploymentsSpec:
@@ -39,16 +40,21 @@ def with_splits(spec: DeploymentsSpec, splits: Sequence[TrafficSplit]) -> Deploy
         return spec
     routes = dict(spec.routes)
     for split in splits:
-        candidate = TargetSpec(model=f"{split.model}:{split.candidate_version}", weight=split.share)
+        added = {CANDIDATE: (split.candidate_version, split.share)}
+        added.update({f"{CANDIDATE}-{version}": (version, share) for version, share in split.others})
+        treated = sum(share for _, share in added.values())
         declared = routes.get(split.route)
         if declared is None:
-            control = TargetSpec(model=f"{split.model}:{split.control_version}", weight=100.0 - split.share)
+            control = TargetSpec(model=f"{split.model}:{split.control_version}", weight=100.0 - treated)
+            targets = {CONTROL: control}
+            targets.update({n: TargetSpec(model=f"{split.model}:{v}", weight=w) for n, (v, w) in added.items()})
             sticky = StickySpec(key=split.sticky) if split.sticky else None
-            routes[split.route] = RouteSpec(targets={CONTROL: control, CANDIDATE: candidate}, sticky=sticky)
+            routes[split.route] = RouteSpec(targets=targets, sticky=sticky)
             continue
         total = sum(t.weight for t in declared.targets.values()) or 1.0
-        scale = (100.0 - split.share) / 100.0
+        scale = (100.0 - treated) / 100.0
         targets = {name: msgspec.structs.replace(t, weight=t.weight * scale) for name, t in declared.targets.items()}
-        targets[CANDIDATE] = msgspec.structs.replace(candidate, weight=total * split.share / 100.0)
+        for name, (version, share) in added.items():
+            targets[name] = TargetSpec(model=f"{split.model}:{version}", weight=total * share / 100.0)
         routes[split.route] = msgspec.structs.replace(declared, targets=targets)
     return DeploymentsSpec(routes=routes)

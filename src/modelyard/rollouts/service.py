@@ -14,6 +14,7 @@ from modelyard.deploy.rollout_split import TrafficSplit
 from modelyard.registry.store import RegistryStore
 from modelyard.rollouts.controller import RolloutController
 from modelyard.rollouts.drift import DriftWatch
+from modelyard.rollouts.experiment_store import ExperimentStore
 from modelyard.rollouts.metrics import RolloutMetrics
 from modelyard.rollouts.store import RolloutStore
 from modelyard.store.database import Database, StoreUnavailable
@@ -33,6 +34,7 @@ class RolloutService:
         metrics_registry: CollectorRegistry,
     ) -> None:
         self.store = RolloutStore(database)
+        self.experiments = ExperimentStore(database)
         self.metrics = RolloutMetrics(metrics_registry)
         self.controller = RolloutController(
             self.store, registry, f"rollouts@{holder}", self.metrics.decided, self.metrics.looked
@@ -56,6 +58,9 @@ class RolloutService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def _splits(self) -> tuple[TrafficSplit, ...]:
+        return tuple(sorted((*self.store.splits(), *self.experiments.splits()), key=lambda split: split.route))
+
     async def _lease_job(self) -> None:
         """What only the lease holder runs: the controller and the drift watch."""
         await asyncio.gather(self.controller.run(), self.drift.run())
@@ -66,7 +71,7 @@ class RolloutService:
         while True:
             splits: tuple[TrafficSplit, ...] = ()
             try:
-                splits = await asyncio.to_thread(self.store.splits)
+                splits = await asyncio.to_thread(self._splits)
                 if splits != self._reconciler.splits and splits != self._refused:
                     await self._reconciler.apply_splits(splits)
                     log.info("rollout splits: %s", [f"{s.route} {s.share:g}% → v{s.candidate_version}" for s in splits])

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from modelyard.audit.log import append as audit_append
 from modelyard.deploy.rollout_split import TrafficSplit
 from modelyard.rollouts.plan import RolloutPlan, plan_from_json
-from modelyard.rollouts.tables import RolloutDecisionRow, RolloutRow
+from modelyard.rollouts.tables import ExperimentRow, RolloutDecisionRow, RolloutRow
 from modelyard.store.database import Database
 
 ACTIVE = ("running", "paused")
@@ -135,6 +135,13 @@ class RolloutStore:
             if busy is not None:
                 raise RolloutConflict(
                     f"Route '{route}' already has an active rollout (id {busy}); finish or abort it first.", "route"
+                )
+            experiment = session.execute(
+                select(ExperimentRow.name).where(ExperimentRow.route == route, ExperimentRow.state == "running")
+            ).scalar_one_or_none()
+            if experiment is not None:
+                raise RolloutConflict(
+                    f"Route '{route}' has a running experiment '{experiment}'; stop it before a rollout.", "route"
                 )
             row = RolloutRow(
                 route=route,
