@@ -202,6 +202,11 @@ def insufficient_scope(key: str, needed: str, has: list[str]) -> APIError:
     )
 
 
+def not_your_request(message: str) -> APIError:
+    """Feedback on a request another key made: only that key (or an admin) may rate it."""
+    return APIError(403, message, type=PERMISSION_DENIED, code="not_your_request", param="request_id")
+
+
 def model_not_allowed(key: str, route: str) -> APIError:
     return APIError(
         403,

@@ -9,9 +9,11 @@ import typer
 from modelyard import __version__, paths
 from modelyard.cli.deployments import deployments_app
 from modelyard.cli.evals import eval_app
+from modelyard.cli.experiments import experiments_app
 from modelyard.cli.gates import gates_app
 from modelyard.cli.models import models_app
 from modelyard.cli.requests import requests_app
+from modelyard.cli.rollouts import rollout_app
 from modelyard.cli.security import audit_app, keys_app
 from modelyard.cli.serve import SERVE_HELP, console, fail, prepare_engine, serve_command
 from modelyard.engines.llamacpp_build import BuildError, ensure_engine
@@ -26,6 +28,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
 models_app.add_typer(gates_app, name="gates")
 app.add_typer(requests_app, name="requests")
+app.add_typer(rollout_app, name="rollout")
+app.add_typer(experiments_app, name="experiments")
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from modelyard.deploy.engine_config import engine_log_path, llama_server_config
 from modelyard.deploy.plan import choose_routes, serving_plan
+from modelyard.deploy.rollout_split import TrafficSplit, with_splits
 from modelyard.deploy.routes import (
     CatalogInputs,
     build_catalog,
@@ -87,6 +88,7 @@ class Reconciler:
         self._apply_lock = asyncio.Lock()
         self.deployments = DeploymentsSpec()
         self.deployments_source = "<none>"
+        self.splits: tuple[TrafficSplit, ...] = ()  # active rollouts' traffic splits, laid over the file
         self._prices: dict[str, tuple[float, float]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -131,6 +133,19 @@ class Reconciler:
                 await self._apply(snapshot, initial=False)
             except BaseException:
                 self.deployments, self.deployments_source = previous
+                raise
+
+    async def apply_splits(self, splits: tuple[TrafficSplit, ...]) -> None:
+        """Serve new rollout splits: a candidate's engines are started and ready before its share reaches them.
+        Refused as a whole (:class:`DeploymentsError`) if a split's versions do not resolve."""
+        async with self._apply_lock:
+            snapshot = self._snapshot if self._snapshot is not None else await asyncio.to_thread(self._store.snapshot)
+            resolve_deployments(snapshot, with_splits(self.deployments, splits), "rollouts", strict=True)
+            previous, self.splits = self.splits, splits
+            try:
+                await self._apply(snapshot, initial=False)
+            except BaseException:
+                self.splits = previous
                 raise
 
     def poke(self) -> None:
@@ -207,7 +222,8 @@ class Reconciler:
     async def _apply(self, snapshot: RegistrySnapshot, initial: bool) -> None:
         self._snapshot = snapshot
         plan = serving_plan(snapshot)
-        resolved = resolve_deployments(snapshot, self.deployments, self.deployments_source, strict=False)
+        effective = with_splits(self.deployments, self.splits)
+        resolved = resolve_deployments(snapshot, effective, self.deployments_source, strict=False)
         self._prices = {name: model_prices(model) for name, model in snapshot.models.items()}
         versions = {**plan.versions, **versions_of(resolved)}
         self._versions.update(versions)
@@ -232,7 +248,7 @@ class Reconciler:
                 remote_replica=self._remote_replica,
                 prices=self._prices,
                 embeddings=self._engine_settings.embeddings,
-                spec=self.deployments,
+                spec=effective,
                 resolved=resolved,
                 parallel=self._engine_settings.parallel,
             )

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from modelyard.api.app import ModelyardApp
+from modelyard.api.feedback_api import FeedbackAPI
 from modelyard.api.security_admin import SecurityAdmin
 from modelyard.batches.settings import BatchSettings
 from modelyard.batches.store import BatchStore
@@ -45,6 +46,9 @@ from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.observability.settings import ObservabilitySettings
 from modelyard.responses.settings import ResponsesSettings
 from modelyard.responses.store import ResponseStore
+from modelyard.rollouts.feedback import FeedbackStore
+from modelyard.rollouts.service import RolloutService
+from modelyard.rollouts.settings import RolloutSettings
 from modelyard.routing.catalog import ModelCatalog
 from modelyard.security.layer import SecurityLayer
 from modelyard.store.database import Database
@@ -58,6 +62,7 @@ class StoredState:
     database: Database
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
     batches: BatchSettings = field(default_factory=BatchSettings)
+    rollouts: RolloutSettings = field(default_factory=RolloutSettings)
 
 
 class Runtime:
@@ -73,11 +78,14 @@ class Runtime:
         admin: list[object] | None = None,
         watched: bool = True,
         state: StoredState | None = None,
+        rollouts: RolloutService | None = None,
     ) -> None:
         """``request_log``: the database the request log is stored in (None: not stored). ``admin``: the admin
         services this process runs (the registry's, when it has one). ``watched=False``: nothing is observed per
         request (the benchmarks' "all off"). ``state``: where stored responses, files and batches live (None: the
-        Responses API answers without storing, the Batch API is not available)."""
+        Responses API answers without storing, the Batch API is not available). ``rollouts``: the rollout
+        splits and controller (``modelyard serve``)."""
+        self.rollouts = rollouts
         self.control = control
         self.metrics = metrics
         self.security = security
@@ -111,7 +119,15 @@ class Runtime:
         self._prober = BreakerProber(lambda: self.catalog().replicas(), routing)
         responses = ResponseStore(state.database, state.responses.response_retention_s) if state else None
         self.responses = ResponsesAPI(self.pipeline, responses, gateway.max_body_bytes)
-        services: list[object] = [InferenceAPI(self.pipeline, self.catalog), self.responses, *(admin or [])]
+        # Feedback rates rows of the request log, so it lives where the request log does (the shared database).
+        shared = state is not None and request_log is not None and _same(state.database.url, request_log)
+        feedback = FeedbackStore(state.database) if state is not None and shared else None
+        services: list[object] = [
+            InferenceAPI(self.pipeline, self.catalog),
+            self.responses,
+            FeedbackAPI(feedback, state.rollouts.feedback_scale if state else RolloutSettings().feedback_scale),
+            *(admin or []),
+        ]
         if security is not None:
             services.append(SecurityAdmin(security))
         self._batches: LeaseKeeper | None = None
@@ -158,6 +174,8 @@ class Runtime:
         if self.security is not None:
             await self.security.start(actor=f"gateway@{socket.gethostname()}")
         await self.control.start()
+        if self.rollouts is not None:
+            await self.rollouts.start()
         await self._prober.start()
         if self._batches is not None:
             self._batch_task = asyncio.create_task(self._batches.run(self._batch_runner.run), name="batches")
@@ -171,6 +189,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._batch_task
         await self._prober.stop()
+        if self.rollouts is not None:
+            await self.rollouts.stop()
         await self.shadow.stop()
         await self.control.stop()
         if self.security is not None:
@@ -178,3 +198,7 @@ class Runtime:
         await self.observers.stop()
         if self.upstreams.session is not None:
             await self.upstreams.session.close()
+
+
+def _same(a: URL, b: URL) -> bool:
+    return a.render_as_string(hide_password=False) == b.render_as_string(hide_password=False)

@@ -4,10 +4,12 @@ APIs, run until told to stop."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 
 from modelyard import paths
 from modelyard.api.registry_admin import RegistryAdmin
+from modelyard.api.rollouts_admin import RolloutsAdmin
 from modelyard.audit.log import AuditLog
 from modelyard.deploy.control import EngineControl
 from modelyard.deploy.deployments import DeploymentsManager
@@ -22,6 +24,7 @@ from modelyard.registry.store import RegistryStore
 from modelyard.roles.runtime import Runtime, StoredState
 from modelyard.roles.server import GatewayServer, bind_listener, serve_app
 from modelyard.roles.settings import ServeSettings
+from modelyard.rollouts.service import RolloutService
 from modelyard.security.layer import SecurityLayer
 from modelyard.store.database import describe_url
 
@@ -56,6 +59,9 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
     deployments.load_initial()
     security = SecurityLayer(store.database, settings.security, metrics.registry, engine.slot_context)
     registry_admin = RegistryAdmin(store, checker, reconciler, RequestLogStore(store.database), deployments)
+    holder = f"{socket.gethostname()}:{os.getpid()}:{server_settings.port}"
+    rollouts = RolloutService(store.database, store, reconciler, holder, metrics.registry)
+    rollouts_admin = RolloutsAdmin(rollouts.store, store, rollouts.controller)
     runtime = Runtime(
         EngineControl(reconciler, deployments),
         metrics,
@@ -64,8 +70,9 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         settings.observability,
         request_log=store.database.url,
         security=security,
-        admin=[registry_admin],
-        state=StoredState(store.database, settings.responses, settings.batches),
+        admin=[registry_admin, rollouts_admin],
+        state=StoredState(store.database, settings.responses, settings.batches, settings.rollouts),
+        rollouts=rollouts,
     )
     server = serve_app(runtime.app, server_settings, settings.observability.log_level)
     server_box.append(server)
