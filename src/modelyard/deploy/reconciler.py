@@ -286,19 +286,7 @@ class Reconciler:
         await asyncio.gather(*(engine.wait_settled() for engine in engines))
 
     async def _verify_artifact(self, version: VersionRecord) -> None:
-        started = time.monotonic()
-        try:
-            result = await asyncio.to_thread(
-                self._checker.verify, version.artifact_path, version.sha256, version.size_bytes
-            )
-        except ArtifactIntegrityError as exc:
-            with contextlib.suppress(StoreUnavailable):
-                await asyncio.to_thread(
-                    self._store.record_integrity_failure, version.model, version.number, str(exc), self._actor
-                )
-            raise LaunchRefused(f"{version.key} failed its integrity check: {exc}") from exc
-        if not result.from_cache:
-            log.info("verified %s sha256 in %.1f s", version.key, time.monotonic() - started)
+        await verify_artifact(self._store, self._checker, version, self._actor)
 
     def _retire(self, key: str) -> None:
         engine = self.engines.pop(key)
@@ -336,6 +324,20 @@ class Reconciler:
         serving = self.catalog.upstreams()
         if engine in serving and all(getattr(u, "state", None) == EngineState.FAILED for u in serving):
             self._on_nothing_servable(engine.failure or f"engine {engine.name} failed")
+
+
+async def verify_artifact(store: RegistryStore, checker: IntegrityChecker, version: VersionRecord, actor: str) -> None:
+    """Before an engine loads a version: its artifact's sha256 must be the registered one. A mismatch is recorded
+    in the registry (the version is marked, the audit log has it) and refuses the launch."""
+    started = time.monotonic()
+    try:
+        result = await asyncio.to_thread(checker.verify, version.artifact_path, version.sha256, version.size_bytes)
+    except ArtifactIntegrityError as exc:
+        with contextlib.suppress(StoreUnavailable):
+            await asyncio.to_thread(store.record_integrity_failure, version.model, version.number, str(exc), actor)
+        raise LaunchRefused(f"{version.key} failed its integrity check: {exc}") from exc
+    if not result.from_cache:
+        log.info("verified %s sha256 in %.1f s", version.key, time.monotonic() - started)
 
 
 def _labels(instance: str) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from modelyard.api.registry_admin import RegistryAdmin
 from modelyard.audit.log import AuditLog
 from modelyard.deploy.control import EngineControl
 from modelyard.deploy.deployments import DeploymentsManager
+from modelyard.deploy.deployments_table import DeploymentsTable
 from modelyard.deploy.reconciler import Reconciler
 from modelyard.engines.llamacpp_build import EngineBuild
 from modelyard.engines.supervisor import RestartPolicy
@@ -52,8 +53,10 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         settings.control.deployments_path,
         paths.data_dir() / "deployments.yaml",
         audit=AuditLog(store.database),
+        table=DeploymentsTable(store.database),
+        table_poll_s=settings.control.deployments_poll_s,
     )
-    deployments.load_initial()
+    deployments.load_initial(actor=f"start-up of gateway@{socket.gethostname()}")
     security = SecurityLayer(store.database, settings.security, metrics.registry, engine.slot_context)
     registry_admin = RegistryAdmin(store, checker, reconciler, RequestLogStore(store.database), deployments)
     runtime = Runtime(
