@@ -120,9 +120,16 @@ class DeploymentsManager:
         async with self._lock:
             spec = parse_deployments(text, "request body")
             await self._reconciler.apply_deployments(spec, str(path))
-            await asyncio.to_thread(_write_atomically, path, text)
-            self.path = path
-            self._stamp, self._digest = _stamp(path), _digest(text)
+            try:
+                await asyncio.to_thread(_write_atomically, path, text)
+                self.path = path
+                self._stamp = _stamp(path)
+            except OSError as exc:
+                if self._table is None:
+                    raise
+                # A read-only file (a Kubernetes ConfigMap): the stored configuration is the one that counts.
+                log.warning("deployments applied and stored; %s not rewritten: %s", path, exc.strerror or exc)
+            self._digest = _digest(text)
             self._applied(f"admin API ({actor})")
             await self._store(text, actor)
             await self._record(actor, "deployments.replace", str(path), text)
