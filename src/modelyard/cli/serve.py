@@ -55,7 +55,7 @@ def prepare_engine(out: Console) -> EngineBuild:
 
 def serve_command() -> Callable[..., None]:
     """The ``serve`` function Typer turns into a command, with one parameter per declared setting."""
-    return settings_command(ServeSettings, run_serve, SERVE_HELP)
+    return settings_command(ServeSettings, lambda values: run_serve(values), SERVE_HELP)  # looked up per call
 
 
 def settings_command(

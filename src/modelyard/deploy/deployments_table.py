@@ -8,7 +8,7 @@ and applied by the replica that received it, so a stored text is always one a ga
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, String, Text, func, select
 from sqlalchemy.orm import Mapped, mapped_column
@@ -64,7 +64,7 @@ class DeploymentsTable:
         concurrent writers get two different versions and the later one wins everywhere."""
         with self._database.transaction() as session:
             row = session.get(DeploymentsRow, self._name, with_for_update=True)
-            now = session.execute(select(func.current_timestamp())).scalar_one()
+            now = _aware(session.execute(select(func.current_timestamp())).scalar_one())  # the database's clock
             if row is None:
                 row = DeploymentsRow(name=self._name, version=0, text="", digest="", updated_at=now, updated_by="")
                 session.add(row)
@@ -72,3 +72,9 @@ class DeploymentsTable:
             row.text, row.digest, row.updated_at, row.updated_by = text, digest, now, actor[:256]
             session.flush()
             return row.version
+
+
+def _aware(moment: datetime | str) -> datetime:
+    if isinstance(moment, str):  # SQLite's CURRENT_TIMESTAMP is text in UTC
+        moment = datetime.fromisoformat(moment)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

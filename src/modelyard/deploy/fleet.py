@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import aiohttp
+import orjson
 
 from modelyard.deploy.discovery import EngineSource, replica_urls, resolve
 from modelyard.deploy.plan import choose_routes, serving_plan
@@ -42,9 +45,15 @@ class FleetControl:
         registry_poll_s: float = 1.0,
         discovery_s: float = 2.0,
         parallel: int = 8,
+        published: Path | None = None,
     ) -> None:
         """``sources``: version key → where its engines are; ``parallel``: the engines' slots (what one call
-        may ask for at most)."""
+        may ask for at most); ``published``: the engines file of a control process (``serve --workers``), read
+        when it changes (:func:`publish_engines`), whose registry revision makes this process re-read the
+        registry."""
+        self._published = published
+        self._published_stamp: tuple[int, int] | None = None
+        self._published_urls: dict[str, list[str]] = {}
         self._store = store
         self._sources = dict(sources)
         self._metrics = metrics
@@ -206,6 +215,10 @@ class FleetControl:
         names = {(s.host, s.port) for sources in self._sources.values() for s in sources if s.dns}
         answers = await asyncio.gather(*(resolve(host, port) for host, port in names))
         urls = replica_urls(self._sources, {host: found for (host, _), found in zip(names, answers, strict=True)})
+        if self._published is not None:
+            await self._read_published()
+            for key, found in self._published_urls.items():
+                urls[key] = sorted({*urls.get(key, ()), *found})
         every = sorted({u for found in urls.values() for u in found})
         health = await asyncio.gather(*(self._healthy(url) for url in every))
         flipped = False
@@ -221,6 +234,21 @@ class FleetControl:
         self._urls = urls
         return changed or flipped
 
+    async def _read_published(self) -> None:
+        assert self._published is not None
+        try:
+            info = await asyncio.to_thread(os.stat, self._published)
+            stamp = (info.st_mtime_ns, info.st_size)
+            if stamp == self._published_stamp:
+                return
+            published = orjson.loads(await asyncio.to_thread(self._published.read_bytes))
+        except (OSError, orjson.JSONDecodeError):
+            return  # not written yet, or being replaced: look again next time
+        self._published_stamp = stamp
+        self._published_urls = {str(k): [str(u) for u in v] for k, v in published.get("engines", {}).items()}
+        if published.get("revision") != self.revision:
+            self._wake.set()  # the control process saw a registry change: read it now
+
     async def _healthy(self, url: str) -> bool:
         assert self._session is not None
         try:
@@ -228,3 +256,11 @@ class FleetControl:
                 return response.status == 200
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
+
+
+def publish_engines(path: Path, revision: int, engines: Mapping[str, list[str]]) -> None:
+    """What a control process tells its workers: the registry revision it serves and the base URL of every
+    ready engine by version key (written atomically; blocking: call through a thread)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(orjson.dumps({"revision": revision, "engines": engines}, option=orjson.OPT_SORT_KEYS))
+    os.replace(temporary, path)

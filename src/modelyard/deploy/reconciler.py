@@ -62,7 +62,11 @@ class Reconciler:
         actor: str,
         control: ControlSettings | None = None,
         on_nothing_servable: Callable[[str], None] | None = None,
+        min_drain_s: float = 0.0,
     ) -> None:
+        """``min_drain_s``: how long a retired engine keeps running at least, for requests this process does not
+        count (the workers of ``serve --workers`` send them; they stop routing to it within a second)."""
+        self._min_drain_s = min_drain_s
         self._store = store
         self._checker = checker
         self._build = build
@@ -298,6 +302,8 @@ class Reconciler:
 
     async def _drain(self, key: str, engine: EngineSupervisor) -> None:
         deadline = time.monotonic() + self._drain_timeout_s
+        if self._min_drain_s:
+            await asyncio.sleep(min(self._min_drain_s, self._drain_timeout_s))
         # Polled rather than signalled: the counter lives on the hot path, which should not pay for a wake-up.
         while engine.active_requests > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)

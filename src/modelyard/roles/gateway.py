@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 
 from modelyard import paths
 from modelyard.api.registry_admin import RegistryAdmin
@@ -64,8 +65,16 @@ class FleetDeployments:
         await self.fleet.stop()
 
 
-def build_gateway_runtime(settings: GatewayRoleSettings, store: RegistryStore, checker: IntegrityChecker) -> Runtime:
-    """Everything one gateway replica (or one worker of ``serve --workers``) runs, over the shared stores."""
+def build_gateway_runtime(
+    settings: GatewayRoleSettings,
+    store: RegistryStore,
+    checker: IntegrityChecker,
+    published: Path | None = None,
+    context_length: int | None = None,
+) -> Runtime:
+    """Everything one gateway replica (or one worker of ``serve --workers``) runs, over the shared stores.
+    ``published``: the engines file of the control process (a worker's); ``context_length``: tokens one request
+    may use, when the engines' settings are known."""
     metrics = GatewayMetrics()
     routing = RoutingMetrics(metrics.registry)
     control = settings.control
@@ -76,6 +85,7 @@ def build_gateway_runtime(settings: GatewayRoleSettings, store: RegistryStore, c
         registry_poll_s=control.registry_poll_s,
         discovery_s=settings.fleet.discovery_s,
         parallel=settings.fleet.engine_slots,
+        published=published,
     )
     deployments = DeploymentsManager(
         fleet,
@@ -87,7 +97,7 @@ def build_gateway_runtime(settings: GatewayRoleSettings, store: RegistryStore, c
         table_poll_s=control.deployments_poll_s,
     )
     deployments.load_initial(actor=f"start-up of gateway@{socket.gethostname()}")
-    security = SecurityLayer(store.database, settings.security, metrics.registry)
+    security = SecurityLayer(store.database, settings.security, metrics.registry, context_length)
     registry_admin = RegistryAdmin(store, checker, fleet, RequestLogStore(store.database), deployments)
     return Runtime(
         FleetDeployments(fleet, deployments),
@@ -103,6 +113,10 @@ def build_gateway_runtime(settings: GatewayRoleSettings, store: RegistryStore, c
 
 
 def run_gateway_role(settings: GatewayRoleSettings, store: RegistryStore, checker: IntegrityChecker) -> int:
+    if settings.server.worker_count > 1:
+        from modelyard.roles.workers import run_gateway_workers
+
+        return run_gateway_workers(settings)
     server_settings = settings.server
     listener = bind_listener(server_settings.host, server_settings.port)
     runtime = build_gateway_runtime(settings, store, checker)

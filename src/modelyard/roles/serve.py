@@ -30,6 +30,10 @@ log = logging.getLogger("modelyard")
 
 
 def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStore, checker: IntegrityChecker) -> int:
+    if settings.server.worker_count > 1:
+        from modelyard.roles.workers import run_workers
+
+        return run_workers(settings, build, store, checker)
     server_settings, engine = settings.server, settings.engine
     listener = bind_listener(server_settings.host, server_settings.port)
     server_box: list[GatewayServer] = []
