@@ -34,7 +34,7 @@ class Served:
         self.applied: list[str] = []
         self.changed = asyncio.Event()
 
-    async def apply_deployments(self, spec: DeploymentsSpec, source: str) -> None:
+    async def apply_deployments(self, spec: DeploymentsSpec, source: str, fresh: bool = True) -> None:
         self.deployments, self.deployments_source = spec, source
         self.applied.append(next(iter(spec.routes["live"].targets["one"].urls())))
         self.changed.set()

@@ -44,7 +44,7 @@ class Deployable(Protocol):
     deployments: DeploymentsSpec
     deployments_source: str
 
-    async def apply_deployments(self, spec: DeploymentsSpec, source: str) -> None: ...
+    async def apply_deployments(self, spec: DeploymentsSpec, source: str, fresh: bool = True) -> None: ...
 
 
 class DeploymentsManager:
@@ -185,7 +185,7 @@ class DeploymentsManager:
             return
         try:
             spec = parse_deployments(stored.text, _STORED)
-            await self._reconciler.apply_deployments(spec, _STORED)
+            await self._reconciler.apply_deployments(spec, _STORED, fresh=False)
         except DeploymentsError as exc:
             self._refused(exc)
             return

@@ -116,12 +116,16 @@ class FleetControl:
         if self._session is not None:
             await self._session.close()
 
-    async def apply_deployments(self, spec: DeploymentsSpec, source: str) -> None:
+    async def apply_deployments(self, spec: DeploymentsSpec, source: str, fresh: bool = True) -> None:
         """Serve a new deployments configuration; refused as a whole (``DeploymentsError``) if a registry
-        reference does not resolve."""
+        reference does not resolve. ``fresh=False``: resolve against the registry snapshot served now (a text
+        another replica validated already; no registry read in the way of applying it within a second)."""
         async with self._lock:
             try:
-                snapshot = await asyncio.to_thread(self._store.snapshot)
+                if not fresh and self._snapshot is not None:
+                    snapshot = self._snapshot
+                else:
+                    snapshot = await asyncio.to_thread(self._store.snapshot)
             except StoreUnavailable:
                 if self._snapshot is None:
                     raise

@@ -118,16 +118,20 @@ class Reconciler:
         everything = [*self.engines.values(), *self.draining.values()]
         await asyncio.gather(*(engine.stop() for engine in everything), return_exceptions=True)
 
-    async def apply_deployments(self, spec: DeploymentsSpec, source: str) -> None:
+    async def apply_deployments(self, spec: DeploymentsSpec, source: str, fresh: bool = True) -> None:
         """Serve a new deployments file: refused as a whole (:class:`DeploymentsError`) if a reference does not
-        resolve; else new engines are started and ready before the new routes reach them."""
+        resolve; else new engines are started and ready before the new routes reach them. ``fresh=False``:
+        resolve against the snapshot served now (a text another replica validated already)."""
         async with self._apply_lock:
-            try:  # a fresh read: the file may name a version registered a moment ago
-                snapshot = await asyncio.to_thread(self._store.snapshot)
-            except StoreUnavailable:
-                if self._snapshot is None:
-                    raise
-                snapshot = self._snapshot  # the database is down: resolve against what is being served
+            if not fresh and self._snapshot is not None:
+                snapshot = self._snapshot
+            else:
+                try:  # a fresh read: the file may name a version registered a moment ago
+                    snapshot = await asyncio.to_thread(self._store.snapshot)
+                except StoreUnavailable:
+                    if self._snapshot is None:
+                        raise
+                    snapshot = self._snapshot  # the database is down: resolve against what is being served
             resolve_deployments(snapshot, spec, source, strict=True)
             previous = self.deployments, self.deployments_source
             self.deployments, self.deployments_source = spec, source
