@@ -302,7 +302,8 @@ class _UnixServer(uvicorn.Server):
     """uvicorn on a Unix socket, without its own signal handling (the control process owns the signals)."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], path: Path) -> None:
-        super().__init__(uvicorn.Config(app, uds=str(path), lifespan="on", access_log=False, log_config=None))
+        config = uvicorn.Config(app, uds=str(path), interface="asgi3", lifespan="on", access_log=False, log_config=None)
+        super().__init__(config)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
