@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 
 import modelyard.audit.tables
 import modelyard.batches.tables
+import modelyard.deploy.deployments_table
 import modelyard.evals.tables
 import modelyard.observability.request_log_table
 import modelyard.registry.tables

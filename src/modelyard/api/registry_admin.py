@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -19,7 +19,6 @@ from modelyard.api.caller import actor
 from modelyard.api.replies import Ndjson, Reply
 from modelyard.asgi import Request
 from modelyard.deploy.deployments import DeploymentsManager
-from modelyard.deploy.reconciler import Reconciler
 from modelyard.evals.gates import gates_to_json, parse_gates
 from modelyard.evals.storage import EvalStore, version_evaluations
 from modelyard.jsonbody import decode, decode_object, validate
@@ -30,8 +29,20 @@ from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.references import check_alias_name, parse_ref, parse_version_number
 from modelyard.registry.registration import Declared, register_file
 from modelyard.registry.store import ModelDetails, RegistryStore
+from modelyard.routing.catalog import ModelCatalog
 
 _BODY_LIMIT = 64 * 1024
+
+
+class Serving(Protocol):
+    """What serves the registry: the reconciler over supervised engines, or a gateway replica's fleet."""
+
+    @property
+    def catalog(self) -> ModelCatalog: ...
+
+    def describe(self) -> dict[str, object]: ...
+
+    def poke(self) -> None: ...
 
 
 class RegistryAdmin:
@@ -39,7 +50,7 @@ class RegistryAdmin:
         self,
         store: RegistryStore,
         checker: IntegrityChecker,
-        reconciler: Reconciler,
+        reconciler: Serving,
         requests: RequestLogStore,
         deployments: DeploymentsManager,
     ) -> None:

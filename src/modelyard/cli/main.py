@@ -14,6 +14,7 @@ from modelyard.cli.gates import gates_app
 from modelyard.cli.models import models_app
 from modelyard.cli.requests import requests_app
 from modelyard.cli.rollouts import rollout_app
+from modelyard.cli.roles import ENGINE_HELP, GATEWAY_HELP, engine_callback, gateway_command
 from modelyard.cli.security import audit_app, keys_app
 from modelyard.cli.serve import SERVE_HELP, console, fail, prepare_engine, serve_command
 from modelyard.engines.llamacpp_build import BuildError, ensure_engine
@@ -22,7 +23,8 @@ from modelyard.registry.default_model import ModelAssemblyError, ensure_default_
 from modelyard.store.database import StoreUnavailable, describe_url
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Run open-weight LLMs in production.")
-engine_app = typer.Typer(no_args_is_help=True, help="The llama.cpp engine build.")
+engine_app = typer.Typer(no_args_is_help=True, help=ENGINE_HELP)
+engine_app.callback(invoke_without_command=True)(engine_callback())
 app.add_typer(engine_app, name="engine")
 app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
@@ -88,6 +90,7 @@ def setup() -> None:
 
 
 app.command("serve", help=SERVE_HELP)(serve_command())
+app.command("gateway", help=GATEWAY_HELP)(gateway_command())
 
 
 def main() -> None:

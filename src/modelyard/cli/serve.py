@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 
@@ -55,25 +55,34 @@ def prepare_engine(out: Console) -> EngineBuild:
 
 def serve_command() -> Callable[..., None]:
     """The ``serve`` function Typer turns into a command, with one parameter per declared setting."""
-    declared = settings_declared()
-    parameters = [_parameter(item) for item in declared]
-    parses = {item.name: item.option.parse for item in declared if item.option.parse is not None}
+    return settings_command(ServeSettings, lambda values: run_serve(values), SERVE_HELP)  # looked up per call
 
-    def serve(**values: Any) -> None:
+
+def settings_command(
+    root: type[Any], run: Callable[[dict[str, Any]], None], doc: str, leading: Sequence[inspect.Parameter] = ()
+) -> Callable[..., None]:
+    """A command function with one option per setting declared in ``root`` (a role's composed settings); it
+    calls ``run`` with the parsed values by name. ``leading``: parameters of its own (a Typer context)."""
+    declared = settings_declared(root)
+    parameters = [*leading, *(_parameter(item) for item in declared)]
+    parses = {item.name: item.option.parse for item in declared if item.option.parse is not None}
+    flags = {item.name: item.option.flag for item in declared}
+
+    def command(**values: Any) -> None:
         for name, parse in parses.items():
             try:
                 values[name] = parse(values[name])
             except SettingsError as exc:
-                raise fail(f"{_flag(name)}: {exc}") from None
+                raise fail(f"{flags[name]}: {exc}") from None
         for name, value in values.items():
             if isinstance(value, list):
                 values[name] = tuple(value)
-        run_serve(values)
+        run(values)
 
-    serve.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    serve.__annotations__ = {p.name: p.annotation for p in parameters}
-    serve.__doc__ = SERVE_HELP
-    return serve
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__doc__ = doc
+    return command
 
 
 def register_embedding_model(store: Any, checker: Any, actor: str, progress: Any, out: Console) -> None:
@@ -93,10 +102,6 @@ def register_embedding_model(store: Any, checker: Any, actor: str, progress: Any
         owner="modelyard",
     )
     ensure_known_registered(store, checker, path, model.name, model.sha256, declared, actor, progress)
-
-
-def _flag(name: str) -> str:
-    return next(item.option.flag for item in settings_declared() if item.name == name)
 
 
 def _parameter(item: Declared) -> inspect.Parameter:

@@ -63,7 +63,11 @@ class Reconciler:
         actor: str,
         control: ControlSettings | None = None,
         on_nothing_servable: Callable[[str], None] | None = None,
+        min_drain_s: float = 0.0,
     ) -> None:
+        """``min_drain_s``: how long a retired engine keeps running at least, for requests this process does not
+        count (the workers of ``serve --workers`` send them; they stop routing to it within a second)."""
+        self._min_drain_s = min_drain_s
         self._store = store
         self._checker = checker
         self._build = build
@@ -116,16 +120,20 @@ class Reconciler:
         everything = [*self.engines.values(), *self.draining.values()]
         await asyncio.gather(*(engine.stop() for engine in everything), return_exceptions=True)
 
-    async def apply_deployments(self, spec: DeploymentsSpec, source: str) -> None:
+    async def apply_deployments(self, spec: DeploymentsSpec, source: str, fresh: bool = True) -> None:
         """Serve a new deployments file: refused as a whole (:class:`DeploymentsError`) if a reference does not
-        resolve; else new engines are started and ready before the new routes reach them."""
+        resolve; else new engines are started and ready before the new routes reach them. ``fresh=False``:
+        resolve against the snapshot served now (a text another replica validated already)."""
         async with self._apply_lock:
-            try:  # a fresh read: the file may name a version registered a moment ago
-                snapshot = await asyncio.to_thread(self._store.snapshot)
-            except StoreUnavailable:
-                if self._snapshot is None:
-                    raise
-                snapshot = self._snapshot  # the database is down: resolve against what is being served
+            if not fresh and self._snapshot is not None:
+                snapshot = self._snapshot
+            else:
+                try:  # a fresh read: the file may name a version registered a moment ago
+                    snapshot = await asyncio.to_thread(self._store.snapshot)
+                except StoreUnavailable:
+                    if self._snapshot is None:
+                        raise
+                    snapshot = self._snapshot  # the database is down: resolve against what is being served
             resolve_deployments(snapshot, spec, source, strict=True)
             previous = self.deployments, self.deployments_source
             self.deployments, self.deployments_source = spec, source
@@ -303,19 +311,7 @@ class Reconciler:
         await asyncio.gather(*(engine.wait_settled() for engine in engines))
 
     async def _verify_artifact(self, version: VersionRecord) -> None:
-        started = time.monotonic()
-        try:
-            result = await asyncio.to_thread(
-                self._checker.verify, version.artifact_path, version.sha256, version.size_bytes
-            )
-        except ArtifactIntegrityError as exc:
-            with contextlib.suppress(StoreUnavailable):
-                await asyncio.to_thread(
-                    self._store.record_integrity_failure, version.model, version.number, str(exc), self._actor
-                )
-            raise LaunchRefused(f"{version.key} failed its integrity check: {exc}") from exc
-        if not result.from_cache:
-            log.info("verified %s sha256 in %.1f s", version.key, time.monotonic() - started)
+        await verify_artifact(self._store, self._checker, version, self._actor)
 
     def _retire(self, key: str) -> None:
         engine = self.engines.pop(key)
@@ -327,6 +323,8 @@ class Reconciler:
 
     async def _drain(self, key: str, engine: EngineSupervisor) -> None:
         deadline = time.monotonic() + self._drain_timeout_s
+        if self._min_drain_s:
+            await asyncio.sleep(min(self._min_drain_s, self._drain_timeout_s))
         # Polled rather than signalled: the counter lives on the hot path, which should not pay for a wake-up.
         while engine.active_requests > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
@@ -353,6 +351,20 @@ class Reconciler:
         serving = self.catalog.upstreams()
         if engine in serving and all(getattr(u, "state", None) == EngineState.FAILED for u in serving):
             self._on_nothing_servable(engine.failure or f"engine {engine.name} failed")
+
+
+async def verify_artifact(store: RegistryStore, checker: IntegrityChecker, version: VersionRecord, actor: str) -> None:
+    """Before an engine loads a version: its artifact's sha256 must be the registered one. A mismatch is recorded
+    in the registry (the version is marked, the audit log has it) and refuses the launch."""
+    started = time.monotonic()
+    try:
+        result = await asyncio.to_thread(checker.verify, version.artifact_path, version.sha256, version.size_bytes)
+    except ArtifactIntegrityError as exc:
+        with contextlib.suppress(StoreUnavailable):
+            await asyncio.to_thread(store.record_integrity_failure, version.model, version.number, str(exc), actor)
+        raise LaunchRefused(f"{version.key} failed its integrity check: {exc}") from exc
+    if not result.from_cache:
+        log.info("verified %s sha256 in %.1f s", version.key, time.monotonic() - started)
 
 
 def _labels(instance: str) -> tuple[str, str]:

@@ -72,8 +72,12 @@ class EngineSupervisor:
         policy: RestartPolicy | None = None,
         on_change: Callable[[EngineSupervisor], None] | None = None,
         pre_launch: Callable[[], Awaitable[None]] | None = None,
+        port: int | None = None,
     ) -> None:
+        """``port``: where the engine listens (``modelyard engine``: the Pod's port); None picks a free loopback
+        port at every launch (engines behind ``modelyard serve``)."""
         self.name = name
+        self._port = port
         self._command = command
         self._pre_launch = pre_launch
         self.failure: str | None = None  # why the engine is FAILED, for errors and /ready
@@ -205,7 +209,7 @@ class EngineSupervisor:
             await asyncio.sleep(delay)
 
     async def _launch_and_wait_ready(self) -> bool:
-        port = free_loopback_port()
+        port = self._port or free_loopback_port()
         argv = self._command(port)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as sink:

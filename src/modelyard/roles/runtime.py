@@ -14,6 +14,7 @@ import gc
 import os
 import random
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ from modelyard.gateway.shadow import ShadowMirror
 from modelyard.gateway.slots import SlotGates
 from modelyard.gateway.upstream_call import UpstreamCaller
 from modelyard.gateway.upstream_client import UpstreamClientSettings, create_session
+from modelyard.observability.merge import merge_expositions
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers, Unwatched
 from modelyard.observability.routing_metrics import RoutingMetrics
@@ -147,6 +149,7 @@ class Runtime:
             )
             holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
             self._batches = LeaseKeeper(state.database, "batches", holder)
+        self.metrics_peers: Callable[[], Awaitable[list[bytes]]] | None = None
         self.app = ModelyardApp(self, services, security)
 
     def catalog(self) -> ModelCatalog:
@@ -164,8 +167,13 @@ class Runtime:
             described["security"] = self.security.describe()
         return described
 
-    async def metrics_text(self) -> tuple[bytes, str]:
-        return self.metrics.render() + await self.control.engine_metrics(), self.metrics.content_type
+    async def metrics_text(self, local: bool = False) -> tuple[bytes, str]:
+        """This process's metrics and its engines'; with :attr:`metrics_peers` (a worker of ``serve --workers``)
+        and unless ``local``, merged with every other process's, so any worker's answer counts them all once."""
+        own = self.metrics.render() + await self.control.engine_metrics()
+        if local or self.metrics_peers is None:
+            return own, self.metrics.content_type
+        return merge_expositions([own, *await self.metrics_peers()]), self.metrics.content_type
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()

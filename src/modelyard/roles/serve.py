@@ -13,6 +13,7 @@ from modelyard.api.rollouts_admin import RolloutsAdmin
 from modelyard.audit.log import AuditLog
 from modelyard.deploy.control import EngineControl
 from modelyard.deploy.deployments import DeploymentsManager
+from modelyard.deploy.deployments_table import DeploymentsTable
 from modelyard.deploy.reconciler import Reconciler
 from modelyard.engines.llamacpp_build import EngineBuild
 from modelyard.engines.supervisor import RestartPolicy
@@ -32,6 +33,10 @@ log = logging.getLogger("modelyard")
 
 
 def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStore, checker: IntegrityChecker) -> int:
+    if settings.server.worker_count > 1:
+        from modelyard.roles.workers import run_workers
+
+        return run_workers(settings, build, store, checker)
     server_settings, engine = settings.server, settings.engine
     listener = bind_listener(server_settings.host, server_settings.port)
     server_box: list[GatewayServer] = []
@@ -55,8 +60,10 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         settings.control.deployments_path,
         paths.data_dir() / "deployments.yaml",
         audit=AuditLog(store.database),
+        table=DeploymentsTable(store.database),
+        table_poll_s=settings.control.deployments_poll_s,
     )
-    deployments.load_initial()
+    deployments.load_initial(actor=f"start-up of gateway@{socket.gethostname()}")
     security = SecurityLayer(store.database, settings.security, metrics.registry, engine.slot_context)
     registry_admin = RegistryAdmin(store, checker, reconciler, RequestLogStore(store.database), deployments)
     holder = f"{socket.gethostname()}:{os.getpid()}:{server_settings.port}"

@@ -4,18 +4,20 @@ Each setting is declared once, in its subsystem's section (``options.option``: f
 validation, help). This module composes the sections; the command line (``cli/serve.py``) and the README's
 configuration table (:func:`markdown_table`, checked by a test) are generated from the same declarations.
 
-    python -m modelyard.roles.settings      # print the configuration table in Markdown
+    python -m modelyard.roles.settings                  # print serve's configuration table in Markdown
+    python -m modelyard.roles.settings gateway fleet    # a role's table (here: only its fleet section)
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelyard.batches.settings import BatchSettings
-from modelyard.deploy.settings import ControlSettings
+from modelyard.deploy.settings import ControlSettings, FleetSettings
 from modelyard.engines.settings import EngineSettings
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.observability.settings import ObservabilitySettings
@@ -85,6 +87,46 @@ class ServerSettings(Section):
         for path in (self.tls_cert, self.tls_key):
             if path is not None and not path.is_file():
                 raise SettingsError(f"TLS file {path} does not exist")
+    workers: int = option(
+        1,
+        flag="--workers",
+        help="Gateway worker processes on the one port (SO_REUSEPORT), beside one control process owning the "
+        "engines; 0: one per CPU core, at most 8.",
+        check=between(0, 64),
+    )
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or max(1, min(MAX_AUTO_WORKERS, os.cpu_count() or 1))
+
+
+MAX_AUTO_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class EngineRoleSection(Section):
+    """``modelyard engine``: which registry version it serves, and where."""
+
+    model_ref: str = option(
+        "",
+        flag="--model",
+        env="MODELYARD_ENGINE_MODEL",
+        help="The registry version to serve: NAME, NAME:VERSION or NAME@ALIAS (resolved once, at start).",
+    )
+    engine_host: str = option("127.0.0.1", flag="--host", help="Interface the engine listens on (0.0.0.0 in a Pod).")
+    engine_port: int = option(8081, flag="--port", help="The engine's OpenAI-compatible port.", check=between(1, 65535))
+    ops_port: int = option(
+        0,
+        flag="--ops-port",
+        help="Port of the engine's /health, /ready and /metrics (0: the engine port + 1).",
+        check=between(0, 65535),
+    )
+    stop_grace_s: float = option(
+        5.0,
+        flag="--shutdown-grace",
+        help="Seconds between reporting not-ready on SIGTERM and stopping the engine (gateways stop sending).",
+        check=non_negative,
+    )
 
 
 @dataclass(frozen=True)
@@ -109,8 +151,44 @@ class ServeSettings:
         return settings
 
 
-def settings_declared() -> list[Declared]:
-    return declared(ServeSettings)
+@dataclass(frozen=True)
+class GatewayRoleSettings:
+    """``modelyard gateway``'s settings: ``serve``'s minus the engines and the model, plus where the engines are."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    control: ControlSettings = field(default_factory=ControlSettings)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    responses: ResponsesSettings = field(default_factory=ResponsesSettings)
+    batches: BatchSettings = field(default_factory=BatchSettings)
+
+    @classmethod
+    def of(cls, **values: Any) -> GatewayRoleSettings:
+        settings: GatewayRoleSettings = build(cls, **values)
+        return settings
+
+
+@dataclass(frozen=True)
+class EngineRoleSettings:
+    """``modelyard engine``'s settings: the version, its ports, and the engine knobs ``serve`` has."""
+
+    role: EngineRoleSection = field(default_factory=EngineRoleSection)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+
+    @classmethod
+    def of(cls, **values: Any) -> EngineRoleSettings:
+        settings: EngineRoleSettings = build(cls, **values)
+        return settings
+
+
+ROLES: dict[str, type[Any]] = {"serve": ServeSettings, "gateway": GatewayRoleSettings, "engine": EngineRoleSettings}
+
+
+def settings_declared(root: type[Any] = ServeSettings) -> list[Declared]:
+    return declared(root)
 
 
 def shown_default(item: Declared) -> str:
@@ -127,12 +205,15 @@ def shown_default(item: Declared) -> str:
     return str(default)
 
 
-def markdown_table() -> str:
+def markdown_table(root: type[Any] = ServeSettings, only: tuple[str, ...] = ()) -> str:
+    """The settings of a role as a Markdown table (``only``: these sections alone)."""
     rows = [
         "| Flag | Environment variable | Default | Section | What it does |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for item in settings_declared():
+    for item in settings_declared(root):
+        if only and item.section not in only:
+            continue
         default = shown_default(item)
         rows.append(
             f"| `{item.option.flag}` | `{item.option.env}` | {f'`{default}`' if default else '—'} | "
@@ -142,4 +223,5 @@ def markdown_table() -> str:
 
 
 if __name__ == "__main__":
-    sys.stdout.write(markdown_table() + "\n")
+    role = sys.argv[1] if len(sys.argv) > 1 else "serve"
+    sys.stdout.write(markdown_table(ROLES[role], tuple(sys.argv[2:])) + "\n")
