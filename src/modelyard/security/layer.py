@@ -51,7 +51,7 @@ from modelyard.security.ratelimit import (
     ratelimit_headers,
 )
 from modelyard.security.redis_limiter import RedisLimiter
-from modelyard.security.request_limits import RouteLimits, check_request
+from modelyard.security.request_limits import NO_LIMITS, check_request
 from modelyard.security.settings import SecuritySettings
 from modelyard.security.snapshot import SnapshotPoller
 from modelyard.store.database import Database
@@ -220,7 +220,7 @@ class SecurityLayer:
                 self._auth_failures.labels(refusal.kind).inc()
                 raise refusal
         policy = self.guardrails.policy(route, model)
-        estimate = check_request(payload, policy.route_limits if policy else RouteLimits(), self.context_length, route)
+        estimate = check_request(payload, policy.route_limits if policy else NO_LIMITS, self.context_length, route)
         changed = False
         if policy is not None and policy.guards_input:
             changed = InputGuard(policy, self._hit).apply(payload)
