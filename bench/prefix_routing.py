@@ -211,6 +211,7 @@ async def run_batch(port: int, policy: str, round_: int, conversations: list[int
 
 
 def start_engines(started: list[Service], logs: Path, args: Any) -> list[str]:
+    """``args.replicas`` llama-servers of the default model (``args.threads`` each, default 1); their base URLs."""
     build = ensure_engine(paths.cache_dir())
     model = ensure_default_model(paths.cache_dir())
     urls = []
@@ -222,7 +223,7 @@ def start_engines(started: list[Service], logs: Path, args: Any) -> list[str]:
             chat_template_file=builtin_chat_template(DEFAULT_MODEL.chat_template),
             context_size=args.ctx_size,
             parallel=args.parallel,
-            threads=1,
+            threads=getattr(args, "threads", 1),
             extra_args=tuple(args.engine_arg),
         )
         command = config.argv(build.binary("llama-server"), port)
