@@ -72,23 +72,26 @@ def test_index_forgets_the_least_recently_routed_names_first() -> None:
     assert index.depths([1], 2) == [1, 1] and index.depths([6], 2) == [1, 0]
 
 
-def test_load_cap_is_bounded_above_the_mean() -> None:
-    assert load_cap([0, 0]) == 1
-    assert load_cap([4, 3]) == 5  # ceil(1.25 * 8 / 2)
-    assert load_cap([3, 0, 0]) == 2
+def test_load_cap_is_bounded_above_the_mean_but_never_below_the_least_loaded() -> None:
+    assert load_cap([0, 0]) == 1  # nothing in flight: one each
+    assert load_cap([1, 0]) == 1.25  # the busy replica (1 + 1 > 1.25) must leave this one to the idle one
+    assert load_cap([1, 1]) == 2  # 1.25 * 3 / 2 = 1.875 would leave no replica: the least loaded + 1
+    assert load_cap([4, 3]) == 5  # 1.25 * 8 / 2
+    assert abs(load_cap([3, 0, 0]) - 5 / 3) < 1e-9  # 1.25 * 4 / 3
 
 
 def test_pick_by_prefix_prefers_depth_then_spills_when_saturated() -> None:
     assert pick_by_prefix([0, 1], [0, 0], [0, 7], 0) == (1, True)
-    assert pick_by_prefix([0, 1], [0, 1], [0, 7], 0) == (1, True)  # 1 in flight is under the cap of 2
-    # the deep replica carries 4 of 5 in flight: over the cap of ceil(1.25 * 6 / 2) = 4, so it spills
-    assert pick_by_prefix([0, 1], [1, 4], [2, 7], 0) == (0, True)  # to the next-deepest replica under the cap
+    assert pick_by_prefix([0, 1], [1, 1], [0, 7], 0) == (1, True)  # equally busy: the cache decides
+    assert pick_by_prefix([0, 1], [0, 1], [0, 7], 0) == (0, False)  # its replica is busy, the other idle: spill
+    assert pick_by_prefix([0, 1], [3, 4], [0, 7], 0) == (1, True)  # 5 <= 1.25 * 8 / 2: within the cap
+    assert pick_by_prefix([0, 1], [1, 4], [2, 7], 0) == (0, True)  # over the cap: the next-deepest replica
     assert pick_by_prefix([0, 1], [1, 4], [0, 7], 0) == (0, False)  # no other replica saw a block: least loaded
     # nothing seen anywhere: least outstanding, ties rotated by turn
     assert pick_by_prefix([0, 1], [2, 1], [0, 0], 0) == (1, False)
     assert {pick_by_prefix([0, 1], [0, 0], [0, 0], turn)[0] for turn in range(4)} == {0, 1}
     # equal depth (a shared system prompt): the less loaded replica, which spreads new conversations
-    assert pick_by_prefix([0, 1, 2], [2, 0, 1], [3, 3, 3], 0) == (1, True)
+    assert pick_by_prefix([0, 1, 2], [2, 1, 1], [3, 3, 3], 0) == (1, True)
     assert pick_by_prefix([0, 2], [0, 0, 0], [0, 9, 1], 0) == (2, True)  # only candidates count
 
 

@@ -11,9 +11,9 @@ before it, so a block's name stands for the whole prefix up to its end (the sche
 :class:`PrefixIndex` per target remembers, for recently routed block names, which replicas were sent a prompt
 containing them — what the router itself sent, not what the engines report, so it works for any OpenAI-compatible
 engine without reading its internals. The depth of a replica is how many leading blocks of the new prompt it has
-seen. :func:`pick_by_prefix` takes the deepest replica whose load is within the bounded-load cap (consistent
-hashing with bounded loads: no replica above ``load_factor`` times the mean load), ties to the least loaded; when every
-deep replica is over the cap it falls back to least-outstanding, which is what a saturated conversation must do.
+seen. :func:`pick_by_prefix` takes the deepest replica whose load is within the bounded-load cap (as in consistent
+hashing with bounded loads: no replica above ``load_factor`` times the mean load), ties to the least loaded; when
+every deep replica is over the cap it takes the best of the others, which is what a saturated conversation must do.
 
 The index is bounded (oldest block names are forgotten first, as engines evict their oldest cache entries) and
 lives on the target's state, so a new catalog starts it afresh; Python's ``hash`` is enough because the names never
@@ -22,14 +22,13 @@ leave the process.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 BLOCK_CHARS = 256  # ~64 tokens of English text: fine enough to see a turn's growth, coarse enough to be cheap
 MAX_BLOCKS = 256  # prompts longer than this many blocks are named by their first 64 KiB of text
 INDEX_CAPACITY = 32768  # block names remembered per target (~2 MiB at most)
-LOAD_FACTOR = 1.25  # a replica takes a request while its in-flight count is below 1.25 times the mean (+1)
+LOAD_FACTOR = 1.25  # a replica takes a request while it would carry at most 1.25 times the mean in flight
 
 
 def prompt_text(payload: dict[str, Any]) -> str:
@@ -118,9 +117,14 @@ def _first(seen: dict[int, int], count: int) -> list[int]:
     return names
 
 
-def load_cap(outstanding: Sequence[int], load_factor: float = LOAD_FACTOR) -> int:
-    """Most requests in flight a replica may carry before this one: ``ceil(c · (total + 1) / n)``, at least 1."""
-    return max(1, math.ceil(load_factor * (sum(outstanding) + 1) / len(outstanding)))
+def load_cap(outstanding: Sequence[int], load_factor: float = LOAD_FACTOR) -> float:
+    """Most requests in flight a replica may carry *with* this one: ``load_factor`` times the mean including it
+    (bounded loads), but never below the least-loaded replica's count plus one, so that some replica always may.
+
+    No rounding up: with two replicas and one request in flight the cap is 1.25, so the next request goes to the
+    idle replica rather than queueing behind the busy one (an engine's compute is per replica)."""
+    mean = (sum(outstanding) + 1) / len(outstanding)
+    return max(min(outstanding) + 1.0, load_factor * mean)
 
 
 def pick_by_prefix(
@@ -131,15 +135,14 @@ def pick_by_prefix(
     load_factor: float = LOAD_FACTOR,
 ) -> tuple[int, bool]:
     """The replica (an index from ``candidates``) and whether it was chosen for its cache (False: a fallback to
-    least-outstanding because no replica had seen a block of the prompt, or every one that had is saturated).
+    least-outstanding because no replica within the load cap had seen a block of the prompt).
 
     ``outstanding`` and ``depths`` are indexed by replica; ``turn`` rotates ties so equal replicas share the load."""
     cap = load_cap([outstanding[i] for i in candidates], load_factor)
     start = turn % len(candidates)
     rotated = [*candidates[start:], *candidates[:start]]
-    under = [i for i in rotated if outstanding[i] < cap]
-    if under:
-        best = max(under, key=lambda i: (depths[i], -outstanding[i]))
-        if depths[best] > 0:
-            return best, True
+    under = [i for i in rotated if outstanding[i] + 1 <= cap]
+    best = max(under, key=lambda i: (depths[i], -outstanding[i]))
+    if depths[best] > 0:
+        return best, True
     return min(rotated, key=lambda i: outstanding[i]), False
