@@ -22,7 +22,7 @@ import yaml
 from modelyard.registry.errors import InvalidRequest
 from modelyard.registry.references import parse_ref
 
-Balancing = Literal["least_outstanding", "round_robin", "latency_ewma", "session_affinity"]
+Balancing = Literal["least_outstanding", "round_robin", "latency_ewma", "session_affinity", "prefix_cache"]
 _KEY_SOURCE = re.compile(r"^(user|conversation|header:[A-Za-z0-9-]{1,64})$")
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/@:-]{0,255}$")
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
