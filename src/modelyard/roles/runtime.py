@@ -20,6 +20,10 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from modelyard.api.app import ModelyardApp
+from modelyard.api.console.charts import ChartSource, MemoryCharts, PrometheusCharts
+from modelyard.api.console.context import AdminCall
+from modelyard.api.console.service import Console
+from modelyard.api.console.settings import ConsoleSettings
 from modelyard.api.security_admin import SecurityAdmin
 from modelyard.batches.settings import BatchSettings
 from modelyard.batches.store import BatchStore
@@ -37,6 +41,7 @@ from modelyard.gateway.settings import GatewaySettings
 from modelyard.gateway.shadow import ShadowMirror
 from modelyard.gateway.upstream_call import UpstreamCaller
 from modelyard.gateway.upstream_client import UpstreamClientSettings, create_session
+from modelyard.observability.history import MetricsHistory
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers, Unwatched
 from modelyard.observability.routing_metrics import RoutingMetrics
@@ -71,11 +76,13 @@ class Runtime:
         admin: list[object] | None = None,
         watched: bool = True,
         state: StoredState | None = None,
+        console: ConsoleSettings | None = None,
     ) -> None:
         """``request_log``: the database the request log is stored in (None: not stored). ``admin``: the admin
         services this process runs (the registry's, when it has one). ``watched=False``: nothing is observed per
         request (the benchmarks' "all off"). ``state``: where stored responses, files and batches live (None: the
-        Responses API answers without storing, the Batch API is not available)."""
+        Responses API answers without storing, the Batch API is not available). ``console``: the web console's
+        settings (None, or ``--console off``: no console)."""
         self.control = control
         self.metrics = metrics
         self.security = security
@@ -117,7 +124,20 @@ class Runtime:
             )
             holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
             self._batches = LeaseKeeper(state.database, "batches", holder)
-        self.app = ModelyardApp(self, services, security)
+        self.history: MetricsHistory | None = None
+        build_console = None
+        if console is not None and console.console:
+            charts: ChartSource
+            if console.prometheus_url:
+                charts = PrometheusCharts(console.prometheus_url)
+            else:
+                self.history = MetricsHistory(metrics.registry)
+                charts = MemoryCharts(self.history)
+
+            def build_console(call: AdminCall) -> Console:
+                return Console(console, security, call, charts)
+
+        self.app = ModelyardApp(self, services, security, build_console)
 
     def catalog(self) -> ModelCatalog:
         return self.control.catalog
@@ -144,6 +164,8 @@ class Runtime:
             await self.security.start(actor=f"gateway@{socket.gethostname()}")
         await self.control.start()
         await self._prober.start()
+        if self.history is not None:
+            await self.history.start()
         if self._batches is not None:
             self._batch_task = asyncio.create_task(self._batches.run(self._batch_runner.run), name="batches")
         # Everything built so far lives as long as the process: keep it out of every garbage collection, so a
@@ -155,6 +177,8 @@ class Runtime:
             self._batch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._batch_task
+        if self.history is not None:
+            await self.history.stop()
         await self._prober.stop()
         await self.shadow.stop()
         await self.control.stop()

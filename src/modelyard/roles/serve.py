@@ -66,6 +66,7 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         security=security,
         admin=[registry_admin],
         state=StoredState(store.database, settings.responses, settings.batches),
+        console=settings.console,
     )
     server = serve_app(runtime.app, server_settings, settings.observability.log_level)
     server_box.append(server)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelyard.api.console.settings import ConsoleSettings
 from modelyard.batches.settings import BatchSettings
 from modelyard.deploy.settings import ControlSettings
 from modelyard.engines.settings import EngineSettings
@@ -53,6 +54,7 @@ class ServeSettings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
     batches: BatchSettings = field(default_factory=BatchSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @classmethod
     def of(cls, **values: Any) -> ServeSettings:
