@@ -76,7 +76,7 @@ def layout(title: str, page: str, body: str, viewer: Viewer | None, errors: Sequ
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)} · modelyard console</title>"
-        '<link rel="stylesheet" href="/console/assets/console.css">'
+        '<link rel="icon" href="data:,"><link rel="stylesheet" href="/console/assets/console.css">'
         f"{head}</head><body>"
         '<a class="skip" href="#main">Skip to content</a>'
         f'<header class="top"><a class="brand" href="/console/overview">modelyard</a>{nav}{who}</header>'

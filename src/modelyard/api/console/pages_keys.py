@@ -22,7 +22,7 @@ async def listing(ctx: Context, created: dict[str, Any] | None = None) -> Page:
     rows = []
     for key in keys["data"]:
         spent = "; ".join(
-            f"{s['period']}: {s['requests']} requests, {s['tokens']} tokens, ${s['cost_usd']:.4f}"
+            f"{_period(s['period'])}: {s['requests']} requests, {s['tokens']} tokens, ${s['cost_usd']:.4f}"
             for s in by_key.get(key["id"], [])
         )
         action = "—"
@@ -38,7 +38,7 @@ async def listing(ctx: Context, created: dict[str, Any] | None = None) -> Page:
         rows.append(
             [
                 esc(key["name"]),
-                f"<code>{esc(key['prefix'])}…</code>",
+                f"<code class='nowrap'>{esc(key['prefix'])}…</code>",
                 esc(", ".join(key["scopes"])),
                 esc(", ".join(key["models"]) or "all"),
                 badge(key["status"], tone),
@@ -132,7 +132,7 @@ async def audit(ctx: Context, query: dict[str, str]) -> Page:
     )
     form = (
         f'<form method="get" action="/console/audit" class="filters" aria-label="Filters">{fields}'
-        f'<div class="field"><button type="submit">Filter</button> {link("/console/audit", "Clear")}</div></form>'
+        f'<div class="field actions"><button type="submit">Filter</button> {link("/console/audit", "Clear")}</div></form>'
     )
     if problem is not None:
         return Page("Audit log", "audit", status + form, 400, (problem,))
@@ -154,6 +154,12 @@ async def audit(ctx: Context, query: dict[str, str]) -> Page:
         + table("Audit records, newest first", ["#", "When", "Who", "Action", "Target", "Before", "After"], rows)
     )
     return Page("Audit log", "audit", body)
+
+
+def _period(period: str) -> str:
+    """``d2026-12-01`` → ``day 2026-12-01``, ``m2026-12`` → ``month 2026-12`` (the spend table's period keys)."""
+    kind = {"d": "day", "m": "month"}.get(period[:1])
+    return f"{kind} {period[1:]}" if kind else period
 
 
 def _short(value: Any) -> str:

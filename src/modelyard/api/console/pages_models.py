@@ -132,7 +132,7 @@ def _gates(gates: Any, problem: str | None) -> str:
         return f'<p class="muted">{esc(problem)}</p>'
     if not gates or not gates.get("gates"):
         return '<p class="empty">No gates: any version may be promoted.</p>'
-    rows = [[esc(g.get("name") or g.get("kind")), f"<code>{esc(_gate_text(g))}</code>"] for g in gates["gates"]]
+    rows = [[esc(g.get("name") or g.get("type")), f"<code>{esc(_gate_text(g))}</code>"] for g in gates["gates"]]
     applies = ", ".join(gates.get("aliases") or []) or "—"
     return f"<p>Gated aliases: <strong>{esc(applies)}</strong></p>" + table("Gates", ["Gate", "Rule"], rows)
 

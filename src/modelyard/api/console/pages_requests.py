@@ -34,7 +34,7 @@ def _filter_form(action: str, filters: dict[str, str], names: tuple[str, ...]) -
     )
     return (
         f'<form method="get" action="{action}" class="filters" aria-label="Filters">{fields}'
-        f'<div class="field"><button type="submit">Filter</button> {link(action, "Clear")}</div></form>'
+        f'<div class="field actions"><button type="submit">Filter</button> {link(action, "Clear")}</div></form>'
     )
 
 

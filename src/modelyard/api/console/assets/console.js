@@ -16,6 +16,11 @@
     return (Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(2)) + " " + unit;
   }
 
+  function tick(value, unit) {
+    if (unit === "s") { return value < 1 ? Math.round(value * 1000) + " ms" : value.toFixed(1) + " s"; }
+    return Math.abs(value) >= 10 ? value.toFixed(0) : String(Math.round(value * 100) / 100);
+  }
+
   function lastValue(values) {
     for (var i = values.length - 1; i >= 0; i--) { if (values[i] !== null) { return values[i]; } }
     return null;
@@ -35,9 +40,9 @@
     if (!plot) {
       box.textContent = "";
       var options = {
-        width: width, height: 180, legend: { show: true }, cursor: { drag: { x: false, y: false } },
+        width: width, height: 180, legend: { show: true, live: false }, cursor: { drag: { x: false, y: false } },
         scales: { x: { time: true } },
-        axes: [{}, { values: function (u, ticks) { return ticks.map(function (t) { return format(t, unit); }); }, size: 70 }],
+        axes: [{}, { values: function (u, ticks) { return ticks.map(function (t) { return tick(t, unit); }); }, size: 56 }],
         series: [{}].concat(names.map(function (n, i) {
           return { label: n, stroke: COLOURS[i % COLOURS.length], width: 2, spanGaps: false,
                    value: function (u, v) { return format(v, unit); } };
