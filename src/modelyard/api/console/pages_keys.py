@@ -132,7 +132,8 @@ async def audit(ctx: Context, query: dict[str, str]) -> Page:
     )
     form = (
         f'<form method="get" action="/console/audit" class="filters" aria-label="Filters">{fields}'
-        f'<div class="field actions"><button type="submit">Filter</button> {link("/console/audit", "Clear")}</div></form>'
+        '<div class="field actions"><button type="submit">Filter</button> '
+        f'{link("/console/audit", "Clear")}</div></form>'
     )
     if problem is not None:
         return Page("Audit log", "audit", status + form, 400, (problem,))
