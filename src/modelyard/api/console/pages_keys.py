@@ -133,7 +133,7 @@ async def audit(ctx: Context, query: dict[str, str]) -> Page:
     form = (
         f'<form method="get" action="/console/audit" class="filters" aria-label="Filters">{fields}'
         '<div class="field actions"><button type="submit">Filter</button> '
-        f'{link("/console/audit", "Clear")}</div></form>'
+        f"{link('/console/audit', 'Clear')}</div></form>"
     )
     if problem is not None:
         return Page("Audit log", "audit", status + form, 400, (problem,))
