@@ -138,7 +138,7 @@ def _gates(gates: Any, problem: str | None) -> str:
 
 
 def _gate_text(gate: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(gate.items()) if k not in ("name",))
+    return ", ".join(f"{k}={v}" for k, v in sorted(gate.items()) if k not in ("name",) and v is not None)
 
 
 def _card(version: dict[str, Any], card: Any, problem: str | None) -> str:
@@ -221,14 +221,19 @@ def _int(value: str | None, param: str) -> int:
 
 
 async def confirm_promote(
-    ctx: Context, name: str, query: dict[str, str], refusal: APIError | None = None, status: int = 200
+    ctx: Context,
+    name: str,
+    query: dict[str, str],
+    refusal: APIError | None = None,
+    status: int = 200,
+    offer_force: bool = False,
 ) -> Page:
     version = _int(query.get("version"), "version")
     alias = query.get("alias") or "production"
     model = await ctx.get(_model_path(name))
     current = model["aliases"].get(alias)
     move = f"{alias}: {'v' + str(current) if current else '(not set)'} → v{version}"
-    forced = refusal is not None and refusal.code == "promotion_gate_failed"
+    forced = offer_force or (refusal is not None and refusal.code == "promotion_gate_failed")
     force = ""
     if forced:
         force = (
@@ -262,7 +267,7 @@ async def promote(ctx: Context, name: str, form: dict[str, str]) -> Page | str:
     reason = form.get("reason", "").strip()
     query = {"version": str(version), "alias": alias}
     if force and len(reason) < 3:
-        return await confirm_promote(ctx, name, query, console_missing_reason(), 400)
+        return await confirm_promote(ctx, name, query, console_missing_reason(), 400, offer_force=True)
     body: dict[str, Any] = {"version": version, "alias": alias, "force": force, "reason": reason}
     if form.get("expected_version", "").isdigit():
         body["expected_version"] = int(form["expected_version"])

@@ -3,6 +3,7 @@ the engines behind them, and the deployments file's last reload and refusal."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from modelyard.api.console.context import Context, Page
@@ -84,6 +85,12 @@ def _engines(engines: list[dict[str, Any]], retiring: list[dict[str, Any]]) -> s
     )
 
 
+def _when(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _deployments(deployments: dict[str, Any]) -> str:
     last_error = deployments.get("last_error")
     status = (
@@ -94,7 +101,7 @@ def _deployments(deployments: dict[str, Any]) -> str:
         + facts(
             [
                 ("File", deployments.get("path") or "none (routes come from the registry only)"),
-                ("Applied at", deployments.get("applied_at")),
+                ("Applied at", _when(deployments.get("applied_at"))),
                 ("Digest", deployments.get("digest")),
                 ("Last error", last_error or "none"),
                 ("Declared routes", ", ".join(deployments.get("routes", []))),
