@@ -112,7 +112,7 @@ class Console:
             self._signer.end(session, time.time())
         headers = [
             (b"set-cookie", self._cookie(request, COOKIE, "", 0)),
-            (b"set-cookie", self._cookie(request, FLASH, quote("You are logged out."), 60)),
+            (b"set-cookie", self._cookie(request, FLASH, quote("You are logged out.", safe=""), 60)),
         ]
         await _redirect(request, "/console/login", headers)
 
@@ -250,7 +250,9 @@ class Console:
                 await send_bytes(request.send, error.status, error.body(), [_NO_STORE])
             else:
                 target = "/console/login?next=" + quote(request.scope["path"], safe="/")
-                flash = [] if session is None else [(b"set-cookie", self._cookie(request, FLASH, quote(why), 60))]
+                flash = (
+                    [] if session is None else [(b"set-cookie", self._cookie(request, FLASH, quote(why, safe=""), 60))]
+                )
                 await _redirect(request, target, [(b"set-cookie", self._cookie(request, COOKIE, "", 0)), *flash])
             return None
         viewer = Viewer(
@@ -295,7 +297,7 @@ class Console:
             await self._send_page(request, ctx.viewer, outcome)
             return
         target, _, notice = outcome.partition("#notice=")
-        headers = [(b"set-cookie", self._cookie(request, FLASH, quote(notice), 60))] if notice else []
+        headers = [(b"set-cookie", self._cookie(request, FLASH, quote(notice, safe=""), 60))] if notice else []
         await _redirect(request, target, headers)
 
     def _signer_ok(self, ctx: Context, form: dict[str, str]) -> bool:
