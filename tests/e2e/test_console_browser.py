@@ -29,6 +29,15 @@ pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.browser]
 CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by scripts/system-deps.sh: Playwright downloads no browser
 AXE = Path(__file__).resolve().parents[2] / "console-ui" / "node_modules" / "axe-core" / "axe.min.js"
 PAGES = ("Overview", "Models", "Routes", "Requests", "Keys", "Audit")
+MIRRORED = "mirrored"  # a declared route whose every request is also sent to version 2 (a shadow copy)
+DEPLOYMENTS = f"""
+routes:
+  {MIRRORED}:
+    targets:
+      stable: {{model: {MODEL}:1, weight: 1}}
+      copy: {{model: {MODEL}:2, weight: 0}}
+    shadow: {{target: copy, sample: 1.0}}
+"""
 
 
 class Console:
@@ -47,9 +56,9 @@ class Console:
             Path(target).mkdir(parents=True, exist_ok=True)
             shutil.copy(path, Path(target) / path.name)
 
-    def chat(self, n: int) -> None:
+    def chat(self, n: int, model: str = MODEL) -> None:
         for i in range(n):
-            body = {"model": MODEL, "messages": [{"role": "user", "content": f"Say hi {i}."}], "max_tokens": 4}
+            body = {"model": model, "messages": [{"role": "user", "content": f"Say hi {i}."}], "max_tokens": 4}
             answer = self.api.post("/v1/chat/completions", json=body)
             assert answer.status_code == 200, answer.text
 
@@ -60,15 +69,23 @@ def console(
 ) -> Iterator[Console]:
     admin_key = "my-" + secrets.token_urlsafe(32)
     data = tmp_path_factory.mktemp("console")
+    env = {"MODELYARD_AUTH": "on", "MODELYARD_ADMIN_KEY": admin_key, "MODELYARD_KEY_PEPPER": secrets.token_hex(16)}
     process = GatewayProcess(
-        data, "--parallel", "2", "--ctx-size", "2048", "--registry-poll", "0.2", "--request-log-bodies", "*=1",
-        env={"MODELYARD_AUTH": "on", "MODELYARD_ADMIN_KEY": admin_key, "MODELYARD_KEY_PEPPER": secrets.token_hex(16)},
-    )  # fmt: skip
+        data, "--parallel", "2", "--ctx-size", "2048", "--registry-poll", "0.2", "--request-log-bodies", "*=1", env=env
+    )
     try:
         process.wait_ready()
         console = Console(process, admin_key, tmp_path_factory.mktemp("screenshots"))
         registered = console.api.post("/admin/models", json={"path": str(q2k_model_path), "name": MODEL})
         assert registered.status_code == 201, registered.text
+        applied = console.api.put(
+            "/admin/deployments", content=DEPLOYMENTS, headers={"content-type": "application/yaml"}
+        )
+        assert applied.status_code == 200, applied.text
+        deadline = time.monotonic() + 120
+        while not any(e["name"] == f"{MODEL}:2" and e["ready"] for e in process.ready_info().get("engines", [])):
+            assert time.monotonic() < deadline, f"version 2's engine never became ready: {process.ready_info()}"
+            time.sleep(0.5)
         yield console
         console.api.close()
     finally:
@@ -186,6 +203,22 @@ def test_filter_the_request_log_and_open_a_request(page: Page, console: Console)
     body = page.inner_text("main")
     assert "Trace id" in body and "Request body (as stored, redacted)" in body
     console.screenshot(page, "request")
+
+
+def test_shadow_pairs_are_shown_side_by_side_with_their_difference(page: Page, console: Console) -> None:
+    console.chat(2, MIRRORED)
+    _login(page, console)
+    page.goto(console.url + f"/console/shadow?route={MIRRORED}")
+    deadline = time.monotonic() + 30
+    while page.locator("section.pair").count() == 0:  # the copy is stored once its own answer is in
+        assert time.monotonic() < deadline, "no shadow pair appeared"
+        page.wait_for_timeout(500)
+        page.reload()
+    pair = page.locator("section.pair").first
+    text = pair.inner_text()
+    assert f"Primary: {MODEL}:1" in text and f"Shadow: {MODEL}:2" in text, text
+    assert pair.locator("pre").count() == 2
+    console.screenshot(page, "shadow")
 
 
 def test_create_and_revoke_a_key_then_read_the_verified_audit_log(page: Page, console: Console) -> None:
