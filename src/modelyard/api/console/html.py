@@ -97,7 +97,8 @@ def table(caption: str, headers: Sequence[str], rows: Iterable[Sequence[str]], e
         return f'<p class="empty">{esc(empty)}</p>'
     head = "".join(f'<th scope="col">{esc(h)}</th>' for h in headers)
     return (
-        f'<div class="table-wrap"><table><caption>{esc(caption)}</caption>'
+        f'<div class="table-wrap" tabindex="0" role="region" aria-label="{esc(caption)}"><table>'
+        f"<caption>{esc(caption)}</caption>"
         f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
     )
 

@@ -207,8 +207,8 @@ def _card(version: dict[str, Any], card: Any, problem: str | None) -> str:
 def _history(events: Any, problem: str | None) -> str:
     if problem is not None:
         return f'<p class="muted">{esc(problem)}</p>'
-    rows = [[esc(e["at"]), esc(e["actor"]), esc(e["summary"])] for e in events["data"]]
-    return table("The model's last 20 events", ["When", "Who", "What"], rows)
+    rows = [[esc(e["at"]), esc(e["actor"]), esc(e["summary"])] for e in reversed(events["data"])]
+    return table("The model's last 20 events, newest first", ["When", "Who", "What"], rows)
 
 
 # -- promote ---------------------------------------------------------------------------------------------------------
@@ -287,7 +287,8 @@ async def confirm_rollback(ctx: Context, name: str, query: dict[str, str]) -> Pa
     events = await ctx.get(_model_path(name) + "/events", {"limit": "200"})
     model = await ctx.get(_model_path(name))
     current = model["aliases"].get(alias)
-    last = next((e for e in events["data"] if e["kind"] == "alias_moved" and e["alias"] == alias), None)
+    moves = [e for e in events["data"] if e["kind"] == "alias_moved" and e["alias"] == alias]  # oldest first
+    last = moves[-1] if moves else None
     if current is None or last is None or last.get("from_version") is None:
         body = f"<p>Alias <strong>{esc(alias)}</strong> has no earlier version to roll back to.</p>"
         return Page(f"Roll back {name}", "models", body + link(console_model(name), "Back to the model"))

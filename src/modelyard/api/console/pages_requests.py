@@ -132,8 +132,9 @@ def _bodies(row: dict[str, Any]) -> str:
     if row.get("request_body") is None and row.get("response_body") is None:
         return '<p class="muted">Bodies were not kept for this request (see --request-log-bodies).</p>'
     return (
-        f"<h3>Request body (as stored, redacted)</h3><pre>{esc(_pretty(row.get('request_body')))}</pre>"
-        f"<h3>Response body</h3><pre>{esc(_pretty(row.get('response_body')))}</pre>"
+        "<h3>Request body (as stored, redacted)</h3>"
+        f"<pre tabindex='0'>{esc(_pretty(row.get('request_body')))}</pre>"
+        f"<h3>Response body</h3><pre tabindex='0'>{esc(_pretty(row.get('response_body')))}</pre>"
     )
 
 
@@ -185,8 +186,9 @@ async def shadow(ctx: Context, query: dict[str, str]) -> Page:
             f"<h2>{link('/console/requests/' + quote(copy['shadow_of'], safe=''), copy['shadow_of'])} {verdict} "
             f"<span class='muted'>similarity {esc(number(copy.get('similarity'), 3))}</span></h2>"
             "<div class='side-by-side'>"
-            f"<div><h3>Primary: {esc((primary or {}).get('target') or 'not stored')}</h3><pre>{left or '—'}</pre></div>"
-            f"<div><h3>Shadow: {esc(copy['target'])}</h3><pre>{right or '—'}</pre></div></div></section>"
+            f"<div><h3>Primary: {esc((primary or {}).get('target') or 'not stored')}</h3>"
+            f"<pre tabindex='0'>{left or '—'}</pre></div>"
+            f"<div><h3>Shadow: {esc(copy['target'])}</h3><pre tabindex='0'>{right or '—'}</pre></div></div></section>"
         )
     if len(sections) == 1:
         sections.append('<p class="empty">No shadow copies stored (declare shadow: in the deployments file).</p>')

@@ -107,5 +107,6 @@ def _deployments(deployments: dict[str, Any]) -> str:
                 ("Declared routes", ", ".join(deployments.get("routes", []))),
             ]
         )
-        + f"<details><summary>The file as applied</summary><pre>{esc(deployments.get('config', ''))}</pre></details>"
+        + "<details><summary>The file as applied</summary>"
+        + f"<pre tabindex='0'>{esc(deployments.get('config', ''))}</pre></details>"
     )
