@@ -214,8 +214,12 @@ def _history(events: Any, problem: str | None) -> str:
 # -- promote ---------------------------------------------------------------------------------------------------------
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # "²".isdigit() is True, int("²") is not a number
+
+
 def _int(value: str | None, param: str) -> int:
-    if value is None or not value.isdigit() or int(value) < 1:
+    if value is None or not _digits(value) or int(value) < 1:
         raise invalid_value(f"{param} must be a version number (1 or more)", param)
     return int(value)
 
@@ -269,7 +273,7 @@ async def promote(ctx: Context, name: str, form: dict[str, str]) -> Page | str:
     if force and len(reason) < 3:
         return await confirm_promote(ctx, name, query, console_missing_reason(), 400, offer_force=True)
     body: dict[str, Any] = {"version": version, "alias": alias, "force": force, "reason": reason}
-    if form.get("expected_version", "").isdigit():
+    if _digits(form.get("expected_version", "")):
         body["expected_version"] = int(form["expected_version"])
     try:
         move = await ctx.send("POST", _model_path(name) + "/promote", body)

@@ -136,7 +136,7 @@ class Console:
         if ctx is None:
             return
         since = request.query().get("since")
-        data = await self._charts.data(float(since) if since and since.replace(".", "", 1).isdigit() else None)
+        data = await self._charts.data(_seconds(since))
         await send_bytes(request.send, 200, orjson.dumps(data), [_NO_STORE])
 
     async def models(self, request: Request) -> None:
@@ -352,6 +352,13 @@ _ANONYMOUS = Session("anonymous", 0.0, float("inf"), "anonymous")
 
 def _random_key() -> bytes:
     return secrets.token_bytes(32)
+
+
+def _seconds(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def _error_page(error: APIError) -> Page:

@@ -49,7 +49,7 @@ class SessionSigner:
         if len(parts) != 5 or parts[0] != _VERSION or not hmac.compare_digest(signature, self._sign(payload)):
             return None
         _, key_id, issued, expires, nonce = parts
-        if not (issued.isdigit() and expires.isdigit()) or float(expires) <= now or nonce in self._ended:
+        if not (_digits(issued) and _digits(expires)) or float(expires) <= now or nonce in self._ended:
             return None
         return Session(key_id, float(issued), float(expires), nonce)
 
@@ -68,6 +68,10 @@ class SessionSigner:
 
     def _sign(self, payload: str) -> str:
         return hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 class LoginThrottle:
