@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+from importlib import resources
+
 from modelyard.api.console.diff import word_diff
 from modelyard.api.console.session import LoginThrottle, SessionSigner
 
@@ -42,3 +45,14 @@ def test_word_diff_marks_what_each_side_alone_has_and_escapes_both() -> None:
     left, right = word_diff("the <b>cat</b> sat", "the dog sat")
     assert left == "the <del>&lt;b&gt;cat&lt;/b&gt;</del> sat"
     assert right == "the <ins>dog</ins> sat"
+
+
+def test_the_console_ships_its_assets_inside_the_package_and_under_200_kb_of_gzipped_javascript() -> None:
+    folder = resources.files("modelyard.api.console") / "assets"
+    scripts = [item for item in folder.iterdir() if item.name.endswith(".js")]
+    assert {s.name for s in scripts} == {"console.js", "uPlot.iife.min.js"}
+    shipped = sum(len(gzip.compress(s.read_bytes())) for s in scripts)
+    assert shipped < 200_000, shipped
+    for item in folder.iterdir():  # nothing is fetched from elsewhere at run time
+        text = item.read_text(errors="replace")
+        assert "https://cdn" not in text and "//fonts.googleapis" not in text, item.name
