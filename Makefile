@@ -5,15 +5,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: serve test test-fast lint setup system-deps clean-venv
+.PHONY: serve test test-fast lint setup system-deps clean-venv console-assets
+CONSOLE_UI := console-ui
+CONSOLE_ASSETS := src/modelyard/api/console/assets
 
 serve: $(STAMP)
 	$(BIN)/modelyard serve --port $(PORT) $(if $(EMBEDDINGS),--embedding-model $(EMBEDDINGS))
 
-setup: $(STAMP)
+setup: $(STAMP) $(CONSOLE_UI)/node_modules/.installed
 	$(BIN)/modelyard setup
 
-test: $(STAMP)
+test: $(STAMP) $(CONSOLE_UI)/node_modules/.installed
 	$(BIN)/modelyard setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
@@ -41,6 +43,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+
+# The console's front-end packages, from the committed lock file: uPlot ships inside the Python package (copied by
+# `make console-assets`, and committed, so a pip install needs no npm); axe-core is for the browser tests only.
+$(CONSOLE_UI)/node_modules/.installed: $(CONSOLE_UI)/package-lock.json
+	cd $(CONSOLE_UI) && npm ci --no-audit --no-fund
+	@touch $@
+
+console-assets: $(CONSOLE_UI)/node_modules/.installed
+	cp $(CONSOLE_UI)/node_modules/uplot/dist/uPlot.iife.min.js $(CONSOLE_UI)/node_modules/uplot/dist/uPlot.min.css \
+		$(CONSOLE_ASSETS)/
 
 clean-venv:
 	rm -rf $(VENV)

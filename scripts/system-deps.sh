@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages modelyard needs to build llama.cpp, plus Prometheus (its `prometheus` and `promtool` check the
-# shipped alert rules and dashboard queries in the test suite); installs only what is missing (needs root or sudo).
+# shipped alert rules and dashboard queries in the test suite) and Chromium + npm for the web console's browser
+# tests; installs only what is missing (needs root or sudo).
 set -euo pipefail
 
 need=()
@@ -11,6 +12,9 @@ command -v ninja >/dev/null 2>&1 || need+=(ninja-build)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)  # the HTTPS test makes its own certificate
+# The web console's tests: Debian's Chromium (driven by Playwright, no browser download) and npm (uPlot, axe-core).
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

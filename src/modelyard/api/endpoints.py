@@ -29,6 +29,7 @@ from modelyard.api.admin_schemas import (
     UpdateModel,
 )
 from modelyard.api.feedback_api import FeedbackAPI
+from modelyard.api.console.service import Console
 from modelyard.api.operations import Operations
 from modelyard.api.registry_admin import RegistryAdmin
 from modelyard.api.rollouts_admin import RolloutsAdmin
@@ -41,6 +42,7 @@ from modelyard.security.guardrails.config import GuardrailConfig
 from modelyard.security.keys import ADMIN, INFERENCE, READ
 
 METRICS = "metrics"  # public, unless --metrics-auth asks for the read scope
+CONSOLE = "console"  # the console's session cookie, checked by the console (the door asks for no key)
 
 REQUEST_FILTERS = ("route", "model", "version", "status", "since", "until", "limit", "shadow", "bodies")
 
@@ -130,13 +132,22 @@ _ROLLOUT_BODY = {
         }
     }
 }
+def _console(method: str, path: str, handler: Callable[..., Any], summary: str, **extra: Any) -> Endpoint:
+    public = extra.pop("public", False)
+    if method == "POST":
+        extra.setdefault("body_content", _FORM_BODY)
+    return Endpoint(method, path, None if public else CONSOLE, handler, summary, "console", **extra)
+
+
+_FORM_BODY = {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}
+_REQUEST_FILTER_QUERY = ("route", "version", "status", "since", "until", "limit")
 
 _DEPLOYMENTS_BODY = {
     "application/yaml": {"schema": {"type": "string"}},
     "application/json": {"schema": {"type": "object"}},
 }
 
-ENDPOINTS: tuple[Endpoint, ...] = (
+_API_ENDPOINTS: tuple[Endpoint, ...] = (
     # -- inference (OpenAI-compatible) ----------------------------------------------------------------------------
     _inference(
         "POST",
@@ -314,6 +325,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     _admin(
         "GET",
+        "/admin/requests/{id}",
+        RegistryAdmin.get_request,
+        "One stored request with its bodies (as stored, redacted) and its shadow copies",
+    ),
+    _admin(
+        "GET",
         "/admin/shadow",
         RegistryAdmin.shadow_pairs,
         "Shadow copies side by side with their primaries (same filters as /admin/requests)",
@@ -445,6 +462,61 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
 )
 
+CONSOLE_ENDPOINTS: tuple[Endpoint, ...] = (
+    _console("GET", "/console", Console.index, "The web console (to its overview, or the login page)", public=True),
+    _console("GET", "/console/login", Console.login_page, "Console login page", public=True, query=("next",)),
+    _console("POST", "/console/login", Console.login, "Exchange an API key for a console session cookie", public=True),
+    _console("POST", "/console/logout", Console.logout, "End the console session"),
+    _console("GET", "/console/assets/{id}", Console.asset, "The console's CSS and JavaScript", public=True),
+    _console("GET", "/console/overview", Console.overview, "Console: live charts and engine health"),
+    _console(
+        "GET", "/console/overview/data", Console.overview_data, "Console: the charts' data (JSON)", query=("since",)
+    ),
+    _console("GET", "/console/models", Console.models, "Console: registered models"),
+    _console("GET", "/console/models/{name}", Console.model, "Console: one model, its versions, cards and gates"),
+    _console(
+        "GET",
+        "/console/models/{name}/promote",
+        Console.promote_confirm,
+        "Console: confirm a promotion (names from → to)",
+        query=("version", "alias"),
+    ),
+    _console("POST", "/console/models/{name}/promote", Console.promote, "Console: promote a version"),
+    _console(
+        "GET",
+        "/console/models/{name}/rollback",
+        Console.rollback_confirm,
+        "Console: confirm a rollback (names from → to)",
+        query=("alias",),
+    ),
+    _console("POST", "/console/models/{name}/rollback", Console.rollback, "Console: roll an alias back"),
+    _console("GET", "/console/routes", Console.routes, "Console: routes, replicas, engines, deployments file"),
+    _console("GET", "/console/requests", Console.requests, "Console: the request log", query=_REQUEST_FILTER_QUERY),
+    _console(
+        "GET",
+        "/console/requests/export",
+        Console.export_requests,
+        "Console: the filtered request log as JSON lines",
+        query=_REQUEST_FILTER_QUERY,
+    ),
+    _console("GET", "/console/requests/{id}", Console.request_detail, "Console: one request in detail"),
+    _console(
+        "GET", "/console/shadow", Console.shadow, "Console: shadow pairs side by side", query=_REQUEST_FILTER_QUERY
+    ),
+    _console("GET", "/console/keys", Console.keys, "Console: API keys and their spend"),
+    _console("POST", "/console/keys", Console.create_key, "Console: create a key (its secret shown once)"),
+    _console("POST", "/console/keys/{id}/revoke", Console.revoke_key, "Console: revoke a key"),
+    _console(
+        "GET",
+        "/console/audit",
+        Console.audit,
+        "Console: the audit log and its verification",
+        query=("action", "target", "limit"),
+    ),
+)
+
+ENDPOINTS: tuple[Endpoint, ...] = _API_ENDPOINTS + CONSOLE_ENDPOINTS
+
 SERVICES: tuple[type[Any], ...] = (
     InferenceAPI,
     ResponsesAPI,
@@ -454,6 +526,7 @@ SERVICES: tuple[type[Any], ...] = (
     RegistryAdmin,
     RolloutsAdmin,
     SecurityAdmin,
+    Console,
 )
 
 
@@ -461,6 +534,8 @@ def needed_scope(endpoint: Endpoint, metrics_public: bool) -> str | None:
     """The scope a key needs for ``endpoint`` (None: public)."""
     if endpoint.scope == METRICS:
         return None if metrics_public else READ
+    if endpoint.scope == CONSOLE:
+        return None
     return endpoint.scope
 
 

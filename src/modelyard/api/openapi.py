@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from modelyard import __version__
-from modelyard.api.endpoints import ENDPOINTS, METRICS, PARAMETERS, Endpoint, path_parameters
+from modelyard.api.endpoints import CONSOLE, ENDPOINTS, METRICS, PARAMETERS, Endpoint, path_parameters
 
 _REF = "#/components/schemas/{name}"
 _SSE = {"text/event-stream": {"schema": {"type": "string"}}}
@@ -198,7 +198,15 @@ def openapi_document(metrics_public: bool = True) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": {**request_schemas, **_RESPONSE_SCHEMAS},
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "my-… API key"}},
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "my-… API key"},
+                "consoleSession": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "modelyard_console",
+                    "description": "The web console's session (POST /console/login with an API key)",
+                },
+            },
         },
         "security": [{"apiKey": []}],
     }
@@ -235,6 +243,8 @@ def _operation(endpoint: Endpoint, metrics_public: bool) -> dict[str, Any]:
         operation["requestBody"] = {"required": True, "content": endpoint.body_content}
     if endpoint.scope is None or (endpoint.scope == METRICS and metrics_public):
         operation["security"] = []
+    elif endpoint.scope == CONSOLE:
+        operation["security"] = [{"consoleSession": []}]
     return operation
 
 

@@ -19,6 +19,7 @@ from modelyard.api.caller import actor
 from modelyard.api.replies import Ndjson, Reply
 from modelyard.asgi import Request
 from modelyard.deploy.deployments import DeploymentsManager
+from modelyard.errors import not_found
 from modelyard.evals.gates import gates_to_json, parse_gates
 from modelyard.evals.storage import EvalStore, version_evaluations
 from modelyard.jsonbody import decode, decode_object, validate
@@ -107,6 +108,12 @@ class RegistryAdmin:
         rows = await asyncio.to_thread(self._requests.query, query)
         return 200, {"object": "list", "data": rows}
 
+    async def get_request(self, request: Request) -> Reply:
+        rows = await asyncio.to_thread(self._requests.find, request.params["id"])
+        if not rows:
+            raise not_found(f"No stored request has the id {request.params['id']!r}.", "id")
+        return 200, {"object": "list", "data": rows}
+
     async def export_requests(self, request: Request) -> Reply:
         """JSONL for offline evaluation: one request per line, everything matching unless ``limit`` is given."""
         query = build_query(request.query(), default_limit=0)
@@ -162,7 +169,7 @@ class RegistryAdmin:
     async def move_alias(self, request: Request) -> Reply:
         body = decode(await request.body(_BODY_LIMIT), MoveAlias)
         alias = check_alias_name(request.params["alias"])
-        return await self._move(request, alias, body.version, body.expected_version, body.force)
+        return await self._move(request, alias, body.version, body.expected_version, body.force, body.reason)
 
     async def remove_alias(self, request: Request) -> Reply:
         event = await asyncio.to_thread(
@@ -173,11 +180,13 @@ class RegistryAdmin:
 
     async def promote(self, request: Request) -> Reply:
         body = decode(await request.body(_BODY_LIMIT), Promote)
-        return await self._move(request, body.alias, body.version, body.expected_version, body.force)
+        return await self._move(request, body.alias, body.version, body.expected_version, body.force, body.reason)
 
-    async def _move(self, request: Request, alias: str, version: int, expected: int | None, force: bool) -> Reply:
+    async def _move(
+        self, request: Request, alias: str, version: int, expected: int | None, force: bool, reason: str
+    ) -> Reply:
         name, who = request.params["name"], actor(request)
-        move = await asyncio.to_thread(self._store.move_alias, name, alias, version, who, expected, force)
+        move = await asyncio.to_thread(self._store.move_alias, name, alias, version, who, expected, force, reason)
         self._reconciler.poke()
         return 200, move.to_json()
 

@@ -22,6 +22,10 @@ from sqlalchemy.engine import URL
 
 from modelyard.api.app import ModelyardApp
 from modelyard.api.feedback_api import FeedbackAPI
+from modelyard.api.console.charts import ChartSource, MemoryCharts, PrometheusCharts
+from modelyard.api.console.context import AdminCall
+from modelyard.api.console.service import Console
+from modelyard.api.console.settings import ConsoleSettings
 from modelyard.api.security_admin import SecurityAdmin
 from modelyard.batches.settings import BatchSettings
 from modelyard.batches.store import BatchStore
@@ -42,6 +46,7 @@ from modelyard.gateway.slots import SlotGates
 from modelyard.gateway.upstream_call import UpstreamCaller
 from modelyard.gateway.upstream_client import UpstreamClientSettings, create_session
 from modelyard.observability.merge import merge_expositions
+from modelyard.observability.history import MetricsHistory
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers, Unwatched
 from modelyard.observability.routing_metrics import RoutingMetrics
@@ -81,12 +86,14 @@ class Runtime:
         watched: bool = True,
         state: StoredState | None = None,
         rollouts: RolloutService | None = None,
+        console: ConsoleSettings | None = None,
     ) -> None:
         """``request_log``: the database the request log is stored in (None: not stored). ``admin``: the admin
         services this process runs (the registry's, when it has one). ``watched=False``: nothing is observed per
         request (the benchmarks' "all off"). ``state``: where stored responses, files and batches live (None: the
         Responses API answers without storing, the Batch API is not available). ``rollouts``: the rollout
-        splits and controller (``modelyard serve``)."""
+        splits and controller (``modelyard serve``). ``console``: the web console's settings (None, or
+        ``--console off``: no console)."""
         self.rollouts = rollouts
         self.control = control
         self.metrics = metrics
@@ -150,7 +157,20 @@ class Runtime:
             holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
             self._batches = LeaseKeeper(state.database, "batches", holder)
         self.metrics_peers: Callable[[], Awaitable[list[bytes]]] | None = None
-        self.app = ModelyardApp(self, services, security)
+        self.history: MetricsHistory | None = None
+        build_console = None
+        if console is not None and console.console:
+            charts: ChartSource
+            if console.prometheus_url:
+                charts = PrometheusCharts(console.prometheus_url)
+            else:
+                self.history = MetricsHistory(metrics.registry)
+                charts = MemoryCharts(self.history)
+
+            def build_console(call: AdminCall) -> Console:
+                return Console(console, security, call, charts)
+
+        self.app = ModelyardApp(self, services, security, build_console)
 
     def catalog(self) -> ModelCatalog:
         return self.control.catalog
@@ -185,6 +205,8 @@ class Runtime:
         if self.rollouts is not None:
             await self.rollouts.start()
         await self._prober.start()
+        if self.history is not None:
+            await self.history.start()
         if self._batches is not None:
             self._batch_task = asyncio.create_task(self._batches.run(self._batch_runner.run), name="batches")
         # Everything built so far lives as long as the process: keep it out of every garbage collection, so a
@@ -196,6 +218,8 @@ class Runtime:
             self._batch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._batch_task
+        if self.history is not None:
+            await self.history.stop()
         await self._prober.stop()
         if self.rollouts is not None:
             await self.rollouts.stop()

@@ -80,6 +80,7 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         admin=[registry_admin, rollouts_admin],
         state=StoredState(store.database, settings.responses, settings.batches, settings.rollouts),
         rollouts=rollouts,
+        console=settings.console,
     )
     server = serve_app(runtime.app, server_settings, settings.observability.log_level)
     server_box.append(server)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelyard.api.console.settings import ConsoleSettings
 from modelyard.batches.settings import BatchSettings
 from modelyard.deploy.settings import ControlSettings, FleetSettings
 from modelyard.engines.settings import EngineSettings
@@ -143,6 +144,7 @@ class ServeSettings:
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
     batches: BatchSettings = field(default_factory=BatchSettings)
     rollouts: RolloutSettings = field(default_factory=RolloutSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @classmethod
     def of(cls, **values: Any) -> ServeSettings:

@@ -206,7 +206,14 @@ class Route:
                 "serves": t.served.key,
                 "weight": t.weight,
                 "replicas": [
-                    {"name": r.name, "ready": r.upstream.ready, "ejected": r.breaker.ejected} for r in t.replicas
+                    {
+                        "name": r.name,
+                        "ready": r.upstream.ready,
+                        "ejected": r.breaker.ejected,
+                        "failures": r.breaker.consecutive_failures,
+                        "in_flight": r.upstream.active_requests,
+                    }
+                    for r in t.replicas
                 ],
                 **({"region": t.region} if t.region else {}),
                 **({"unavailable": t.missing} if t.missing else {}),
