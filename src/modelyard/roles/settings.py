@@ -17,6 +17,7 @@ from typing import Any
 from modelyard.batches.settings import BatchSettings
 from modelyard.deploy.settings import ControlSettings
 from modelyard.engines.settings import EngineSettings
+from modelyard.engines.vllm_settings import VllmSettings
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.observability.settings import ObservabilitySettings
 from modelyard.options import Declared, Section, between, build, declared, non_negative, option
@@ -47,6 +48,7 @@ class ServeSettings:
     server: ServerSettings = field(default_factory=ServerSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    vllm: VllmSettings = field(default_factory=VllmSettings)
     control: ControlSettings = field(default_factory=ControlSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
