@@ -355,7 +355,7 @@ def convert(
 ) -> None:
     """Dequantize a GGUF version into an HF-format directory (weights + the GGUF's tokenizer; nothing is
     downloaded) and register it as a new version of the same model whose parent is the GGUF version."""
-    from modelyard.engines.hf_convert import ConvertError, gguf_to_hf
+    from modelyard.engines.hf_convert import ConvertError, copy_directory, ensure_converted
     from modelyard.engines.vllm_install import VllmInstallError, ensure_vllm
 
     if to != "hf":
@@ -369,7 +369,8 @@ def convert(
         try:
             environment = ensure_vllm(paths.cache_dir(), log=_err().print)
             _err().print(f"Dequantizing {source.key} ({source.quantization}) to an HF directory ({dtype}) …")
-            gguf_to_hf(environment, source.artifact_path, destination, dtype)
+            converted = ensure_converted(environment, source.artifact_path, paths.cache_dir(), dtype, _err().print)
+            copy_directory(converted, destination)
         except (ConvertError, VllmInstallError) as exc:
             _err().print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None

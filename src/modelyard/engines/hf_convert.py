@@ -52,6 +52,19 @@ def gguf_to_hf(environment: VllmEnvironment, gguf: Path, output: Path, dtype: st
     return report
 
 
+def copy_directory(source: Path, destination: Path) -> Path:
+    """A registry-owned copy of a converted directory (the cache may be cleared; a version's files must stay)."""
+    if destination.exists():
+        raise ConvertError(f"{destination} already exists; choose another --output or remove it.")
+    partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
+    try:
+        shutil.copytree(source, partial)
+        partial.rename(destination)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return destination
+
+
 def ensure_converted(
     environment: VllmEnvironment,
     gguf: Path,
@@ -59,9 +72,9 @@ def ensure_converted(
     dtype: str = "bfloat16",
     log: Callable[[str], None] = print,
 ) -> Path:
-    """The HF directory of ``gguf`` in the cache, converting it once (the vLLM test group and ``setup-vllm`` use
-    the default model's). A marker names the GGUF it was made from (path, size, mtime), so a different GGUF at
-    the same path is converted again."""
+    """The HF directory of ``gguf`` in the cache, converting it once (``models convert`` copies it from there, so
+    converting the same GGUF again costs a copy). A marker names the GGUF it was made from (path, size, mtime),
+    so a different GGUF at the same path is converted again."""
     stat = gguf.stat()
     source = {"gguf": str(gguf), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "dtype": dtype}
     target = cache_root / "models" / f"{gguf.stem}-hf-{dtype}"

