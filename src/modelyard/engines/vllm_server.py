@@ -76,6 +76,8 @@ class VllmServerConfig:
             "--disable-uvicorn-access-log",
         ]
         args.append("--enable-prefix-caching" if s.vllm_prefix_caching else "--no-enable-prefix-caching")
+        if s.vllm_enforce_eager:
+            args.append("--enforce-eager")
         if s.vllm_device == "gpu":
             args += [
                 "--gpu-memory-utilization",

@@ -72,6 +72,13 @@ class VllmSettings(Section):
         16, flag="--vllm-max-lora-rank", help="Largest LoRA rank vLLM accepts (--max-lora-rank).", check=at_least(1)
     )
 
+    vllm_enforce_eager: bool = option(
+        False,
+        flag="--vllm-enforce-eager",
+        parse=on_off,
+        help="vLLM --enforce-eager (on/off): skip torch.compile and graph capture; starts minutes sooner on a small "
+        "CPU, decodes somewhat slower.",
+    )
     vllm_ready_timeout_s: float = option(
         600.0,
         flag="--vllm-ready-timeout",
