@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.engines.vllm_install import EXCLUDED, _requirement_name, pinned
-from modelyard.engines.vllm_server import LoraModule, VllmServerConfig
+from modelyard.engines.vllm_server import VllmServerConfig
 from modelyard.engines.vllm_settings import VllmSettings
 from modelyard.options import SettingsError
 
@@ -30,10 +30,10 @@ def test_cpu_command_line_and_environment() -> None:
     assert _flag(argv, "--chat-template") == "/t/gemma-hf.jinja"
     assert "--enable-prefix-caching" in argv
     assert "--gpu-memory-utilization" not in argv and "--tensor-parallel-size" not in argv
-    assert "--enable-auto-tool-choice" not in argv and "--enable-lora" not in argv
+    assert "--enable-auto-tool-choice" not in argv and "--enforce-eager" not in argv
 
 
-def test_gpu_tools_and_loras() -> None:
+def test_gpu_and_tools() -> None:
     settings = VllmSettings(
         vllm_device="gpu",
         vllm_tensor_parallel_size=2,
@@ -41,12 +41,11 @@ def test_gpu_tools_and_loras() -> None:
         vllm_tool_call_parser="hermes",
         vllm_prefix_caching=False,
     )
-    config = VllmServerConfig(Path("/m"), "m:1", settings, loras=(LoraModule("m:1+a", Path("/a")),))
+    config = VllmServerConfig(Path("/m"), "m:1", settings)
     argv = config.argv(Path("vllm"), 1)
     assert (_flag(argv, "--tensor-parallel-size"), _flag(argv, "--gpu-memory-utilization")) == ("2", "0.8")
     assert _flag(argv, "--tool-call-parser") == "hermes" and "--enable-auto-tool-choice" in argv
     assert "--no-enable-prefix-caching" in argv
-    assert "--enable-lora" in argv and _flag(argv, "--lora-modules") == "m:1+a=/a"
     assert not any(a.startswith("VLLM_CPU_KVCACHE_SPACE") for a in argv)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from modelyard.deploy.capabilities import is_embedding_model
 from modelyard.engines.llamacpp_server import LlamaServerConfig, builtin_chat_template
 from modelyard.engines.settings import EngineSettings
-from modelyard.engines.vllm_server import LoraModule, VllmServerConfig
+from modelyard.engines.vllm_server import VllmServerConfig
 from modelyard.engines.vllm_settings import VllmSettings
 from modelyard.registry.hf_directory import HF_FORMAT
 from modelyard.registry.records import VersionRecord
@@ -27,9 +27,7 @@ def engine_kind(version: VersionRecord) -> str:
     return VLLM if version.format == HF_FORMAT else LLAMA_CPP
 
 
-def vllm_server_config(
-    version: VersionRecord, settings: VllmSettings, loras: tuple[LoraModule, ...] = ()
-) -> VllmServerConfig:
+def vllm_server_config(version: VersionRecord, settings: VllmSettings) -> VllmServerConfig:
     template = None
     if not version.has_chat_template:
         family = next((f for f in _BUILTIN_TEMPLATES if version.architecture.startswith(f)), None)
@@ -40,7 +38,6 @@ def vllm_server_config(
         served_name=version.key,
         settings=settings,
         chat_template_file=template,
-        loras=loras,
     )
 
 

@@ -2,7 +2,7 @@
 
 Bound to loopback on a private port; the gateway does auth, limits and routing. The served model name is the
 version key (``gemma-3-270m:2``), as llama-server's ``--alias`` is. Environment variables that vLLM reads instead
-of flags (the CPU KV-cache size, thread binding, runtime LoRA updates, no telemetry, no hub) are set through
+of flags (the CPU KV-cache size, thread binding, OpenMP runtime, no telemetry, no hub) are set through
 ``env`` in front of the command, so the supervisor launches it like any other engine and its process group (the
 API server and its engine-core child) is stopped as one.
 """
@@ -16,20 +16,11 @@ from modelyard.engines.vllm_settings import VllmSettings
 
 
 @dataclass(frozen=True)
-class LoraModule:
-    """An adapter served under its own name by the engine of its base version."""
-
-    name: str
-    path: Path
-
-
-@dataclass(frozen=True)
 class VllmServerConfig:
     model_dir: Path
     served_name: str
     settings: VllmSettings
     chat_template_file: Path | None = None
-    loras: tuple[LoraModule, ...] = ()
     preload: tuple[Path, ...] = ()  # LD_PRELOAD (Intel OpenMP on CPU)
     extra_args: tuple[str, ...] = ()
 
@@ -39,7 +30,6 @@ class VllmServerConfig:
             "DO_NOT_TRACK": "1",
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
-            "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
             "VLLM_LOGGING_LEVEL": "INFO",
         }
         if self.settings.vllm_device == "cpu":
@@ -89,13 +79,4 @@ class VllmServerConfig:
             args += ["--chat-template", str(self.chat_template_file)]
         if s.vllm_tool_call_parser:
             args += ["--enable-auto-tool-choice", "--tool-call-parser", s.vllm_tool_call_parser]
-        if self.loras:
-            args += [
-                "--enable-lora",
-                "--max-loras",
-                str(s.vllm_max_loras),
-                "--max-lora-rank",
-                str(s.vllm_max_lora_rank),
-            ]
-            args += ["--lora-modules", *(f"{lora.name}={lora.path}" for lora in self.loras)]
         return [*args, *self.extra_args]

@@ -65,12 +65,6 @@ class VllmSettings(Section):
         help="vLLM --tool-call-parser with --enable-auto-tool-choice (e.g. hermes, pythonic) for models whose chat "
         "template has a tool-call format; unset, the gateway constrains tool calls with a JSON schema.",
     )
-    vllm_max_loras: int = option(
-        4, flag="--vllm-max-loras", help="LoRA adapters one vLLM engine holds at once (--max-loras).", check=at_least(1)
-    )
-    vllm_max_lora_rank: int = option(
-        16, flag="--vllm-max-lora-rank", help="Largest LoRA rank vLLM accepts (--max-lora-rank).", check=at_least(1)
-    )
 
     vllm_enforce_eager: bool = option(
         False,
