@@ -74,7 +74,7 @@ class VllmSettings(Section):
         "CPU, decodes somewhat slower.",
     )
     vllm_ready_timeout_s: float = option(
-        600.0,
+        900.0,
         flag="--vllm-ready-timeout",
         help="Seconds a vLLM engine may take to load (it compiles and profiles at start: minutes on a small CPU).",
         check=positive,
