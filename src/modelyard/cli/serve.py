@@ -25,6 +25,7 @@ from modelyard.options import Declared, SettingsError
 from modelyard.registry.bootstrap import ensure_default_registered, ensure_file_registered, ensure_known_registered
 from modelyard.registry.default_model import ModelAssemblyError, ensure_default_model
 from modelyard.registry.errors import RegistryError
+from modelyard.registry.hf_directory import HFDirectoryError, read_config
 from modelyard.registry.registration import Declared as Provenance
 from modelyard.roles.server import PortInUseError
 from modelyard.roles.settings import ServeSettings, settings_declared, shown_default
@@ -104,6 +105,17 @@ def register_embedding_model(store: Any, checker: Any, actor: str, progress: Any
     ensure_known_registered(store, checker, path, model.name, model.sha256, declared, actor, progress)
 
 
+def check_model_path(path: Path) -> None:
+    """A GGUF file (llama.cpp) or a Hugging Face-format directory (vLLM)."""
+    if path.is_dir():
+        try:
+            read_config(path)
+        except HFDirectoryError as exc:
+            raise ModelFileError(str(exc)) from None
+        return
+    check_gguf(path)
+
+
 def _parameter(item: Declared) -> inspect.Parameter:
     option = item.option
     kind: Any = item.type
@@ -136,7 +148,7 @@ def run_serve(values: dict[str, Any]) -> None:
         model_path: Path | None = settings.model.model_path
         if model_path is not None:
             model_path = model_path.expanduser().absolute()
-            check_gguf(model_path)  # before any build, so a wrong path fails in a second
+            check_model_path(model_path)  # before any build, so a wrong path fails in a second
         store, checker = open_registry()
         actor = f"modelyard-serve@{socket.gethostname()}"
         with byte_progress("sha256 of the model", out) as progress:

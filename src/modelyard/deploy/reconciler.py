@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from modelyard.deploy.engine_config import engine_log_path, llama_server_config
+from modelyard.deploy.engine_config import VLLM, engine_kind, engine_log_path, llama_server_config, vllm_server_config
 from modelyard.deploy.plan import choose_routes, serving_plan
 from modelyard.deploy.rollout_split import TrafficSplit, with_splits
 from modelyard.deploy.routes import (
@@ -35,7 +36,9 @@ from modelyard.deploy.settings import ControlSettings
 from modelyard.engines.llamacpp_build import EngineBuild
 from modelyard.engines.remote import RemoteUpstream, bearer_header
 from modelyard.engines.settings import EngineSettings
-from modelyard.engines.supervisor import EngineState, EngineSupervisor, LaunchRefused, RestartPolicy
+from modelyard.engines.supervisor import CommandFactory, EngineState, EngineSupervisor, LaunchRefused, RestartPolicy
+from modelyard.engines.vllm_install import VllmEnvironment
+from modelyard.engines.vllm_settings import VllmSettings
 from modelyard.observability.engine_metrics import relabel
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.registry.integrity import ArtifactIntegrityError, IntegrityChecker
@@ -64,11 +67,15 @@ class Reconciler:
         control: ControlSettings | None = None,
         on_nothing_servable: Callable[[str], None] | None = None,
         min_drain_s: float = 0.0,
+        vllm_settings: VllmSettings | None = None,
+        vllm: VllmEnvironment | None = None,
     ) -> None:
         """``min_drain_s``: how long a retired engine keeps running at least, for requests this process does not
         count (the workers of ``serve --workers`` send them; they stop routing to it within a second)."""
         self._min_drain_s = min_drain_s
         self._store = store
+        self._vllm_settings = vllm_settings or VllmSettings()
+        self._vllm = vllm  # None: vLLM is not installed, and HF-format versions are refused with how to install it
         self._checker = checker
         self._build = build
         self._engine_settings = engine_settings
@@ -259,6 +266,7 @@ class Reconciler:
                 spec=effective,
                 resolved=resolved,
                 parallel=self._engine_settings.parallel,
+                vllm_native_tools=bool(self._vllm_settings.vllm_tool_call_parser),
             )
         )
         self._registry_routes = routes
@@ -288,29 +296,49 @@ class Reconciler:
                 del self._replicas[name]
 
     def _launch(self, version: VersionRecord, name: str) -> EngineSupervisor:
-        config = llama_server_config(version, self._engine_settings)
-        binary = self._build.binary("llama-server")
+        kind = engine_kind(version)
+        command, policy = self._vllm_command(version) if kind == VLLM else self._llama_command(version)
         log_path = engine_log_path(self._log_dir, version)
         if name != version.key:
             log_path = log_path.with_name(f"{log_path.stem}-r{instance_index(name) + 1}{log_path.suffix}")
         engine = EngineSupervisor(
             name=name,
-            command=lambda port: config.argv(binary, port),
+            command=command,
             log_path=log_path,
-            policy=self._policy,
+            policy=policy,
             on_change=self._engine_changed,
             pre_launch=partial(self._verify_artifact, version),
+            kind=kind,
         )
         self.engines[name] = engine
         self._replicas[name] = Replica(name, engine, max_concurrency=self._engine_settings.parallel)
         engine.start()
         return engine
 
+    def _llama_command(self, version: VersionRecord) -> tuple[CommandFactory, RestartPolicy]:
+        config = llama_server_config(version, self._engine_settings)
+        binary = self._build.binary("llama-server")
+        return (lambda port: config.argv(binary, port)), self._policy
+
+    def _vllm_command(self, version: VersionRecord) -> tuple[CommandFactory, RestartPolicy]:
+        """``vllm serve`` for an HF-format version; it loads for minutes, so it gets its own ready timeout."""
+        config = vllm_server_config(version, self._vllm_settings)
+        if self._vllm is not None:
+            config = dataclasses.replace(config, preload=self._vllm.preload())
+        policy = dataclasses.replace(self._policy, ready_timeout_s=self._vllm_settings.vllm_ready_timeout_s)
+        environment = self._vllm
+        return (lambda port: config.argv(environment.vllm if environment else Path("vllm"), port)), policy
+
     async def _settle(self, engines: list[EngineSupervisor]) -> None:
         """Wait until each new engine is ready or has given up (failed starts, refused artifact)."""
         await asyncio.gather(*(engine.wait_settled() for engine in engines))
 
     async def _verify_artifact(self, version: VersionRecord) -> None:
+        if engine_kind(version) == VLLM and self._vllm is None:
+            raise LaunchRefused(
+                f"{version.key} is a Hugging Face-format version, served by vLLM, and vLLM is not installed "
+                f"({self._vllm_settings.vllm_device}): run `make setup-vllm` or `modelyard engine install vllm`"
+            )
         await verify_artifact(self._store, self._checker, version, self._actor)
 
     def _retire(self, key: str) -> None:
@@ -345,7 +373,8 @@ class Reconciler:
 
     def _engine_changed(self, engine: EngineSupervisor) -> None:
         model, version = _labels(engine.name)
-        self._metrics.engine_state_changed(engine.name, model, version, engine.ready, engine.restarts)
+        cold_start = (engine.kind, engine.cold_start_s) if engine.ready and engine.cold_start_s is not None else None
+        self._metrics.engine_state_changed(engine.name, model, version, engine.ready, engine.restarts, cold_start)
         if engine.state != EngineState.FAILED or self._on_nothing_servable is None:
             return
         serving = self.catalog.upstreams()

@@ -17,6 +17,7 @@ from modelyard.deploy.deployments_table import DeploymentsTable
 from modelyard.deploy.reconciler import Reconciler
 from modelyard.engines.llamacpp_build import EngineBuild
 from modelyard.engines.supervisor import RestartPolicy
+from modelyard.engines.vllm_install import installed as installed_vllm
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.routing_metrics import RoutingMetrics
@@ -53,6 +54,8 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         actor=f"gateway@{socket.gethostname()}:{server_settings.port}",
         control=settings.control,
         on_nothing_servable=lambda reason: server_box[0].fail(f"nothing can be served: {reason}"),
+        vllm_settings=settings.vllm,
+        vllm=installed_vllm(paths.cache_dir(), settings.vllm.vllm_device),
     )
     deployments = DeploymentsManager(
         reconciler,

@@ -20,6 +20,7 @@ from modelyard.api.console.settings import ConsoleSettings
 from modelyard.batches.settings import BatchSettings
 from modelyard.deploy.settings import ControlSettings, FleetSettings
 from modelyard.engines.settings import EngineSettings
+from modelyard.engines.vllm_settings import VllmSettings
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.observability.settings import ObservabilitySettings
 from modelyard.options import (
@@ -137,6 +138,7 @@ class ServeSettings:
     server: ServerSettings = field(default_factory=ServerSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    vllm: VllmSettings = field(default_factory=VllmSettings)
     control: ControlSettings = field(default_factory=ControlSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
