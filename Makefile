@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: serve test test-fast lint setup system-deps clean-venv
+.PHONY: serve test test-fast lint setup system-deps clean-venv chart-files
 
 serve: $(STAMP)
 	$(BIN)/modelyard serve --port $(PORT) $(if $(EMBEDDINGS),--embedding-model $(EMBEDDINGS))
@@ -32,6 +32,13 @@ lint: $(STAMP)
 
 system-deps:
 	@bash scripts/system-deps.sh
+
+# The Helm chart's copies of the package's alert rules and dashboard (tests/deploy_chart holds them equal), and its
+# values table (deploy/helm/modelyard/README.md, generated from values.schema.json).
+chart-files: $(STAMP)
+	cp src/modelyard/observability/alerts/modelyard-alerts.yml deploy/helm/modelyard/files/
+	cp src/modelyard/observability/dashboards/modelyard.json deploy/helm/modelyard/files/
+	$(BIN)/python scripts/chart_values_table.py
 
 $(STAMP): pyproject.toml
 	@bash scripts/system-deps.sh
