@@ -203,3 +203,30 @@ def test_every_value_is_described_and_the_readme_table_is_current() -> None:
         chart.validate_schema(chart.values)  # values.yaml itself holds to the schema
     generator = runpy.run_path(str(CHART.parents[2] / "scripts" / "chart_values_table.py"))
     assert generator["main"](["--check"]) == 0, "run `python scripts/chart_values_table.py`"
+
+
+def test_the_packaged_chart_renders_the_same(tmp_path: Path, rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """`helm package` carries files/ (the alert rules and dashboard) and nothing the templates need is left out."""
+    archive = helm.package(CHART, destination=tmp_path)
+    values = example_values(CHART / "examples" / "autoscaling.yaml")
+    with helm.Chart.load(archive) as chart:
+        manifests = chart.render(values, name="modelyard", namespace="llm", is_install=True)
+    objects = [
+        doc
+        for path, text in sorted(manifests.items())
+        if not path.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+    assert objects == rendered["autoscaling"]
+
+
+@pytest.mark.parametrize("release", ["prod", "modelyard-eu"])
+def test_object_names_follow_the_release(release: str) -> None:
+    objects = render(example_values(CHART / "examples" / "minimal-cpu.yaml"), release=release)
+    prefix = release if "modelyard" in release else f"{release}-modelyard"
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("Deployment", f"{prefix}-gateway") in names
+    assert ("Service", f"{prefix}-llamacpp-gemma") in names
+    document = next(o for o in objects if o["metadata"]["name"] == f"{prefix}-deployments")["data"]["deployments.yaml"]
+    assert f"http://{prefix}-llamacpp-gemma.llm.svc:8081/v1" in document
