@@ -69,34 +69,65 @@ def autoscaling_objects() -> list[dict[str, Any]]:
     return render(example_values(CHART / "examples" / "autoscaling.yaml"))
 
 
-def test_probes_use_the_endpoint_tables_public_health_and_readiness_paths(
-    rendered: dict[str, list[dict[str, Any]]],
-) -> None:
+def option_values(args: list[str]) -> dict[str, list[str]]:
+    """``--flag value`` pairs of a command line, by flag (a repeated flag keeps every value)."""
+    found: dict[str, list[str]] = {}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        assert flag.startswith("--"), args
+        found.setdefault(flag, []).append(value)
+    return found
+
+
+def ports_of(container: dict[str, Any]) -> dict[str, int]:
+    return {port["name"]: port["containerPort"] for port in container["ports"]}
+
+
+def test_probes_use_the_public_health_and_readiness_paths(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """The gateway's from the endpoint table, on its port; a llama.cpp engine pod's on its ops port (the engine
+    role serves the same /health and /ready there)."""
     health, ready = endpoint(Operations.health), endpoint(Operations.ready)
     assert health.scope is None and ready.scope is None  # a kubelet has no API key
     for objects in rendered.values():
-        modelyard_containers = containers(objects, "gateway") + [
-            c for c in containers(objects, "engine") if c["name"] == "engine"
-        ]
-        assert modelyard_containers
-        for container in modelyard_containers:
-            assert container["livenessProbe"]["httpGet"]["path"] == health.path
-            assert container["readinessProbe"]["httpGet"]["path"] == ready.path
-            assert container["livenessProbe"]["httpGet"]["port"] == "http"
-            (port,) = container["ports"]
-            assert port["name"] == "http"
-            assert int(env_of(container)["MODELYARD_PORT"]) == port["containerPort"]
-            assert env_of(container)["MODELYARD_HOST"] == "0.0.0.0"
+        (gateway,) = containers(objects, "gateway")
+        engines = [c for c in containers(objects, "engine") if c["name"] == "engine"]
+        assert engines
+        for container, port in [(gateway, "http"), *((engine, "ops") for engine in engines)]:
+            for probe, path in (("livenessProbe", health.path), ("readinessProbe", ready.path)):
+                assert container[probe]["httpGet"] == {"path": path, "port": port}
+        assert int(env_of(gateway)["MODELYARD_PORT"]) == ports_of(gateway)["http"]
+        assert env_of(gateway)["MODELYARD_HOST"] == "0.0.0.0"
+        for engine in engines:
+            args = option_values(engine["args"])
+            assert args["--host"] == ["0.0.0.0"]
+            assert [int(args["--port"][0]), int(args["--ops-port"][0])] == [
+                ports_of(engine)["http"],
+                ports_of(engine)["ops"],
+            ]
 
 
 def test_commands_are_the_roles_of_the_one_image() -> None:
     objects = autoscaling_objects()
     (gateway,) = containers(objects, "gateway")
     assert gateway["command"] == ["modelyard", "gateway"]
-    assert gateway["args"] == ["--workers", "2"]
     engine = named(objects, "Deployment", "modelyard-llamacpp-gemma")["spec"]["template"]["spec"]["containers"][0]
-    assert engine["command"] == ["modelyard", "engine", "--model", "gemma-3-270m:1"]
+    assert engine["command"] == ["modelyard", "engine"]
+    assert option_values(engine["args"])["--model"] == ["gemma-3-270m:1"]
     assert engine["image"] == gateway["image"] == f"modelyard/modelyard:{modelyard.__version__}"
+
+
+def test_the_gateways_find_each_llama_engine_through_its_headless_service() -> None:
+    """``--engine-url NAME:VERSION=dns+http://SERVICE:PORT``: the version the engine pods serve, and the Service
+    whose A records are those pods, on the engines' API port."""
+    objects = autoscaling_objects()
+    (gateway,) = containers(objects, "gateway")
+    args = option_values(gateway["args"])
+    assert args["--workers"] == ["2"]
+    assert args["--engine-slots"] == ["8"]  # the engine's --parallel
+    (url,) = args["--engine-url"]
+    service = named(objects, "Service", "modelyard-llamacpp-gemma")
+    assert service["spec"]["clusterIP"] == "None"
+    port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "http")
+    assert url == f"gemma-3-270m:1=dns+http://modelyard-llamacpp-gemma.llm.svc:{port}"
 
 
 def test_every_environment_variable_is_a_real_setting_with_a_valid_value(
@@ -125,6 +156,9 @@ def test_credentials_come_from_the_secret_the_values_name(rendered: dict[str, li
     assert env[PEPPER_ENV]["secretKeyRef"]["key"] == "KEY_PEPPER"
     assert env[ADMIN_KEY_ENV]["secretKeyRef"] == {"name": "modelyard-credentials", "key": "ADMIN_KEY", "optional": True}
     assert not of_kind(rendered["existing-secrets"], "Secret")
+    (engine,) = containers(rendered["existing-secrets"], "engine")
+    assert DATABASE_URL_ENV in env_of(engine)
+    assert PEPPER_ENV not in env_of(engine) and ADMIN_KEY_ENV not in env_of(engine)  # engines need no key secrets
     (secret,) = of_kind(rendered["minimal-cpu"], "Secret")
     assert set(secret["stringData"]) == {"database-url", "key-pepper", "redis-url"}
 
@@ -209,22 +243,22 @@ def test_llama_server_serves_the_gauges_the_autoscalers_read() -> None:
         assert f'"{gauge.removeprefix("llamacpp:")}"' in source, gauge
 
 
-def test_generated_routes_reach_each_engines_headless_service(tmp_path: Path) -> None:
+def test_generated_routes_reach_each_engine(tmp_path: Path) -> None:
     objects = autoscaling_objects()
     document = named(objects, "ConfigMap", "modelyard-deployments")["data"]["deployments.yaml"]
     path = tmp_path / "deployments.yaml"
     path.write_text(document)
-    spec = load_deployments(path)  # modelyard's own parser accepts what the gateways will read
+    load_deployments(path)  # modelyard's own parser accepts what the gateways will apply
     routes = yaml.safe_load(document)["routes"]
     assert set(routes) == {"gemma", "llama8b", "chat"}
-    assert spec is not None
-    headless = {s["metadata"]["name"]: s for s in of_kind(objects, "Service") if s["spec"].get("clusterIP") == "None"}
-    assert set(headless) == {"modelyard-llamacpp-gemma", "modelyard-vllm-llama8b"}
-    for route, service in (("gemma", "modelyard-llamacpp-gemma"), ("llama8b", "modelyard-vllm-llama8b")):
-        (url,) = routes[route]["targets"]["engine"]["url"]
-        (port,) = headless[service]["spec"]["ports"]
-        assert url == f"http://{service}.llm.svc:{port['port']}/v1"
-    assert routes["llama8b"]["targets"]["engine"]["upstream_model"] == "llama-3.1-8b"
+    assert routes["gemma"]["targets"]["engine"] == {"model": "gemma-3-270m:1"}  # the registry version
+    vllm = named(objects, "Service", "modelyard-vllm-llama8b")
+    assert vllm["spec"]["clusterIP"] == "None"
+    (port,) = vllm["spec"]["ports"]
+    assert routes["llama8b"]["targets"]["engine"] == {
+        "url": [f"http://modelyard-vllm-llama8b.llm.svc:{port['port']}/v1"],
+        "upstream_model": "llama-3.1-8b",
+    }
 
 
 def test_vllm_pods_get_gpus_gpu_nodes_and_their_weights() -> None:

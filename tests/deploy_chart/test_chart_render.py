@@ -132,11 +132,18 @@ def test_a_broken_object_is_caught_by_the_validation() -> None:
 
 def test_service_monitors_match_their_crd() -> None:
     objects = render(example_values(CHART / "examples" / "autoscaling.yaml"))
-    monitors = of_kind(objects, "ServiceMonitor")
-    assert {m["metadata"]["name"] for m in monitors} == {"modelyard-gateway", "modelyard-engines"}
-    for monitor in monitors:
+    monitors = {m["metadata"]["name"]: m for m in of_kind(objects, "ServiceMonitor")}
+    assert set(monitors) == {"modelyard-gateway", "modelyard-engines-llamacpp", "modelyard-engines-vllm"}
+    for monitor in monitors.values():
         jsonschema.validate(monitor, SERVICE_MONITOR)
         assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    # Each monitor's port is a port of the Services it selects (llama.cpp: the ops port; vLLM: its API port).
+    for name, monitor in monitors.items():
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        services = [s for s in of_kind(objects, "Service") if selector.items() <= s["metadata"]["labels"].items()]
+        assert services, name
+        for service in services:
+            assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}, name
 
 
 def test_prometheus_rule_groups_pass_promtool(tmp_path: Path) -> None:
@@ -229,4 +236,7 @@ def test_object_names_follow_the_release(release: str) -> None:
     assert ("Deployment", f"{prefix}-gateway") in names
     assert ("Service", f"{prefix}-llamacpp-gemma") in names
     document = next(o for o in objects if o["metadata"]["name"] == f"{prefix}-deployments")["data"]["deployments.yaml"]
-    assert f"http://{prefix}-llamacpp-gemma.llm.svc:8081/v1" in document
+    assert "model: gemma-3-270m:1" in document
+    (gateway,) = [o for o in objects if o["metadata"]["name"] == f"{prefix}-gateway" and o["kind"] == "Deployment"]
+    args = gateway["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"gemma-3-270m:1=dns+http://{prefix}-llamacpp-gemma.llm.svc:8081" in args

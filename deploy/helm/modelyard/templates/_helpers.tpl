@@ -55,14 +55,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s-%s-%s" (include "modelyard.fullname" $root) (index . 1) (index . 2) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Environment every modelyard container gets: credentials from the Secret, logging. */}}
-{{- define "modelyard.commonEnv" -}}
-{{- $secret := include "modelyard.secretName" . -}}
+{{/* Environment every modelyard container gets: the shared database, logging. */}}
+{{- define "modelyard.baseEnv" -}}
 - name: MODELYARD_DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ $secret }}
+      name: {{ include "modelyard.secretName" . }}
       key: {{ .Values.secrets.keys.databaseUrl }}
+- name: MODELYARD_LOG_LEVEL
+  value: {{ .Values.common.logLevel | quote }}
+- name: MODELYARD_LOG_FORMAT
+  value: {{ .Values.common.logFormat | quote }}
+{{- with .Values.common.env }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* What a gateway adds: the key pepper, Redis, the first admin key. */}}
+{{- define "modelyard.gatewayEnv" -}}
+{{- $secret := include "modelyard.secretName" . -}}
+{{ include "modelyard.baseEnv" . }}
 - name: MODELYARD_KEY_PEPPER
   valueFrom:
     secretKeyRef:
@@ -74,19 +86,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       name: {{ $secret }}
       key: {{ .Values.secrets.keys.redisUrl }}
       optional: true
-- name: MODELYARD_LOG_LEVEL
-  value: {{ .Values.common.logLevel | quote }}
-- name: MODELYARD_LOG_FORMAT
-  value: {{ .Values.common.logFormat | quote }}
-{{- with .Values.common.env }}
-{{ toYaml . }}
-{{- end }}
+- name: MODELYARD_ADMIN_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .Values.secrets.keys.adminKey }}
+      optional: true
 {{- end -}}
 
-{{/* The headless Service's in-cluster URL of an engine (what the gateway's route points at and re-resolves). */}}
-{{- define "modelyard.engineURL" -}}
+{{/* An engine's headless Service, in-cluster. Argument: (list $ kind name). */}}
+{{- define "modelyard.engineHost" -}}
 {{- $root := index . 0 -}}
-{{- printf "http://%s.%s.svc:%d/v1" (include "modelyard.engineName" (list $root (index . 1) (index . 2))) $root.Release.Namespace (int (index . 3)) -}}
+{{- printf "%s.%s.svc" (include "modelyard.engineName" .) $root.Release.Namespace -}}
+{{- end -}}
+
+{{/* The gateway's --engine-url of a llama.cpp engine: its registry version = the headless Service's name, which
+the gateway re-resolves into one replica per ready pod (dns+). Argument: (list $ engine). */}}
+{{- define "modelyard.engineURLArg" -}}
+{{- $root := index . 0 -}}
+{{- $e := index . 1 -}}
+{{- printf "%s=dns+http://%s:%d" $e.model (include "modelyard.engineHost" (list $root "llamacpp" $e.name)) (int $root.Values.engineDefaults.port) -}}
 {{- end -}}
 
 {{/* The custom metric (custom.metrics.k8s.io, served by prometheus-adapter with prometheus-adapter/rules.yaml) an
