@@ -152,3 +152,28 @@ def test_the_portable_configure_step_succeeds(tmp_path: Path) -> None:
     cache = (tmp_path / "build" / "CMakeCache.txt").read_text()
     assert "GGML_CPU_ALL_VARIANTS:BOOL=ON" in cache
     assert "GGML_BACKEND_DL:BOOL=ON" in cache
+
+
+def test_installing_a_portable_build_copies_and_hashes_its_modules(tmp_path: Path) -> None:
+    """What the build stage's install step does with a finished portable build: binaries and every shared library
+    (versioned names included, symlinks resolved) land in bin/, hashed in the manifest, and the result verifies."""
+    spec = BuildSpec.all_variants()
+    built = tmp_path / "build" / "bin"
+    built.mkdir(parents=True)
+    for tool in spec.tools:
+        (built / tool).write_text("#!/bin/sh\necho 'version: 1 (test)'\n")
+        (built / tool).chmod(0o755)
+    for library in ("libllama.so.0.0.1", "libggml-base.so", "libggml-cpu-x64.so", "libggml-cpu-haswell.so"):
+        (built / library).write_bytes(library.encode())
+    (built / "libllama.so.0").symlink_to("libllama.so.0.0.1")
+    llamacpp_build._install(tmp_path / "build", tmp_path / "staging", spec)
+    manifest = json.loads((tmp_path / "staging" / MANIFEST).read_text())
+    assert set(manifest["libraries"]) == {
+        "libllama.so.0",
+        "libllama.so.0.0.1",
+        "libggml-base.so",
+        "libggml-cpu-x64.so",
+        "libggml-cpu-haswell.so",
+    }
+    assert not (tmp_path / "staging" / "bin" / "libllama.so.0").is_symlink()
+    assert load_cached(tmp_path / "staging", spec) is not None
