@@ -279,3 +279,25 @@ def test_vllm_pods_get_gpus_gpu_nodes_and_their_weights() -> None:
 def test_chart_app_version_is_the_package_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == modelyard.__version__
+
+
+def test_without_routes_to_declare_the_stored_deployments_are_left_alone() -> None:
+    """No generated or given routes: no deployments file at all, so the configuration stored in the database (made
+    through the admin API or `modelyard deployments apply`) is never overwritten by a gateway starting."""
+    values = example_values(CHART / "examples" / "minimal-cpu.yaml") | {"gateway": {"generateRoutes": False}}
+    objects = render(values)
+    assert not [o for o in of_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith("-deployments")]
+    (gateway,) = containers(objects, "gateway")
+    assert "MODELYARD_DEPLOYMENTS" not in env_of(gateway)
+    assert "deployments" not in {mount["name"] for mount in gateway["volumeMounts"]}
+    given = render(
+        values
+        | {
+            "gateway": {
+                "generateRoutes": False,
+                "deployments": {"routes": {"x": {"targets": {"a": {"model": "gemma-3-270m:1"}}}}},
+            }
+        }
+    )
+    (gateway,) = containers(given, "gateway")
+    assert env_of(gateway)["MODELYARD_DEPLOYMENTS"] == "/etc/modelyard/deployments.yaml"

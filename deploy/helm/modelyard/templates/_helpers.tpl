@@ -121,3 +121,21 @@ vllm:num_requests_* lose their colon in the adapter. */}}
 {{- if eq $metric "queue" -}}vllm_num_requests_waiting{{- else -}}vllm_num_requests_running{{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{- define "modelyard.deploymentsDoc" -}}
+{{- /* The deployments document the gateways apply (MODELYARD_DEPLOYMENTS; stored in the database, so every
+replica serves it): one route per engine, named after it, merged with gateway.deployments. A llama.cpp engine's
+target is its registry version (the gateways find its pods through --engine-url); a vLLM engine's is a remote URL,
+its headless Service. */ -}}
+{{- $routes := dict -}}
+{{- if .Values.gateway.generateRoutes -}}
+{{- range .Values.llamacpp -}}
+{{- $_ := set $routes .name (dict "targets" (dict "engine" (dict "model" .model))) -}}
+{{- end -}}
+{{- range .Values.vllm.engines -}}
+{{- $url := printf "http://%s:%d/v1" (include "modelyard.engineHost" (list $ "vllm" .name)) (int $.Values.vllm.port) -}}
+{{- $_ := set $routes .name (dict "targets" (dict "engine" (dict "url" (list $url) "upstream_model" (default .model .servedModelName)))) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (mergeOverwrite (dict "routes" $routes) (deepCopy .Values.gateway.deployments)) -}}
+{{- end -}}
