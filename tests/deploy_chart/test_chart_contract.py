@@ -28,7 +28,7 @@ from modelyard.security.key_store import ADMIN_KEY_ENV
 from modelyard.security.keys import PEPPER_ENV
 from modelyard.store.database import DATABASE_URL_ENV
 
-from .conftest import CHART, example_values, named, of_kind, render
+from .rendering import CHART, example_values, named, of_kind, render
 from dashboard_queries import ALERTS, DASHBOARD, shipped
 
 # The llama-server gauges the llama.cpp engine HPAs scale on, by the metric the values choose.

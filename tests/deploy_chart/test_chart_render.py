@@ -20,7 +20,7 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kubernetes
 
-from .conftest import CHART, EXAMPLES, example_values, of_kind, render
+from .rendering import CHART, EXAMPLES, example_values, of_kind, render
 
 CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
 # The fields of monitoring.coreos.com/v1 ServiceMonitor the chart sets, as the CRD declares them (prometheus-operator

@@ -23,7 +23,7 @@ from modelyard.cli.main import app
 from modelyard.engines.llamacpp_build import BUILD_KIND_ENV, BuildSpec
 from modelyard.roles.settings import ServerSettings
 
-from .conftest import CHART, ROOT
+from .rendering import CHART, ROOT
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 VLLM_DOCKERFILE = ROOT / "docker" / "Dockerfile.vllm"
