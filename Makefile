@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: serve test test-fast test-vllm lint setup setup-vllm system-deps clean-venv console-assets
+.PHONY: serve test test-fast test-vllm lint setup setup-vllm system-deps clean-venv console-assets chart-files
 CONSOLE_UI := console-ui
 CONSOLE_ASSETS := src/modelyard/api/console/assets
 
@@ -46,6 +46,13 @@ lint: $(STAMP)
 
 system-deps:
 	@bash scripts/system-deps.sh
+
+# The Helm chart's copies of the package's alert rules and dashboard (tests/deploy_chart holds them equal), and its
+# values table (deploy/helm/modelyard/README.md, generated from values.schema.json).
+chart-files: $(STAMP)
+	cp src/modelyard/observability/alerts/modelyard-alerts.yml deploy/helm/modelyard/files/
+	cp src/modelyard/observability/dashboards/modelyard.json deploy/helm/modelyard/files/
+	$(BIN)/python scripts/chart_values_table.py
 
 $(STAMP): pyproject.toml
 	@bash scripts/system-deps.sh

@@ -17,7 +17,7 @@ from modelyard.cli.rollouts import rollout_app
 from modelyard.cli.roles import ENGINE_HELP, GATEWAY_HELP, engine_callback, gateway_command
 from modelyard.cli.security import audit_app, keys_app
 from modelyard.cli.serve import SERVE_HELP, console, fail, prepare_engine, serve_command
-from modelyard.engines.llamacpp_build import BuildError, ensure_engine
+from modelyard.engines.llamacpp_build import BUILD_KIND_ENV, BuildError, BuildSpec, ensure_engine
 from modelyard.engines.llamacpp_source import SourceError
 from modelyard.registry.default_model import ModelAssemblyError, ensure_default_model
 from modelyard.store.database import StoreUnavailable, describe_url
@@ -45,20 +45,33 @@ def version() -> None:
     print(__version__)
 
 
+AllVariants = Annotated[
+    bool,
+    typer.Option(
+        "--all-variants",
+        help="The portable build (every x86-64 CPU backend variant, loaded at run time; what the container image "
+        f"ships and uses with {BUILD_KIND_ENV}=all-variants) instead of one for this machine's CPU.",
+    ),
+]
+
+
 @engine_app.command("build")
-def engine_build() -> None:
+def engine_build(all_variants: AllVariants = False) -> None:
     """Build llama.cpp (llama-server, llama-perplexity, llama-quantize, llama-bench) or reuse the cached build."""
     try:
-        prepare_engine(console())
+        prepare_engine(console(), BuildSpec.all_variants() if all_variants else None)
     except (BuildError, SourceError) as exc:
         raise fail(str(exc)) from None
 
 
 @engine_app.command("path")
-def engine_path(tool: Annotated[str, typer.Argument(help="Binary name")] = "llama-server") -> None:
+def engine_path(
+    tool: Annotated[str, typer.Argument(help="Binary name")] = "llama-server", all_variants: AllVariants = False
+) -> None:
     """Print the path of a cached engine binary (builds it first if needed)."""
     try:
-        build = ensure_engine(paths.cache_dir(), log=console().print)
+        spec = BuildSpec.all_variants() if all_variants else None
+        build = ensure_engine(paths.cache_dir(), spec, log=console().print)
     except (BuildError, SourceError) as exc:
         raise fail(str(exc)) from None
     print(build.binary(tool))

@@ -17,7 +17,7 @@ from rich.console import Console
 from modelyard import paths
 from modelyard.cli.progress import build_progress, byte_progress
 from modelyard.engines.embedding_model import EMBEDDING_MODEL, EmbeddingModelError, ensure_embedding_model
-from modelyard.engines.llamacpp_build import BuildError, EngineBuild, ensure_engine
+from modelyard.engines.llamacpp_build import BuildError, BuildSpec, EngineBuild, ensure_engine
 from modelyard.engines.llamacpp_server import ModelFileError, check_gguf
 from modelyard.engines.llamacpp_source import LLAMA_CPP_SOURCE, SourceError
 from modelyard.observability.logs import configure_logging
@@ -46,10 +46,12 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def prepare_engine(out: Console) -> EngineBuild:
+def prepare_engine(out: Console, spec: BuildSpec | None = None) -> EngineBuild:
+    """The one way every command gets its engine build (``make setup``, ``serve``, the image's build stage):
+    ``spec`` None is :meth:`BuildSpec.default`."""
     started = time.monotonic()
     with build_progress("Building llama.cpp", out) as progress:
-        build = ensure_engine(paths.cache_dir(), progress=progress, log=out.print)
+        build = ensure_engine(paths.cache_dir(), spec, progress=progress, log=out.print)
     out.print(f"Engine: llama.cpp {build.version} at {build.root} ({time.monotonic() - started:.1f} s)")
     return build
 
