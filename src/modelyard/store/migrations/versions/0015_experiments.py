@@ -15,7 +15,7 @@ from alembic import op
 from modelyard.store.base import UTCDateTime
 
 revision = "0015_experiments"
-down_revision = "0013_openai_surface"
+down_revision = "0014_roles"
 branch_labels = None
 depends_on = None
 
