@@ -69,6 +69,9 @@ def test_the_engine_pod_is_a_valid_modelyard_engine(monkeypatch: pytest.MonkeyPa
         ports["ops"],
     )
     assert (settings.engine.parallel, settings.engine.context_size, settings.engine.threads) == (8, 16384, 4)
+    grace = named(objects, "Deployment", "modelyard-llamacpp-small")["spec"]["template"]["spec"]
+    assert settings.role.stop_grace_s == 30.0
+    assert grace["terminationGracePeriodSeconds"] > settings.role.stop_grace_s
 
 
 def test_a_flag_the_roles_do_not_have_is_refused() -> None:
