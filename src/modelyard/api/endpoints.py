@@ -28,8 +28,8 @@ from modelyard.api.admin_schemas import (
     Rollback,
     UpdateModel,
 )
-from modelyard.api.feedback_api import FeedbackAPI
 from modelyard.api.console.service import Console
+from modelyard.api.feedback_api import FeedbackAPI
 from modelyard.api.operations import Operations
 from modelyard.api.registry_admin import RegistryAdmin
 from modelyard.api.rollouts_admin import RolloutsAdmin
@@ -132,6 +132,8 @@ _ROLLOUT_BODY = {
         }
     }
 }
+
+
 def _console(method: str, path: str, handler: Callable[..., Any], summary: str, **extra: Any) -> Endpoint:
     public = extra.pop("public", False)
     if method == "POST":

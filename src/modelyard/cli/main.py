@@ -13,8 +13,8 @@ from modelyard.cli.experiments import experiments_app
 from modelyard.cli.gates import gates_app
 from modelyard.cli.models import models_app
 from modelyard.cli.requests import requests_app
-from modelyard.cli.rollouts import rollout_app
 from modelyard.cli.roles import ENGINE_HELP, GATEWAY_HELP, engine_callback, gateway_command
+from modelyard.cli.rollouts import rollout_app
 from modelyard.cli.security import audit_app, keys_app
 from modelyard.cli.serve import SERVE_HELP, console, fail, prepare_engine, serve_command
 from modelyard.engines.llamacpp_build import BUILD_KIND_ENV, BuildError, BuildSpec, ensure_engine

@@ -21,11 +21,11 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from modelyard.api.app import ModelyardApp
-from modelyard.api.feedback_api import FeedbackAPI
 from modelyard.api.console.charts import ChartSource, MemoryCharts, PrometheusCharts
 from modelyard.api.console.context import AdminCall
 from modelyard.api.console.service import Console
 from modelyard.api.console.settings import ConsoleSettings
+from modelyard.api.feedback_api import FeedbackAPI
 from modelyard.api.security_admin import SecurityAdmin
 from modelyard.batches.settings import BatchSettings
 from modelyard.batches.store import BatchStore
@@ -45,8 +45,8 @@ from modelyard.gateway.shadow import ShadowMirror
 from modelyard.gateway.slots import SlotGates
 from modelyard.gateway.upstream_call import UpstreamCaller
 from modelyard.gateway.upstream_client import UpstreamClientSettings, create_session
-from modelyard.observability.merge import merge_expositions
 from modelyard.observability.history import MetricsHistory
+from modelyard.observability.merge import merge_expositions
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.observers import RequestObservers, Unwatched
 from modelyard.observability.routing_metrics import RoutingMetrics

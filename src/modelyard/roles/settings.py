@@ -89,6 +89,7 @@ class ServerSettings(Section):
         for path in (self.tls_cert, self.tls_key):
             if path is not None and not path.is_file():
                 raise SettingsError(f"TLS file {path} does not exist")
+
     workers: int = option(
         1,
         flag="--workers",

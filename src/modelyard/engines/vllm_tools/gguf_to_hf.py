@@ -35,9 +35,12 @@ def main() -> int:
 
     folder, name = str(args.gguf.parent), args.gguf.name
     # The GGUF says whether its tokenizer starts a text with BOS (llama.cpp does so); the HF tokenizer must too.
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, add_bos_token=_adds_bos(args.gguf))
+    # B615: `folder` is a local directory (the registered GGUF's), never a hub name: nothing is downloaded.
+    tokenizer = AutoTokenizer.from_pretrained(  # nosec B615
+        folder, gguf_file=name, add_bos_token=_adds_bos(args.gguf)
+    )
     # dequantize: dense weights (transformers otherwise keeps GGUF blocks packed, which cannot be saved).
-    model = AutoModelForCausalLM.from_pretrained(
+    model = AutoModelForCausalLM.from_pretrained(  # nosec B615 (a local directory, as above)
         folder,
         gguf_file=name,
         dtype=getattr(torch, args.dtype),
