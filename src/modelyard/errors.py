@@ -114,9 +114,15 @@ def output_blocked(guardrail: str) -> APIError:
 # -- what the request asks for -------------------------------------------------------------------------------------
 
 
+def echoed(text: str, limit: int = 100) -> str:
+    """A client's string as it is quoted back in an error: cut at ``limit`` characters (a client can send a megabyte
+    of name; the error need not carry it back)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def model_not_found(name: str, available: tuple[str, ...] | list[str], reason: str | None = None) -> APIError:
     listed = ", ".join(available) if available else "none"
-    why = reason or f"The model '{name}' does not exist or is not served here."
+    why = reason or f"The model '{echoed(name)}' does not exist or is not served here."
     return APIError(404, f"{why} Available models: {listed}.", code="model_not_found", param="model")
 
 
@@ -194,6 +200,11 @@ def insufficient_scope(key: str, needed: str, has: list[str]) -> APIError:
         type=PERMISSION_DENIED,
         code="insufficient_scope",
     )
+
+
+def not_your_request(message: str) -> APIError:
+    """Feedback on a request another key made: only that key (or an admin) may rate it."""
+    return APIError(403, message, type=PERMISSION_DENIED, code="not_your_request", param="request_id")
 
 
 def model_not_allowed(key: str, route: str) -> APIError:
@@ -274,6 +285,17 @@ def engine_unavailable(model: str, retry_after_s: int, reason: str) -> APIError:
         f"The engine serving '{model}' is not available right now ({reason}); retry in {retry_after_s} s.",
         type=SERVICE_UNAVAILABLE,
         code="engine_unavailable",
+        headers={"retry-after": str(retry_after_s)},
+    )
+
+
+def queue_full(model: str, waiting: int, retry_after_s: int) -> APIError:
+    return APIError(
+        429,
+        f"The engines serving '{model}' are busy and {waiting} requests already wait for them; retry in "
+        f"{retry_after_s} s.",
+        type="requests",  # OpenAI's type for request-rate 429s
+        code="queue_full",
         headers={"retry-after": str(retry_after_s)},
     )
 

@@ -27,7 +27,7 @@ from modelyard.api.operations import Operations, Serving
 from modelyard.api.problems import to_api_error
 from modelyard.api.replies import Reply, send_reply
 from modelyard.api.router import Router
-from modelyard.asgi import Message, Receive, Request, Scope, Send, send_error
+from modelyard.asgi import Message, Receive, Request, Scope, Send, client_request_id, send_error
 from modelyard.errors import internal_error, missing_api_key, not_available_here
 from modelyard.security.authz import authorize_scope
 from modelyard.security.keys import KeyGrant
@@ -153,7 +153,8 @@ class ModelyardApp:
     async def _fail(request: Request, failure: Exception) -> None:
         error = to_api_error(failure)
         if error is None:
-            request_id = (request.header(b"x-request-id") or os.urandom(6).hex().encode()).decode(errors="replace")
+            given = client_request_id(request.header(b"x-request-id"))
+            request_id = (given or os.urandom(6).hex().encode()).decode()
             log.exception(
                 "unhandled error in %s %s (request %s)", request.scope["method"], request.scope["path"], request_id
             )

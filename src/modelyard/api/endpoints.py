@@ -29,8 +29,10 @@ from modelyard.api.admin_schemas import (
     UpdateModel,
 )
 from modelyard.api.console.service import Console
+from modelyard.api.feedback_api import FeedbackAPI
 from modelyard.api.operations import Operations
 from modelyard.api.registry_admin import RegistryAdmin
+from modelyard.api.rollouts_admin import RolloutsAdmin
 from modelyard.api.security_admin import SecurityAdmin
 from modelyard.gateway.batches_api import BatchesAPI
 from modelyard.gateway.inference import InferenceAPI
@@ -60,6 +62,7 @@ PARAMETERS: dict[str, Parameter] = {
     "action": Parameter(
         r"resume|promote|rollback|abort", {"type": "string", "enum": ["resume", "promote", "rollback", "abort"]}
     ),
+    "rollout": Parameter(r"\d+", {"type": "integer", "minimum": 1}),
 }
 
 
@@ -99,6 +102,39 @@ def _admin(method: str, path: str, handler: Callable[..., Any], summary: str, **
 
 def _security(method: str, path: str, handler: Callable[..., Any], summary: str, **extra: Any) -> Endpoint:
     return Endpoint(method, path, READ if method == "GET" else ADMIN, handler, summary, "security", **extra)
+
+
+_FEEDBACK_BODY = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["request_id", "score"],
+            "additionalProperties": False,
+            "properties": {
+                "request_id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "x-request-id"},
+                "score": {
+                    "oneOf": [{"type": "string", "enum": ["up", "down"]}, {"type": "number"}],
+                    "description": "a thumb, or a number within --feedback-min .. --feedback-max",
+                },
+                "comment": {"type": "string", "maxLength": 4000},
+            },
+        }
+    }
+}
+
+_ROLLOUT_BODY = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["route", "candidate"],
+            "properties": {
+                "route": {"type": "string", "description": "the route (model id clients send) to move"},
+                "candidate": {"type": "string", "description": "MODEL:VERSION"},
+                "plan": {"type": "object", "description": "steps, guardrails, alpha, min_sample, ... (docs)"},
+            },
+        }
+    }
+}
 
 
 def _console(method: str, path: str, handler: Callable[..., Any], summary: str, **extra: Any) -> Endpoint:
@@ -167,6 +203,15 @@ _API_ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     _inference("GET", "/v1/batches/{id}", BatchesAPI.get_batch, "A batch and its request counts"),
     _inference("POST", "/v1/batches/{id}/cancel", BatchesAPI.cancel_batch, "Cancel a batch"),
+    _inference(
+        "POST",
+        "/v1/feedback",
+        FeedbackAPI.submit,
+        "Rate an answer by its x-request-id (a second rating replaces the first; only the key that made the "
+        "request, or an admin key, may rate it)",
+        body_content=_FEEDBACK_BODY,
+        response="Feedback",
+    ),
     # -- operations -----------------------------------------------------------------------------------------------
     _ops("GET", "/health", None, Operations.health, "Liveness"),
     _ops("GET", "/ready", None, Operations.ready, "Readiness (503 until every served engine is ready)"),
@@ -309,6 +354,56 @@ _API_ENDPOINTS: tuple[Endpoint, ...] = (
         "Replace the whole deployments file: validated, applied atomically, then saved",
         body_content=_DEPLOYMENTS_BODY,
     ),
+    # -- rollouts -------------------------------------------------------------------------------------------------
+    _admin(
+        "GET",
+        "/admin/rollouts",
+        RolloutsAdmin.list_rollouts,
+        "Rollouts, newest first (active=true: running or paused only; route; limit)",
+        query=("active", "route", "limit"),
+    ),
+    _admin(
+        "POST",
+        "/admin/rollouts",
+        RolloutsAdmin.start,
+        "Start a rollout of a candidate version on a route (steps, guardrails, statistics in 'plan')",
+        body_content=_ROLLOUT_BODY,
+        response="Rollout",
+        status=201,
+    ),
+    _admin(
+        "GET", "/admin/rollouts/{rollout}", RolloutsAdmin.get, "A rollout and its last decision", response="Rollout"
+    ),
+    _admin(
+        "GET",
+        "/admin/rollouts/{rollout}/decisions",
+        RolloutsAdmin.decisions,
+        "Every decision of a rollout with the numbers behind it, oldest first",
+    ),
+    _admin(
+        "POST",
+        "/admin/rollouts/{rollout}/resume",
+        RolloutsAdmin.resume,
+        "Resume a paused rollout at its step",
+        response="Rollout",
+    ),
+    _admin(
+        "POST",
+        "/admin/rollouts/{rollout}/promote",
+        RolloutsAdmin.promote,
+        "Promote the candidate now (through the eval gates; a refusal pauses and says why)",
+        response="Rollout",
+    ),
+    _admin(
+        "POST", "/admin/rollouts/{rollout}/rollback", RolloutsAdmin.rollback, "Roll back to control", response="Rollout"
+    ),
+    _admin(
+        "POST",
+        "/admin/rollouts/{rollout}/abort",
+        RolloutsAdmin.abort,
+        "Stop without a verdict (no alias moves)",
+        response="Rollout",
+    ),
     # -- keys, spend, guardrails, audit ---------------------------------------------------------------------------
     _security("GET", "/admin/keys", SecurityAdmin.list_keys, "List API keys (never their secrets)"),
     _security(
@@ -402,10 +497,15 @@ CONSOLE_ENDPOINTS: tuple[Endpoint, ...] = (
     _console("POST", "/console/models/{name}/rollback", Console.rollback, "Console: roll an alias back"),
     _console("GET", "/console/routes", Console.routes, "Console: routes, replicas, engines, deployments file"),
     _console("GET", "/console/rollouts", Console.rollouts, "Console: canary rollouts"),
-    _console("GET", "/console/rollouts/{id}", Console.rollout, "Console: a rollout's steps, arms and decisions"),
-    _console("GET", "/console/rollouts/{id}/{action}", Console.rollout_confirm, "Console: confirm a rollout action"),
+    _console("GET", "/console/rollouts/{rollout}", Console.rollout, "Console: a rollout's steps, arms and decisions"),
     _console(
-        "POST", "/console/rollouts/{id}/{action}", Console.rollout_act, "Console: resume, promote, roll back, abort"
+        "GET", "/console/rollouts/{rollout}/{action}", Console.rollout_confirm, "Console: confirm a rollout action"
+    ),
+    _console(
+        "POST",
+        "/console/rollouts/{rollout}/{action}",
+        Console.rollout_act,
+        "Console: resume, promote, roll back, abort",
     ),
     _console("GET", "/console/requests", Console.requests, "Console: the request log", query=_REQUEST_FILTER_QUERY),
     _console(
@@ -437,8 +537,10 @@ SERVICES: tuple[type[Any], ...] = (
     InferenceAPI,
     ResponsesAPI,
     BatchesAPI,
+    FeedbackAPI,
     Operations,
     RegistryAdmin,
+    RolloutsAdmin,
     SecurityAdmin,
     Console,
 )

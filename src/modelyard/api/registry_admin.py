@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -19,7 +19,6 @@ from modelyard.api.caller import actor
 from modelyard.api.replies import Ndjson, Reply
 from modelyard.asgi import Request
 from modelyard.deploy.deployments import DeploymentsManager
-from modelyard.deploy.reconciler import Reconciler
 from modelyard.errors import not_found
 from modelyard.evals.gates import gates_to_json, parse_gates
 from modelyard.evals.storage import EvalStore, version_evaluations
@@ -28,11 +27,23 @@ from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.request_query import build_query
 from modelyard.registry.card import model_card, render_markdown
 from modelyard.registry.integrity import IntegrityChecker
-from modelyard.registry.references import check_alias_name, parse_ref
+from modelyard.registry.references import check_alias_name, parse_ref, parse_version_number
 from modelyard.registry.registration import Declared, register_file
 from modelyard.registry.store import ModelDetails, RegistryStore
+from modelyard.routing.catalog import ModelCatalog
 
 _BODY_LIMIT = 64 * 1024
+
+
+class Serving(Protocol):
+    """What serves the registry: the reconciler over supervised engines, or a gateway replica's fleet."""
+
+    @property
+    def catalog(self) -> ModelCatalog: ...
+
+    def describe(self) -> dict[str, object]: ...
+
+    def poke(self) -> None: ...
 
 
 class RegistryAdmin:
@@ -40,7 +51,7 @@ class RegistryAdmin:
         self,
         store: RegistryStore,
         checker: IntegrityChecker,
-        reconciler: Reconciler,
+        reconciler: Serving,
         requests: RequestLogStore,
         deployments: DeploymentsManager,
     ) -> None:
@@ -62,7 +73,7 @@ class RegistryAdmin:
 
     async def get_version(self, request: Request) -> Reply:
         version = await asyncio.to_thread(
-            self._store.get_version, request.params["name"], int(request.params["version"])
+            self._store.get_version, request.params["name"], parse_version_number(request.params["version"])
         )
         return 200, version.to_json()
 
@@ -202,7 +213,7 @@ class RegistryAdmin:
 
     async def archive(self, request: Request) -> Reply:
         version = await asyncio.to_thread(
-            self._store.archive, request.params["name"], int(request.params["version"]), actor(request)
+            self._store.archive, request.params["name"], parse_version_number(request.params["version"]), actor(request)
         )
         self._reconciler.poke()
         return 200, version.to_json()

@@ -14,6 +14,9 @@ from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.request_row import COLUMNS, RowBuilder
 from modelyard.store.database import Database
 
+# Filled with the column names (this package's constants) and one bound-parameter marker per column.
+_INSERT = "INSERT INTO request_log ({}) VALUES ({})"
+
 
 @dataclass(frozen=True)
 class RequestQuery:
@@ -46,9 +49,8 @@ class RequestLogStore:
             connection = session.connection()
             if self._insert_sql is None:
                 marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-                self._insert_sql = (
-                    f"INSERT INTO request_log ({', '.join(COLUMNS)}) VALUES ({', '.join([marker] * len(COLUMNS))})"
-                )
+                columns, markers = ", ".join(COLUMNS), ", ".join([marker] * len(COLUMNS))
+                self._insert_sql = _INSERT.format(columns, markers)
             connection.exec_driver_sql(self._insert_sql, list(rows))
         return len(rows)
 

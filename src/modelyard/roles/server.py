@@ -16,6 +16,7 @@ from collections.abc import Callable, Generator
 import uvicorn
 
 from modelyard.api.app import ModelyardApp
+from modelyard.roles.http_protocol import ClientLimits, guarded_protocol
 from modelyard.roles.settings import ServerSettings
 
 log = logging.getLogger("modelyard")
@@ -62,32 +63,46 @@ class PortInUseError(OSError):
     pass
 
 
-def bind_listener(host: str, port: int, backlog: int = 4096) -> socket.socket:
-    """Bind before starting anything else, so a taken port is a clear error and not a half-started server."""
+def bind_listener(
+    host: str, port: int, backlog: int = 4096, reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
+    """Bind before starting anything else, so a taken port is a clear error and not a half-started server.
+
+    ``reuse_port``: ``SO_REUSEPORT``, so the workers of ``serve --workers`` each listen on the same port and the
+    kernel spreads new connections over them; ``listen=False`` only reserves the port (the control process
+    holds it so that no other program takes it while workers restart; a socket that does not listen gets no
+    connections)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise PortInUseError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(backlog)
+    if listen:
+        sock.listen(backlog)
     return sock  # not inheritable: engines launched later must not hold the gateway's port open
 
 
 def gateway_config(app: ModelyardApp, server: ServerSettings, log_level: str) -> uvicorn.Config:
     """uvicorn settings of every modelyard gateway (also used by the benchmarks, so they measure the real thing).
 
-    uvloop and httptools are the fastest loop and parser uvicorn has; the access log is off because a log line per
-    request costs more than the proxying (the request log, when it comes, leaves the hot path through a queue).
+    uvloop and httptools are the fastest loop and parser uvicorn has (the parser wrapped to bound what clients may
+    send and how slowly); with ``--tls-cert``/``--tls-key`` it serves HTTPS itself. The access log is off because a
+    log line per request costs more than the proxying (the request log leaves the hot path through a queue).
     """
+    limits = ClientLimits(server.header_timeout_s, server.body_timeout_s, server.max_header_bytes, server.max_headers)
     return uvicorn.Config(
         app,
         host=server.host,
         port=server.port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(limits),  # httptools, with head size and read-time limits (http_protocol.py)
+        ssl_certfile=str(server.tls_cert) if server.tls_cert else None,
+        ssl_keyfile=str(server.tls_key) if server.tls_key else None,
         lifespan="on",
         access_log=False,
         log_config=None,

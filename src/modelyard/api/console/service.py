@@ -176,15 +176,15 @@ class Console:
         await self._page(request, pages_rollouts.listing)
 
     async def rollout(self, request: Request) -> None:
-        rollout_id = request.params["id"]
+        rollout_id = request.params["rollout"]
         await self._page(request, lambda ctx: pages_rollouts.detail(ctx, rollout_id))
 
     async def rollout_confirm(self, request: Request) -> None:
-        rollout_id, action = request.params["id"], request.params["action"]
+        rollout_id, action = request.params["rollout"], request.params["action"]
         await self._page(request, lambda ctx: pages_rollouts.confirm(ctx, rollout_id, action))
 
     async def rollout_act(self, request: Request) -> None:
-        rollout_id, action = request.params["id"], request.params["action"]
+        rollout_id, action = request.params["rollout"], request.params["action"]
         await self._change(request, lambda ctx, form: pages_rollouts.act(ctx, rollout_id, action))
 
     async def requests(self, request: Request) -> None:
