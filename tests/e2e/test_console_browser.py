@@ -194,6 +194,26 @@ def test_promote_through_a_gate_refusal_and_roll_back(page: Page, console: Conso
     console.api.delete(f"/admin/models/{MODEL}/gates")
 
 
+def test_a_rollout_shows_its_steps_and_is_aborted_with_confirmation(page: Page, console: Console) -> None:
+    plan = {"steps": [10, 50, 100], "look_s": 5, "step_max_s": 600, "min_sample": 1000}
+    started = console.api.post("/admin/rollouts", json={"route": MODEL, "candidate": f"{MODEL}:2", "plan": plan})
+    assert started.status_code == 201, started.text
+    rollout = started.json()
+    _login(page, console)
+    page.click("nav >> text=Rollouts")
+    assert "running" in page.inner_text("tbody")
+    page.click(f"a:has-text('#{rollout['id']}')")
+    assert page.locator("ol.steps li").count() == 3 and "10 %" in page.inner_text("ol.steps .now")
+    console.screenshot(page, "rollout")
+    page.click("a:has-text('Abort…')")
+    assert f"Abort rollout #{rollout['id']} on {MODEL}" in page.inner_text(".move")
+    assert_accessible(page, "abort confirmation")
+    page.click("button:has-text('Confirm: abort')")
+    assert "is now aborted" in page.inner_text("[role=status]")
+    assert console.api.get(f"/admin/rollouts/{rollout['id']}").json()["state"] == "aborted"
+    assert "abort" in page.inner_text("main")  # the decision history has the abort, with who did it
+
+
 def test_filter_the_request_log_and_open_a_request(page: Page, console: Console) -> None:
     console.chat(2)
     _login(page, console)
