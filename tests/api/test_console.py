@@ -211,7 +211,7 @@ def test_every_page_answers_in_words_even_without_a_registry(keys: Keys, mocks: 
     async def scenario(gateway: Gateway) -> None:
         client = gateway.client
         await _login(client, keys.admin)
-        for path in ("/console/overview", "/console/models", "/console/routes", "/console/requests",
+        for path in ("/console/overview", "/console/models", "/console/routes", "/console/rollouts", "/console/requests",
                      "/console/keys", "/console/audit", "/console/shadow"):  # fmt: skip
             page = await client.get(path)
             assert page.headers["content-type"].startswith("text/html"), path
