@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by scripts/system-deps.sh: Playwright downloads no browser
 AXE = Path(__file__).resolve().parents[2] / "console-ui" / "node_modules" / "axe-core" / "axe.min.js"
-PAGES = ("Overview", "Models", "Routes", "Requests", "Keys", "Audit")
+PAGES = ("Overview", "Models", "Routes", "Rollouts", "Requests", "Keys", "Audit")
 MIRRORED = "mirrored"  # a declared route whose every request is also sent to version 2 (a shadow copy)
 DEPLOYMENTS = f"""
 routes:
@@ -49,6 +49,8 @@ class Console:
         self.api = httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {admin_key}"}, timeout=120)
 
     def screenshot(self, page: Page, name: str) -> None:
+        """Every page a test looks at is also checked by axe-core, then photographed."""
+        assert_accessible(page, name)
         path = self.shots / f"{name}.png"
         page.screenshot(path=str(path), full_page=False)
         target = os.environ.get("MODELYARD_CONSOLE_SCREENSHOTS")
@@ -61,6 +63,15 @@ class Console:
             body = {"model": model, "messages": [{"role": "user", "content": f"Say hi {i}."}], "max_tokens": 4}
             answer = self.api.post("/v1/chat/completions", json=body)
             assert answer.status_code == 200, answer.text
+
+
+def assert_accessible(page: Page, name: str) -> None:
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    bad = [
+        (v["id"], v["impact"], len(v["nodes"])) for v in result["violations"] if v["impact"] in ("serious", "critical")
+    ]
+    assert bad == [], f"{name}: {bad}"
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +170,7 @@ def test_promote_through_a_gate_refusal_and_roll_back(page: Page, console: Conso
     page.click(f"a:has-text('{MODEL}')")
     page.click("a:has-text('Promote v2 to production')")
     assert "production: v1 → v2" in page.inner_text(".move")
+    assert_accessible(page, "promote confirmation")
     page.click("button:has-text('Confirm')")
     refusal = page.inner_text("[role=alert]")
     assert "refused" in refusal and "smoke" in refusal, refusal
@@ -173,12 +185,33 @@ def test_promote_through_a_gate_refusal_and_roll_back(page: Page, console: Conso
     console.screenshot(page, "model")
     page.click("a:has-text('Roll back production')")
     assert "production: v2 → v1" in page.inner_text(".move")
+    assert_accessible(page, "rollback confirmation")
     page.click("button:has-text('Confirm')")
     assert "back: v2 → v1" in page.inner_text("[role=status]")
     assert console.api.get(f"/admin/models/{MODEL}").json()["aliases"]["production"] == 1
     audit = console.api.get("/admin/audit", params={"action": "registry.alias_moved"}).json()["data"]
     assert [a["actor"].split("(")[0] for a in audit[:2]] == ["key:bootstrap-admin"] * 2  # as the session's key
     console.api.delete(f"/admin/models/{MODEL}/gates")
+
+
+def test_a_rollout_shows_its_steps_and_is_aborted_with_confirmation(page: Page, console: Console) -> None:
+    plan = {"steps": [10, 50, 100], "look_s": 5, "step_max_s": 600, "min_sample": 1000}
+    started = console.api.post("/admin/rollouts", json={"route": MODEL, "candidate": f"{MODEL}:2", "plan": plan})
+    assert started.status_code == 201, started.text
+    rollout = started.json()
+    _login(page, console)
+    page.click("nav >> text=Rollouts")
+    assert "running" in page.inner_text("tbody")
+    page.click(f"a:has-text('#{rollout['id']}')")
+    assert page.locator("ol.steps li").count() == 3 and "10 %" in page.inner_text("ol.steps .now")
+    console.screenshot(page, "rollout")
+    page.click("a:has-text('Abort…')")
+    assert f"Abort rollout #{rollout['id']} on {MODEL}" in page.inner_text(".move")
+    assert_accessible(page, "abort confirmation")
+    page.click("button:has-text('Confirm: abort')")
+    assert "is now aborted" in page.inner_text("[role=status]")
+    assert console.api.get(f"/admin/rollouts/{rollout['id']}").json()["state"] == "aborted"
+    assert "abort" in page.inner_text("main")  # the decision history has the abort, with who did it
 
 
 def test_filter_the_request_log_and_open_a_request(page: Page, console: Console) -> None:
@@ -268,8 +301,4 @@ def test_every_page_is_reached_by_keyboard_and_has_no_serious_axe_violation(page
         with page.expect_navigation():
             page.keyboard.press("Enter")
         assert page.url.endswith(f"/console/{name.lower()}")
-        page.add_script_tag(path=str(AXE))
-        result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-        bad = [(v["id"], v["impact"], len(v["nodes"])) for v in result["violations"]
-               if v["impact"] in ("serious", "critical")]  # fmt: skip
-        assert bad == [], f"{name}: {bad}"
+        assert_accessible(page, name)

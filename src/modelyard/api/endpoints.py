@@ -59,6 +59,9 @@ PARAMETERS: dict[str, Parameter] = {
     "model": Parameter(r".+", {"type": "string"}),  # served ids: name, name@alias, name:version
     "alias": Parameter(r"[^/]+", {"type": "string"}),
     "id": Parameter(r"[^/]+", {"type": "string"}),
+    "action": Parameter(
+        r"resume|promote|rollback|abort", {"type": "string", "enum": ["resume", "promote", "rollback", "abort"]}
+    ),
     "rollout": Parameter(r"\d+", {"type": "integer", "minimum": 1}),
 }
 
@@ -493,6 +496,17 @@ CONSOLE_ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     _console("POST", "/console/models/{name}/rollback", Console.rollback, "Console: roll an alias back"),
     _console("GET", "/console/routes", Console.routes, "Console: routes, replicas, engines, deployments file"),
+    _console("GET", "/console/rollouts", Console.rollouts, "Console: canary rollouts"),
+    _console("GET", "/console/rollouts/{rollout}", Console.rollout, "Console: a rollout's steps, arms and decisions"),
+    _console(
+        "GET", "/console/rollouts/{rollout}/{action}", Console.rollout_confirm, "Console: confirm a rollout action"
+    ),
+    _console(
+        "POST",
+        "/console/rollouts/{rollout}/{action}",
+        Console.rollout_act,
+        "Console: resume, promote, roll back, abort",
+    ),
     _console("GET", "/console/requests", Console.requests, "Console: the request log", query=_REQUEST_FILTER_QUERY),
     _console(
         "GET",

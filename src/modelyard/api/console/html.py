@@ -17,6 +17,7 @@ PAGES = (
     ("overview", "Overview"),
     ("models", "Models"),
     ("routes", "Routes"),
+    ("rollouts", "Rollouts"),
     ("requests", "Requests"),
     ("keys", "Keys"),
     ("audit", "Audit"),

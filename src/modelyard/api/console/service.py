@@ -19,7 +19,14 @@ from urllib.parse import parse_qsl, quote, unquote
 
 import orjson
 
-from modelyard.api.console import pages_keys, pages_models, pages_overview, pages_requests, pages_routes
+from modelyard.api.console import (
+    pages_keys,
+    pages_models,
+    pages_overview,
+    pages_requests,
+    pages_rollouts,
+    pages_routes,
+)
 from modelyard.api.console.charts import ChartSource
 from modelyard.api.console.context import AdminCall, Context, Page
 from modelyard.api.console.html import Viewer, esc, layout
@@ -164,6 +171,21 @@ class Console:
 
     async def routes(self, request: Request) -> None:
         await self._page(request, pages_routes.page)
+
+    async def rollouts(self, request: Request) -> None:
+        await self._page(request, pages_rollouts.listing)
+
+    async def rollout(self, request: Request) -> None:
+        rollout_id = request.params["rollout"]
+        await self._page(request, lambda ctx: pages_rollouts.detail(ctx, rollout_id))
+
+    async def rollout_confirm(self, request: Request) -> None:
+        rollout_id, action = request.params["rollout"], request.params["action"]
+        await self._page(request, lambda ctx: pages_rollouts.confirm(ctx, rollout_id, action))
+
+    async def rollout_act(self, request: Request) -> None:
+        rollout_id, action = request.params["rollout"], request.params["action"]
+        await self._change(request, lambda ctx, form: pages_rollouts.act(ctx, rollout_id, action))
 
     async def requests(self, request: Request) -> None:
         query = request.query()
