@@ -21,6 +21,7 @@ import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelyard.api.console.settings import ConsoleSettings
 from modelyard.deploy.static import StaticUpstreams
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.observability.metrics import GatewayMetrics
@@ -65,6 +66,7 @@ async def serving(
     bodies: tuple[str, ...] = (),
     state: Path | None = None,
     gateway_settings: GatewaySettings | None = None,
+    console: ConsoleSettings | None = None,
 ) -> AsyncIterator[Gateway]:
     """``state``: a SQLite file for stored responses, files and batches (the Batch API runs only with one)."""
     metrics = metrics or GatewayMetrics()
@@ -84,6 +86,7 @@ async def serving(
         security=security,
         watched=watched,
         state=StoredState(open_database(f"sqlite:///{state}")) if state is not None else None,
+        console=console,
     )
     await runtime.start()
     transport = httpx.ASGITransport(app=runtime.app, client=("127.0.0.1", 40000))
@@ -122,9 +125,11 @@ async def raw_call(
     body_chunks: Sequence[bytes] | None = None,
     disconnect_after_pieces: int | None = None,
     disconnect_before_body: bool = False,
+    disconnect_after_s: float | None = None,
 ) -> RawAnswer:
     """One request through the ASGI protocol by hand. ``disconnect_after_pieces``: the client goes away once that
-    many body messages have arrived; ``disconnect_before_body``: it goes away while the body is being sent."""
+    many body messages have arrived; ``disconnect_before_body``: it goes away while the body is being sent;
+    ``disconnect_after_s``: it goes away after that long, whatever it received."""
     payload = orjson.dumps(body) if isinstance(body, dict) else body
     chunks = list(body_chunks) if body_chunks is not None else [payload]
     sent_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
@@ -160,9 +165,12 @@ async def raw_call(
             return {"type": "http.disconnect"}
         waiter = asyncio.ensure_future(gone.wait())
         done = asyncio.ensure_future(finished.wait())
-        await asyncio.wait([waiter, done], return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        done.cancel()
+        waits = [waiter, done]
+        if disconnect_after_s is not None:
+            waits.append(asyncio.ensure_future(asyncio.sleep(disconnect_after_s)))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:

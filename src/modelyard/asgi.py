@@ -9,6 +9,7 @@ client goes away. Nothing here imports the rest of modelyard except the error vo
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -72,6 +73,17 @@ class Request:
     def client_host(self) -> str:
         client = self.scope.get("client") or ("unknown", 0)
         return str(client[0])
+
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
+
+
+def client_request_id(value: bytes | None) -> bytes | None:
+    """A client's ``x-request-id`` when it is safe to echo and to log as one ``key=value`` token (letters,
+    digits and ``._:/+=@-``, at most 128 bytes); anything else is replaced by a fresh id (None here)."""
+    if value is None or _REQUEST_ID.fullmatch(value) is None:
+        return None
+    return value
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:

@@ -114,9 +114,15 @@ def output_blocked(guardrail: str) -> APIError:
 # -- what the request asks for -------------------------------------------------------------------------------------
 
 
+def echoed(text: str, limit: int = 100) -> str:
+    """A client's string as it is quoted back in an error: cut at ``limit`` characters (a client can send a megabyte
+    of name; the error need not carry it back)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def model_not_found(name: str, available: tuple[str, ...] | list[str], reason: str | None = None) -> APIError:
     listed = ", ".join(available) if available else "none"
-    why = reason or f"The model '{name}' does not exist or is not served here."
+    why = reason or f"The model '{echoed(name)}' does not exist or is not served here."
     return APIError(404, f"{why} Available models: {listed}.", code="model_not_found", param="model")
 
 
@@ -194,6 +200,11 @@ def insufficient_scope(key: str, needed: str, has: list[str]) -> APIError:
         type=PERMISSION_DENIED,
         code="insufficient_scope",
     )
+
+
+def not_your_request(message: str) -> APIError:
+    """Feedback on a request another key made: only that key (or an admin) may rate it."""
+    return APIError(403, message, type=PERMISSION_DENIED, code="not_your_request", param="request_id")
 
 
 def model_not_allowed(key: str, route: str) -> APIError:
@@ -278,6 +289,17 @@ def engine_unavailable(model: str, retry_after_s: int, reason: str) -> APIError:
     )
 
 
+def queue_full(model: str, waiting: int, retry_after_s: int) -> APIError:
+    return APIError(
+        429,
+        f"The engines serving '{model}' are busy and {waiting} requests already wait for them; retry in "
+        f"{retry_after_s} s.",
+        type="requests",  # OpenAI's type for request-rate 429s
+        code="queue_full",
+        headers={"retry-after": str(retry_after_s)},
+    )
+
+
 def upstream_failed(model: str, detail: str) -> APIError:
     return APIError(502, f"The engine serving '{model}' failed: {detail}", type=API_ERROR, code="upstream_error")
 
@@ -320,3 +342,41 @@ def not_a_generative_model(model: str) -> APIError:
 
 def n_over_cap(n: int, cap: int) -> APIError:
     return APIError(400, f"n = {n} exceeds this gateway's limit of {cap} (--max-n).", code="invalid_value", param="n")
+
+
+# -- the web console -------------------------------------------------------------------------------------------------
+
+
+def console_login_refused(why: str) -> APIError:
+    """A console login whose key is unknown, revoked, expired or without the read scope (the page shows why)."""
+    return APIError(401, why, code="invalid_api_key")
+
+
+def console_login_throttled(retry_after_s: float) -> APIError:
+    retry = max(1, math.ceil(retry_after_s))
+    return APIError(
+        429,
+        f"Too many failed logins from this address. Wait {retry} s before trying again.",
+        type="requests",
+        code="rate_limit_exceeded",
+        headers={"retry-after": str(retry)},
+    )
+
+
+def console_forbidden_origin() -> APIError:
+    """A console change that did not come from the console's own page (CSRF token or origin missing or wrong)."""
+    return APIError(
+        403,
+        "This change did not come from a console page of this session (its form token is missing or stale). "
+        "Reload the page and try again.",
+        type=PERMISSION_DENIED,
+        code="csrf_failed",
+    )
+
+
+def console_session_ended(why: str) -> APIError:
+    return APIError(401, why, code="session_ended")
+
+
+def console_missing_reason() -> APIError:
+    return APIError(400, "Forcing past failed gates needs a reason: type why.", code="invalid_value", param="reason")

@@ -130,3 +130,22 @@ def test_inference_responses_carry_the_request_id(gateway: GatewayProcess) -> No
     assert echoed.headers["x-request-id"] == "trace-me-42"
     fresh = httpx.post(gateway.url + CHAT, content=b"{")
     assert len(fresh.headers["x-request-id"]) == 24
+
+
+def test_parts_a_text_model_cannot_read_are_400_and_never_eject_the_engine(gateway: GatewayProcess) -> None:
+    """llama-server answers 500 to image or audio parts without a projector; that is the request's fault, so each
+    such request is a 400 for its client, and however many arrive the engine keeps serving everyone else."""
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    audio = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+    for part in (image, audio, image, audio, image):
+        body = {"model": MODEL, "messages": [{"role": "user", "content": [part, {"type": "text", "text": "?"}]}]}
+        response = httpx.post(gateway.url + CHAT, json={**body, "max_tokens": 2}, timeout=60)
+        error = _assert_error(response, 400)
+        assert response.headers["x-modelyard-attempts"] == "1"  # not retried
+        assert error["message"]
+    ok = httpx.post(
+        gateway.url + CHAT, json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}, timeout=60
+    )
+    assert ok.status_code == 200
+    metrics = httpx.get(gateway.url + "/metrics", timeout=10).text
+    assert "modelyard_upstream_ejections_total{" not in metrics

@@ -63,3 +63,50 @@ def test_decode_object_rejects_non_objects(body: bytes) -> None:
         decode_object(body)
     assert caught.value.status == 400
     assert caught.value.code == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"max_tokens": 10**12}, "max_tokens"),  # llama-server would see it wrapped to a negative number
+        ({"max_completion_tokens": 2**31}, "max_completion_tokens"),
+        ({"logit_bias": {str(i): 1 for i in range(100_000)}}, "logit_bias"),
+        ({"logit_bias": [[i, 1.0] for i in range(1000)]}, "logit_bias"),
+        ({"stop": ["x"] * 1000}, "stop"),
+        ({"stop": "x" * 5000}, "stop"),
+        ({"n_probs": 100_000}, "n_probs"),
+        ({"top_logprobs": 100_000}, "top_logprobs"),
+        ({"model": "m" * 1_000_000}, "model"),
+    ],
+)
+def test_what_reaches_an_engine_is_bounded(extra: dict, param: str) -> None:
+    with pytest.raises(APIError) as refused:
+        validate({"model": "m", "messages": [MESSAGE], **extra}, ChatCompletionRequest)
+    assert refused.value.status == 400
+    assert refused.value.param == param
+    assert len(refused.value.message) < 500  # the offending value is not echoed back
+
+
+def test_a_number_as_the_text_of_a_content_part_is_a_400() -> None:
+    parts = [{"type": "text", "text": 5}]
+    with pytest.raises(APIError) as refused:
+        validate({"model": "m", "messages": [{"role": "user", "content": parts}]}, ChatCompletionRequest)
+    assert refused.value.status == 400
+    assert refused.value.param == "messages[0].content[0].text"
+    images = [{"type": "image_url", "image_url": {"url": "data:,"}}, {"type": "text", "text": "what is it?"}]
+    validate({"model": "m", "messages": [{"role": "user", "content": images}]}, ChatCompletionRequest)
+
+
+def test_bounded_values_within_their_limits_pass() -> None:
+    validate(
+        {
+            "model": "m",
+            "messages": [MESSAGE],
+            "max_tokens": 2**31 - 1,
+            "logit_bias": {"15": -100},
+            "stop": ["\n", "END"],
+            "n_probs": 5,
+        },
+        ChatCompletionRequest,
+    )
+    validate({"model": "m", "prompt": "x", "logit_bias": [[15, False]], "stop": "."}, CompletionRequest)

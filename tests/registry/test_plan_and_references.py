@@ -11,7 +11,7 @@ from modelyard.deploy.routes import desired_instances, instances_to_retire
 from modelyard.registry.card import model_card, render_markdown
 from modelyard.registry.errors import InvalidRequest
 from modelyard.registry.records import AliasRecord, EventRecord, ModelRecord, RegistrySnapshot, VersionRecord
-from modelyard.registry.references import ModelRef, parse_ref
+from modelyard.registry.references import ModelRef, parse_ref, parse_version_number
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -128,3 +128,11 @@ def test_model_card_tells_identity_provenance_and_history() -> None:
     for heading in ("# gemma:2", "## Identity", "## Architecture and quantization", "## Provenance", "## History"):
         assert heading in markdown
     assert "alias 'production' moved 1 → 2" in markdown
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "x", str(2**63), "9" * 5000, "v" + str(2**64)])
+def test_a_version_number_the_database_cannot_hold_is_invalid(text: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        parse_version_number(text)
+    assert len(str(refused.value)) < 200
+    assert parse_version_number(str(2**63 - 1)) == 2**63 - 1

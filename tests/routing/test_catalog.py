@@ -12,6 +12,11 @@ class StaticUpstream:
         self.ready = True
         self.base_url = "http://127.0.0.1:1"
         self.active_requests = 0
+        self.generation = 0
+        self.recovering = False
+
+    async def wait_change(self, timeout_s: float) -> None:
+        pass
 
     def retry_after_s(self) -> int:
         return 1

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import MODEL
 from gateway_process import GatewayProcess
+from otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.engine
 
@@ -100,3 +101,62 @@ def test_schemathesis_finds_no_server_error_in_the_openapi_document(
     assert run.returncode == 0, summary + run.stderr[-2000:]
     counts = re.search(r"(\d+) generated, (\d+) passed", summary)
     assert counts and counts.group(1) == counts.group(2) and int(counts.group(1)) > 200, summary
+
+
+def test_no_key_material_in_logs_traces_the_request_log_or_errors(
+    start_gateway: Callable[..., GatewayProcess], tmp_path: Path
+) -> None:
+    """A run with known secrets — the admin key, a created key, a wrong key, keys sent in every way the door reads
+    (and refuses) them — then every output is searched for them: the gateway's log and every file it wrote (the
+    request log and registry database, engine logs), the spans it exported, and every answer it gave."""
+    receiver = OtlpReceiver()
+    admin_key = "my-" + secrets.token_urlsafe(32)
+    wrong_key = "my-" + secrets.token_urlsafe(32)
+    try:
+        process = start_gateway(
+            "--parallel", "2", "--ctx-size", "2048", "--otlp-endpoint", receiver.url, "--log-format", "json",
+            "--request-log-bodies", "*=1",
+            env={"MODELYARD_AUTH": "on", "MODELYARD_ADMIN_KEY": admin_key, "OTEL_BSP_SCHEDULE_DELAY": "100"},
+        )  # fmt: skip
+        admin = httpx.Client(base_url=process.url, headers={"authorization": f"Bearer {admin_key}"}, timeout=60)
+        created = admin.post("/admin/keys", json={"name": "app"})
+        user_key = created.json()["key"]
+        time.sleep(0.5)  # the key snapshot poller picks the new key up
+        chat = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+        answers: list[httpx.Response] = []
+        for headers in (
+            {"authorization": f"Bearer {user_key}"},
+            {"x-api-key": user_key},
+            {"authorization": "", "x-api-key": user_key},
+            {"authorization": f"Bearer {wrong_key}"},
+            {"x-api-key": wrong_key},
+            {"authorization": user_key},  # no scheme: refused, and not echoed
+            {"authorization": f"Basic {user_key}"},
+            {"authorization": f"Bearer {user_key} trailing"},
+        ):
+            answers.append(httpx.post(process.url + "/v1/chat/completions", json=chat, headers=headers, timeout=60))
+            answers.append(httpx.post(process.url + "/v1/chat/completions", content=b"{", headers=headers, timeout=60))
+        answers.append(admin.get("/admin/keys"))
+        answers.append(admin.get("/admin/requests?limit=100"))
+        assert [a.status_code for a in answers[:6:2]] == [200, 200, 200]
+        assert [a.status_code for a in answers[6:14:2]] == [401, 401, 401, 401]
+        deadline = time.monotonic() + 15
+        while len(receiver.spans) < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert receiver.spans
+        process.stop()
+        outputs: dict[str, bytes] = {f"span {i}": span.SerializeToString() for i, span in enumerate(receiver.spans)}
+        for index, answer in enumerate(answers):
+            headers = b"".join(k.encode() + b": " + v.encode() for k, v in answer.headers.items())
+            outputs[f"answer {index}"] = headers + answer.content
+        data_dir = process.log_path.parent
+        for path in data_dir.rglob("*"):
+            if path.is_file() and path.stat().st_size < 50_000_000:  # not the model files
+                outputs[str(path.relative_to(data_dir))] = path.read_bytes()
+        assert any(name.endswith(".log") for name in outputs) and any(".db" in name for name in outputs)
+        for secret in (admin_key, user_key, wrong_key):
+            body = secret.removeprefix("my-").encode()
+            leaked = [name for name, data in outputs.items() if body in data or body[:16] in data]
+            assert not leaked, f"key material found in {leaked}"
+    finally:
+        receiver.close()

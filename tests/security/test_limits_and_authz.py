@@ -22,7 +22,7 @@ from modelyard.security.ratelimit import (
     refill,
     take,
 )
-from modelyard.security.request_limits import RouteLimits, check_request
+from modelyard.security.request_limits import RouteLimits, check_request, clamp_to_context, prompt_chars
 
 
 def test_bucket_refills_at_limit_per_minute_and_never_above_capacity() -> None:
@@ -149,3 +149,15 @@ def test_model_and_region_allow_lists() -> None:
     assert model is not None and model.code == "model_not_allowed"
     region = authorize_route(grant, "gemma-3-270m", "gemma-3-270m", "us-east")
     assert region is not None and region.code == "region_not_allowed"
+
+
+def test_content_parts_without_string_text_count_as_no_text() -> None:
+    parts = [{"type": "text", "text": 5}, {"type": "image_url"}, "odd", {"type": "text", "text": "abcd"}]
+    assert prompt_chars({"messages": [{"role": "user", "content": parts}]}) == 4
+
+
+def test_max_tokens_above_the_whole_context_is_lowered_to_it() -> None:
+    payload = {"max_tokens": 10**9, "max_completion_tokens": 300}
+    assert clamp_to_context(payload, 512) is True
+    assert payload == {"max_tokens": 512, "max_completion_tokens": 300}
+    assert clamp_to_context(payload, 512) is False

@@ -16,6 +16,7 @@ import modelyard.evals.tables
 import modelyard.observability.request_log_table
 import modelyard.registry.tables
 import modelyard.responses.tables
+import modelyard.rollouts.tables
 import modelyard.security.tables
 import modelyard.store.leases  # noqa: F401  (the imports register every table)
 from modelyard.store import migrate

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
-Version = Annotated[int, msgspec.Meta(ge=1)]
+Version = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # the database's integer
 
 
 class RegisterVersion(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -40,6 +40,7 @@ class MoveAlias(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     version: Version
     expected_version: Version | None = None  # compare-and-set: refuse with 409 if the alias moved meanwhile
     force: bool = False  # move past failed promotion gates; recorded in the alias_moved event
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""  # why it was forced (kept in the event)
 
 
 class Promote(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -47,6 +48,7 @@ class Promote(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     alias: str = "production"
     expected_version: Version | None = None
     force: bool = False
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
 class Rollback(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -59,7 +61,7 @@ class CardQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     alias: str | None = None
 
 
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # stored as the database's integer
 
 
 class KeyLimitsBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,6 +71,7 @@ class KeyLimitsBody(msgspec.Struct, forbid_unknown_fields=True):
     token_budget: NonNegative = 0
     cost_budget_usd: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     budget_period: Literal["day", "month"] = "month"
+    priority: Literal["interactive", "batch"] = "interactive"  # the highest class its requests are queued in
 
 
 class CreateKey(msgspec.Struct, forbid_unknown_fields=True):

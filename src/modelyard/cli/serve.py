@@ -17,7 +17,7 @@ from rich.console import Console
 from modelyard import paths
 from modelyard.cli.progress import build_progress, byte_progress
 from modelyard.engines.embedding_model import EMBEDDING_MODEL, EmbeddingModelError, ensure_embedding_model
-from modelyard.engines.llamacpp_build import BuildError, EngineBuild, ensure_engine
+from modelyard.engines.llamacpp_build import BuildError, BuildSpec, EngineBuild, ensure_engine
 from modelyard.engines.llamacpp_server import ModelFileError, check_gguf
 from modelyard.engines.llamacpp_source import LLAMA_CPP_SOURCE, SourceError
 from modelyard.observability.logs import configure_logging
@@ -25,6 +25,7 @@ from modelyard.options import Declared, SettingsError
 from modelyard.registry.bootstrap import ensure_default_registered, ensure_file_registered, ensure_known_registered
 from modelyard.registry.default_model import ModelAssemblyError, ensure_default_model
 from modelyard.registry.errors import RegistryError
+from modelyard.registry.hf_directory import HFDirectoryError, read_config
 from modelyard.registry.registration import Declared as Provenance
 from modelyard.roles.server import PortInUseError
 from modelyard.roles.settings import ServeSettings, settings_declared, shown_default
@@ -45,10 +46,12 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def prepare_engine(out: Console) -> EngineBuild:
+def prepare_engine(out: Console, spec: BuildSpec | None = None) -> EngineBuild:
+    """The one way every command gets its engine build (``make setup``, ``serve``, the image's build stage):
+    ``spec`` None is :meth:`BuildSpec.default`."""
     started = time.monotonic()
     with build_progress("Building llama.cpp", out) as progress:
-        build = ensure_engine(paths.cache_dir(), progress=progress, log=out.print)
+        build = ensure_engine(paths.cache_dir(), spec, progress=progress, log=out.print)
     out.print(f"Engine: llama.cpp {build.version} at {build.root} ({time.monotonic() - started:.1f} s)")
     return build
 
@@ -104,6 +107,17 @@ def register_embedding_model(store: Any, checker: Any, actor: str, progress: Any
     ensure_known_registered(store, checker, path, model.name, model.sha256, declared, actor, progress)
 
 
+def check_model_path(path: Path) -> None:
+    """A GGUF file (llama.cpp) or a Hugging Face-format directory (vLLM)."""
+    if path.is_dir():
+        try:
+            read_config(path)
+        except HFDirectoryError as exc:
+            raise ModelFileError(str(exc)) from None
+        return
+    check_gguf(path)
+
+
 def _parameter(item: Declared) -> inspect.Parameter:
     option = item.option
     kind: Any = item.type
@@ -136,7 +150,7 @@ def run_serve(values: dict[str, Any]) -> None:
         model_path: Path | None = settings.model.model_path
         if model_path is not None:
             model_path = model_path.expanduser().absolute()
-            check_gguf(model_path)  # before any build, so a wrong path fails in a second
+            check_model_path(model_path)  # before any build, so a wrong path fails in a second
         store, checker = open_registry()
         actor = f"modelyard-serve@{socket.gethostname()}"
         with byte_progress("sha256 of the model", out) as progress:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from modelyard.deploy.engine_config import engine_log_path, llama_server_config
+from modelyard.deploy.engine_config import VLLM, engine_kind, engine_log_path, llama_server_config, vllm_server_config
 from modelyard.deploy.plan import choose_routes, serving_plan
+from modelyard.deploy.rollout_split import TrafficSplit, with_splits
 from modelyard.deploy.routes import (
     CatalogInputs,
     build_catalog,
@@ -34,7 +36,9 @@ from modelyard.deploy.settings import ControlSettings
 from modelyard.engines.llamacpp_build import EngineBuild
 from modelyard.engines.remote import RemoteUpstream, bearer_header
 from modelyard.engines.settings import EngineSettings
-from modelyard.engines.supervisor import EngineState, EngineSupervisor, LaunchRefused, RestartPolicy
+from modelyard.engines.supervisor import CommandFactory, EngineState, EngineSupervisor, LaunchRefused, RestartPolicy
+from modelyard.engines.vllm_install import VllmEnvironment
+from modelyard.engines.vllm_settings import VllmSettings
 from modelyard.observability.engine_metrics import relabel
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.registry.integrity import ArtifactIntegrityError, IntegrityChecker
@@ -63,11 +67,15 @@ class Reconciler:
         control: ControlSettings | None = None,
         on_nothing_servable: Callable[[str], None] | None = None,
         min_drain_s: float = 0.0,
+        vllm_settings: VllmSettings | None = None,
+        vllm: VllmEnvironment | None = None,
     ) -> None:
         """``min_drain_s``: how long a retired engine keeps running at least, for requests this process does not
         count (the workers of ``serve --workers`` send them; they stop routing to it within a second)."""
         self._min_drain_s = min_drain_s
         self._store = store
+        self._vllm_settings = vllm_settings or VllmSettings()
+        self._vllm = vllm  # None: vLLM is not installed, and HF-format versions are refused with how to install it
         self._checker = checker
         self._build = build
         self._engine_settings = engine_settings
@@ -91,6 +99,7 @@ class Reconciler:
         self._apply_lock = asyncio.Lock()
         self.deployments = DeploymentsSpec()
         self.deployments_source = "<none>"
+        self.splits: tuple[TrafficSplit, ...] = ()  # active rollouts' traffic splits, laid over the file
         self._prices: dict[str, tuple[float, float]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -139,6 +148,19 @@ class Reconciler:
                 await self._apply(snapshot, initial=False)
             except BaseException:
                 self.deployments, self.deployments_source = previous
+                raise
+
+    async def apply_splits(self, splits: tuple[TrafficSplit, ...]) -> None:
+        """Serve new rollout splits: a candidate's engines are started and ready before its share reaches them.
+        Refused as a whole (:class:`DeploymentsError`) if a split's versions do not resolve."""
+        async with self._apply_lock:
+            snapshot = self._snapshot if self._snapshot is not None else await asyncio.to_thread(self._store.snapshot)
+            resolve_deployments(snapshot, with_splits(self.deployments, splits), "rollouts", strict=True)
+            previous, self.splits = self.splits, splits
+            try:
+                await self._apply(snapshot, initial=False)
+            except BaseException:
+                self.splits = previous
                 raise
 
     def poke(self) -> None:
@@ -215,7 +237,8 @@ class Reconciler:
     async def _apply(self, snapshot: RegistrySnapshot, initial: bool) -> None:
         self._snapshot = snapshot
         plan = serving_plan(snapshot)
-        resolved = resolve_deployments(snapshot, self.deployments, self.deployments_source, strict=False)
+        effective = with_splits(self.deployments, self.splits)
+        resolved = resolve_deployments(snapshot, effective, self.deployments_source, strict=False)
         self._prices = {name: model_prices(model) for name, model in snapshot.models.items()}
         versions = {**plan.versions, **versions_of(resolved)}
         self._versions.update(versions)
@@ -240,9 +263,10 @@ class Reconciler:
                 remote_replica=self._remote_replica,
                 prices=self._prices,
                 embeddings=self._engine_settings.embeddings,
-                spec=self.deployments,
+                spec=effective,
                 resolved=resolved,
                 parallel=self._engine_settings.parallel,
+                vllm_native_tools=bool(self._vllm_settings.vllm_tool_call_parser),
             )
         )
         self._registry_routes = routes
@@ -262,6 +286,7 @@ class Reconciler:
         replica = self._replicas.get(url)
         if replica is None:
             replica = self._replicas[url] = Replica(url, RemoteUpstream(url), bearer_header(target.api_key_env))
+        replica.max_concurrency = target.max_concurrency
         return replica
 
     def _forget_unused_remotes(self) -> None:
@@ -271,29 +296,49 @@ class Reconciler:
                 del self._replicas[name]
 
     def _launch(self, version: VersionRecord, name: str) -> EngineSupervisor:
-        config = llama_server_config(version, self._engine_settings)
-        binary = self._build.binary("llama-server")
+        kind = engine_kind(version)
+        command, policy = self._vllm_command(version) if kind == VLLM else self._llama_command(version)
         log_path = engine_log_path(self._log_dir, version)
         if name != version.key:
             log_path = log_path.with_name(f"{log_path.stem}-r{instance_index(name) + 1}{log_path.suffix}")
         engine = EngineSupervisor(
             name=name,
-            command=lambda port: config.argv(binary, port),
+            command=command,
             log_path=log_path,
-            policy=self._policy,
+            policy=policy,
             on_change=self._engine_changed,
             pre_launch=partial(self._verify_artifact, version),
+            kind=kind,
         )
         self.engines[name] = engine
-        self._replicas[name] = Replica(name, engine)
+        self._replicas[name] = Replica(name, engine, max_concurrency=self._engine_settings.parallel)
         engine.start()
         return engine
+
+    def _llama_command(self, version: VersionRecord) -> tuple[CommandFactory, RestartPolicy]:
+        config = llama_server_config(version, self._engine_settings)
+        binary = self._build.binary("llama-server")
+        return (lambda port: config.argv(binary, port)), self._policy
+
+    def _vllm_command(self, version: VersionRecord) -> tuple[CommandFactory, RestartPolicy]:
+        """``vllm serve`` for an HF-format version; it loads for minutes, so it gets its own ready timeout."""
+        config = vllm_server_config(version, self._vllm_settings)
+        if self._vllm is not None:
+            config = dataclasses.replace(config, preload=self._vllm.preload())
+        policy = dataclasses.replace(self._policy, ready_timeout_s=self._vllm_settings.vllm_ready_timeout_s)
+        environment = self._vllm
+        return (lambda port: config.argv(environment.vllm if environment else Path("vllm"), port)), policy
 
     async def _settle(self, engines: list[EngineSupervisor]) -> None:
         """Wait until each new engine is ready or has given up (failed starts, refused artifact)."""
         await asyncio.gather(*(engine.wait_settled() for engine in engines))
 
     async def _verify_artifact(self, version: VersionRecord) -> None:
+        if engine_kind(version) == VLLM and self._vllm is None:
+            raise LaunchRefused(
+                f"{version.key} is a Hugging Face-format version, served by vLLM, and vLLM is not installed "
+                f"({self._vllm_settings.vllm_device}): run `make setup-vllm` or `modelyard engine install vllm`"
+            )
         await verify_artifact(self._store, self._checker, version, self._actor)
 
     def _retire(self, key: str) -> None:
@@ -328,7 +373,8 @@ class Reconciler:
 
     def _engine_changed(self, engine: EngineSupervisor) -> None:
         model, version = _labels(engine.name)
-        self._metrics.engine_state_changed(engine.name, model, version, engine.ready, engine.restarts)
+        cold_start = (engine.kind, engine.cold_start_s) if engine.ready and engine.cold_start_s is not None else None
+        self._metrics.engine_state_changed(engine.name, model, version, engine.ready, engine.restarts, cold_start)
         if engine.state != EngineState.FAILED or self._on_nothing_servable is None:
             return
         serving = self.catalog.upstreams()

@@ -64,7 +64,10 @@ class StaticUpstreams:
         return replica
 
     def _remote(self, url: str, target: TargetSpec) -> Replica:
-        return self._replica(url, bearer_header(target.api_key_env))
+        """The URL's replica, with the target's concurrency limit (``max_concurrency``)."""
+        replica = self._replica(url, bearer_header(target.api_key_env))
+        replica.max_concurrency = target.max_concurrency
+        return replica
 
     def _load(self) -> list[tuple[str, str, str, int]]:
         return [(r.name, r.name, "", r.upstream.active_requests) for r in self.catalog.replicas()]

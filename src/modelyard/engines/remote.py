@@ -3,6 +3,7 @@ it is healthy is the circuit breaker's business (routing/breaker.py), judged fro
 
 from __future__ import annotations
 
+import asyncio
 import os
 from urllib.parse import urlsplit
 
@@ -28,6 +29,14 @@ class RemoteUpstream:
         self.base_url = remote_base_url(url)
         self.ready = True
         self.active_requests = 0
+        self.generation = 0  # no process of its own: its failures are the breaker's business
+
+    @property
+    def recovering(self) -> bool:
+        return False
+
+    async def wait_change(self, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)
 
     def retry_after_s(self) -> int:
         return 2

@@ -73,11 +73,14 @@ class EngineSupervisor:
         on_change: Callable[[EngineSupervisor], None] | None = None,
         pre_launch: Callable[[], Awaitable[None]] | None = None,
         port: int | None = None,
+        kind: str = "llama.cpp",
     ) -> None:
         """``port``: where the engine listens (``modelyard engine``: the Pod's port); None picks a free loopback
         port at every launch (engines behind ``modelyard serve``)."""
         self.name = name
         self._port = port
+        self.kind = kind  # the engine kind, for /ready and metrics
+        self.cold_start_s: float | None = None  # launch → first healthy answer, of the latest start
         self._command = command
         self._pre_launch = pre_launch
         self.failure: str | None = None  # why the engine is FAILED, for errors and /ready
@@ -90,6 +93,7 @@ class EngineSupervisor:
         self.base_url = ""
         self.pid: int | None = None
         self.restarts = 0
+        self.generation = 0  # processes launched so far (the gateway's breaker forgets an old one's failures)
         self.last_exit_code: int | None = None
         self.next_attempt_at = 0.0
         self._process: asyncio.subprocess.Process | None = None
@@ -111,6 +115,16 @@ class EngineSupervisor:
             return max(1, int(self.next_attempt_at - time.monotonic() + 0.999) + 2)
         return 2
 
+    @property
+    def recovering(self) -> bool:
+        """Not ready, but on its way: starting, or between a crash and the next launch."""
+        return self.state in (EngineState.STARTING, EngineState.RESTARTING) and not self._stopping
+
+    async def wait_change(self, timeout_s: float) -> None:
+        """Return at the next state change (or after ``timeout_s``): what held requests wait on."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._state_changed.wait(), timeout_s)
+
     async def wait_settled(self) -> None:
         """Return once the engine is ready or has given up (failed, refused, stopped)."""
         while not self.ready and self.state not in (EngineState.FAILED, EngineState.STOPPED):
@@ -124,7 +138,9 @@ class EngineSupervisor:
     def describe(self) -> dict[str, object]:
         return {
             "name": self.name,
+            "kind": self.kind,
             "state": self.state.value,
+            "cold_start_s": self.cold_start_s,
             "ready": self.ready,
             "pid": self.pid,
             "restarts": self.restarts,
@@ -200,6 +216,7 @@ class EngineSupervisor:
     async def _launch_and_wait_ready(self) -> bool:
         port = self._port or free_loopback_port()
         argv = self._command(port)
+        launched_at = time.monotonic()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as sink:
             sink.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} launching: {' '.join(argv)}\n".encode())
@@ -213,6 +230,7 @@ class EngineSupervisor:
                 preexec_fn=kill_with_parent,
             )
         self.pid = self._process.pid
+        self.generation += 1
         self.base_url = f"http://127.0.0.1:{port}"
         log.info("engine %s launched (pid %d, port %d)", self.name, self.pid, port)
         deadline = time.monotonic() + self.policy.ready_timeout_s
@@ -222,7 +240,8 @@ class EngineSupervisor:
                 log.error("engine %s exited during start (code %s)", self.name, self.last_exit_code)
                 return False
             if await self._healthy():
-                log.info("engine %s ready at %s", self.name, self.base_url)
+                self.cold_start_s = round(time.monotonic() - launched_at, 3)
+                log.info("engine %s ready at %s after %.1f s", self.name, self.base_url, self.cold_start_s)
                 return True
             await asyncio.sleep(0.1)
         log.error("engine %s not ready after %.0f s", self.name, self.policy.ready_timeout_s)

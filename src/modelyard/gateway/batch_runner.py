@@ -123,7 +123,8 @@ class BatchRunner:
             "type": "http",
             "method": "POST",
             "path": line.url,
-            "headers": [(b"x-request-id", request_id.encode())],
+            # batch lines wait behind interactive requests for engine slots (gateway/slots.py)
+            "headers": [(b"x-request-id", request_id.encode()), (b"x-modelyard-priority", b"batch")],
             "client": ("batch", 0),
             "query_string": b"",
         }

@@ -1,7 +1,8 @@
 """Re-admitting ejected replicas: probe each one's health endpoint when its cooldown is over.
 
 Probes run in one background task, never on a request's path: a local engine is asked ``/health`` (200 once
-the model is loaded), a remote upstream ``/v1/models``. Success closes the breaker; failure doubles the wait.
+the model is loaded), a remote upstream ``/v1/models``. Success closes the breaker; failure doubles the wait. A
+replica whose engine process was replaced since it was ejected is probed at once (requests wait for it).
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ class BreakerProber:
         while True:
             await asyncio.sleep(self._interval_s)
             now = time.monotonic()
-            due = [r for r in self._replicas() if probe_due(r.breaker, now)]
+            due = [
+                r
+                for r in self._replicas()
+                if probe_due(r.breaker, now) or (r.replaced_since_ejection and r.upstream.ready)
+            ]
             if due:
                 await asyncio.gather(*(self._probe(r) for r in due))
 

@@ -16,7 +16,7 @@ import random
 import time
 from typing import TYPE_CHECKING
 
-from modelyard.asgi import CLIENT_CLOSED, Headers, Request
+from modelyard.asgi import CLIENT_CLOSED, Headers, Request, client_request_id
 from modelyard.observability.body_policy import MAX_BODY_BYTES
 from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.tracing import parse_traceparent
@@ -27,7 +27,16 @@ if TYPE_CHECKING:
 
 
 class Exchange:
-    __slots__ = ("_forwarded", "_headers", "_log_bodies", "_target_headers", "grant", "record", "request_id")
+    __slots__ = (
+        "_forwarded",
+        "_headers",
+        "_log_bodies",
+        "_target_headers",
+        "grant",
+        "priority_asked",
+        "record",
+        "request_id",
+    )
 
     def __init__(self, record: RequestRecord, request_id: bytes, grant: KeyGrant | None) -> None:
         self.record = record
@@ -37,18 +46,21 @@ class Exchange:
         self._target_headers: tuple[tuple[bytes, bytes], ...] = ()
         self._forwarded = False
         self._log_bodies = False
+        self.priority_asked: bytes | None = None  # the client's x-modelyard-priority (gateway/slots.py)
 
     @classmethod
     def begin(cls, request: Request, endpoint: str) -> Exchange:
         """A new exchange for a request that just arrived: its id (the client's ``x-request-id`` or a fresh one)
         and its trace (the caller's ``traceparent`` or a fresh one)."""
-        given_id = traceparent = None
-        for name, value in request.scope["headers"]:  # one pass for both headers
+        given_id = traceparent = priority = None
+        for name, value in request.scope["headers"]:  # one pass for all three headers
             if name == b"x-request-id":
                 given_id = value
             elif name == b"traceparent":
                 traceparent = value
-        request_id = (given_id or b"%024x" % random.getrandbits(96))[:128]
+            elif name == b"x-modelyard-priority":
+                priority = value
+        request_id = client_request_id(given_id) or b"%024x" % random.getrandbits(96)
         trace_id, parent_span_id = parse_traceparent(traceparent)
         record = RequestRecord(
             request_id=request_id.decode(errors="replace"),
@@ -57,8 +69,11 @@ class Exchange:
             endpoint=endpoint,
             received=time.perf_counter(),
             received_at=time.time(),
+            key_id=request.caller.id if request.caller is not None else "",
         )
-        return cls(record, request_id, request.caller)
+        exchange = cls(record, request_id, request.caller)
+        exchange.priority_asked = priority
+        return exchange
 
     def child(self) -> Exchange:
         """A scratch exchange for one part of a fan-out (its own attempts and usage); see :meth:`absorb`."""
@@ -70,7 +85,9 @@ class Exchange:
             received=record.received,
             received_at=record.received_at,
         )
-        return Exchange(part, self.request_id.encode(), self.grant)
+        child = Exchange(part, self.request_id.encode(), self.grant)
+        child.priority_asked = self.priority_asked
+        return child
 
     def absorb(self, parts: list[Exchange]) -> None:
         """The parts of a fan-out, as this request's facts: attempts and completion tokens summed, the prompt

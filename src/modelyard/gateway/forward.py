@@ -12,23 +12,26 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from modelyard.asgi import Send
-from modelyard.errors import APIError, engine_unavailable
+from modelyard.errors import APIError, engine_unavailable, queue_full
 from modelyard.gateway.adapt import Adapter
 from modelyard.gateway.exchange import Exchange
 from modelyard.gateway.fanout import fan_out
+from modelyard.gateway.hold import Hold, HoldFull, coming_back
 from modelyard.gateway.parse import Parsed
 from modelyard.gateway.relay import relay_json, relay_stream
 from modelyard.gateway.shaper import AnswerShaper, Invalid
-from modelyard.gateway.upstream_call import AttemptFailed, UpstreamCaller, engine_error
+from modelyard.gateway.slots import FairGate, QueueFull, SlotGates, priority_of, retry_after
+from modelyard.gateway.upstream_call import AttemptFailed, OpenCall, UpstreamCaller, engine_error
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.routing.decide import RouteDecision
-from modelyard.routing.model import Route, RouteTarget
+from modelyard.routing.model import Replica, Route, RouteTarget
+from modelyard.routing.prefix import prompt_blocks
 from modelyard.security.guardrails.filters import OutputGuard
 from modelyard.security.layer import Admission
 
@@ -50,6 +53,7 @@ class Call:
     bodies: dict[str | None, bytes] | None = None  # encoded payload per upstream model name, made on first need
     adapter: Adapter | None = None  # tools, formats, logprobs, n, echo: rewritten per engine kind (adapt.py)
     n: int | None = None  # choices asked of the engine in this call (a part of a fan-out), else as the client said
+    blocks: tuple[int, ...] | None = None  # the prompt's prefix block names, made on first need (prefix_cache)
 
     @classmethod
     def prepare(
@@ -102,6 +106,12 @@ class Call:
             body = self.bodies[key] = orjson.dumps(payload)
         return body
 
+    def prefix_blocks(self) -> tuple[int, ...]:
+        """The prompt's prefix block names for ``prefix_cache`` balancing, computed once per request."""
+        if self.blocks is None:
+            self.blocks = prompt_blocks(self.payload)
+        return self.blocks
+
     def shaper_for(self, target: RouteTarget, on_invalid: Invalid) -> AnswerShaper | None:
         if self.adapter is None:
             return None
@@ -113,11 +123,17 @@ class Call:
 
 
 class Forwarder:
-    def __init__(self, upstreams: UpstreamCaller, routing: RoutingMetrics, on_invalid: Invalid) -> None:
-        """``on_invalid``: told each time an answer's tool calls or structured output did not validate."""
+    def __init__(
+        self, upstreams: UpstreamCaller, routing: RoutingMetrics, on_invalid: Invalid, hold: Hold, slots: SlotGates
+    ) -> None:
+        """``on_invalid``: told each time an answer's tool calls or structured output did not validate;
+        ``hold``: where requests wait for engines that are coming back; ``slots``: where requests wait for a
+        busy replica's slots."""
         self._upstreams = upstreams
         self._routing = routing
         self._on_invalid = on_invalid
+        self._hold = hold
+        self._slots = slots
 
     async def __call__(self, send: Send, exchange: Exchange, call: Call) -> int:
         adapter = call.adapter
@@ -128,68 +144,173 @@ class Forwarder:
         return await self.attempts(send, exchange, call)
 
     async def attempts(self, send: Send, exchange: Exchange, call: Call) -> int:
+        """The attempts along the chain; when they found no usable replica but some are coming back (engines
+        restarting), the request is held until one is ready and the chain is tried again (``hold.py``)."""
         route = call.route
         policy = route.policy.retry
-        deadline = math.inf if policy.deadline_s is None else time.monotonic() + policy.deadline_s
-        tried: set[int] = set()
-        last_error: APIError | None = None
-        previous: RouteTarget | None = None
+        state = _Attempts(
+            policy.attempts, math.inf if policy.deadline_s is None else time.monotonic() + policy.deadline_s
+        )
         exchange.forwarding(call.stream)
+        while True:
+            status = await self._chain(send, exchange, call, state)
+            if status is not None:
+                return status
+            if policy.hold_s <= 0 or state.holds >= _MAX_HOLDS:
+                break
+            candidates = coming_back(r for i in call.order for r in route.targets[i].replicas)
+            if not candidates and not state.suspects:
+                break
+            if not await self._held(exchange, call, state, candidates):
+                break
+        if state.last_error is None or state.expired or state.full:
+            target = route.targets[call.order[0]]
+            exchange.name_target(target)
+            reason = target.missing or _unavailable_reason(target)
+            if state.expired:
+                reason = f"waited {policy.hold_s:g} s for it to come back; {reason}"
+            elif state.full:
+                reason = f"{policy.hold_max} requests already wait for it; {reason}"
+            state.last_error = engine_unavailable(target.served.key, _retry_after(target), reason)
+        raise state.last_error
+
+    async def _held(self, exchange: Exchange, call: Call, state: _Attempts, candidates: list[Replica]) -> bool:
+        """Wait for a replica to come back; True when the chain is worth another try."""
+        route = call.route
+        policy = route.policy.retry
+        if state.hold_until is None:
+            state.hold_until = time.monotonic() + policy.hold_s  # one deadline for all of the request's holds
+        try:
+            self._hold.enter(route)
+        except HoldFull:
+            state.full = True
+            return False
+        outcome = "gone"  # unless the wait ends: the client left (the wait was cancelled)
+        try:
+            back = await self._hold.until_usable(candidates, state.suspects, min(state.hold_until, state.deadline))
+            outcome = "served" if back else "expired"
+        finally:
+            self._hold.leave(route, outcome)
+        if not back:
+            state.expired = True
+            return False
+        state.holds += 1
+        state.tried.clear()
+        state.suspects = []
+        state.budget = exchange.record.attempts + policy.attempts  # a fresh budget for the engines that came back
+        return True
+
+    async def _chain(self, send: Send, exchange: Exchange, call: Call, state: _Attempts) -> int | None:
+        """One pass over the chain: the answer's status, or None when every attempt failed (or none could be
+        made); nothing has been sent to the client then."""
+        route = call.route
+        policy = route.policy.retry
+        deadline = state.deadline
+        tried = state.tried
         for target_index in call.order:
             target = route.targets[target_index]
-            while exchange.record.attempts < policy.attempts and time.monotonic() < deadline:
-                replica = self._upstreams.pick(target, route.policy.balancing, tried, call.affinity_key)
+            while exchange.record.attempts < state.budget and time.monotonic() < deadline:
+                balancing = route.policy.balancing
+                blocks = call.prefix_blocks() if balancing == "prefix_cache" and len(target.replicas) > 1 else None
+                replica = self._upstreams.pick(target, balancing, tried, call.affinity_key, blocks)
                 if replica is None:
                     break
                 tried.add(id(replica))
                 if exchange.record.attempts:
                     self._routing.retried(route.name, target.name)
+                previous = state.previous
                 if previous is not target and target_index != call.order[0]:
                     # down the chain: after failed attempts, or because the chosen target had no usable replica
                     origin = previous or route.targets[call.order[0]]
                     self._routing.fell_back(route.name, origin.name, target.name)
-                previous = target
+                state.previous = target
                 exchange.attempt(target)
                 timeout = deadline - time.monotonic()
                 if policy.first_byte_timeout_s is not None:
                     timeout = min(timeout, policy.first_byte_timeout_s)
+                gate = self._slots.gate(replica.name, replica.max_concurrency)
+                if gate is not None and not gate.try_enter():
+                    await self._queue(gate, exchange, route, target, replica)
                 try:
-                    opened = await self._upstreams.open(
-                        target,
-                        replica,
-                        call.path,
-                        call.body_for(target),
-                        call.stream,
-                        None if timeout == math.inf else timeout,
-                        policy.on_status,
-                        route.policy.breaker,
-                    )
-                except AttemptFailed as failure:
-                    last_error = failure.error
-                    continue
-                served = target.served
-                if opened.status != 200:  # an error answer the route does not retry: passed on in our words
-                    opened.release()
-                    raise engine_error(served.key, opened.status, opened.first)
-                shaper = call.shaper_for(target, self._on_invalid)
-                try:
-                    if call.stream:
-                        status = await relay_stream(
-                            send, exchange, opened, served, call.client_wants_usage, call.output_guard, shaper
+                    try:
+                        opened = await self._upstreams.open(
+                            target,
+                            replica,
+                            call.path,
+                            call.body_for(target),
+                            call.stream,
+                            None if timeout == math.inf else timeout,
+                            policy.on_status,
+                            route.policy.breaker,
                         )
-                    else:
-                        status = await relay_json(send, exchange, opened.first, served, call.output_guard, shaper)
-                except BaseException:
-                    opened.close()  # drop the engine connection: the engine then stops generating for this request
-                    raise
-                opened.release()
-                return status
-        if last_error is None:
-            target = route.targets[call.order[0]]
+                    except AttemptFailed as failure:
+                        state.last_error = failure.error
+                        if failure.broken and replica.upstream.generation:
+                            state.suspects.append((replica, failure.generation))
+                        continue
+                    return await self._relay(send, exchange, call, target, opened)
+                finally:
+                    if gate is not None:
+                        gate.leave()
+        return None
+
+    async def _queue(
+        self, gate: FairGate, exchange: Exchange, route: Route, target: RouteTarget, replica: Replica
+    ) -> None:
+        """Wait for one of the replica's slots, fairly between keys and by priority class (``slots.py``)."""
+        grant = exchange.grant
+        priority = priority_of(exchange.priority_asked, grant.limits.priority if grant is not None else "")
+        key = grant.id if grant is not None else ""
+        version = str(target.served.version or "")
+        hint = retry_after(gate.waiting, gate.limit, replica.latency_ewma_s)
+        started = time.monotonic()
+        self._routing.queue_entered(route.name, version)
+        try:
+            await gate.enter(key, priority, hint)
+        except QueueFull as full:
+            self._routing.queue_full(route.name, version)
             exchange.name_target(target)
-            reason = target.missing or _unavailable_reason(target)
-            last_error = engine_unavailable(target.served.key, _retry_after(target), reason)
-        raise last_error
+            raise queue_full(target.served.key, full.waiting, full.retry_after_s) from None
+        finally:
+            self._routing.queue_left(route.name, version, time.monotonic() - started)
+
+    async def _relay(self, send: Send, exchange: Exchange, call: Call, target: RouteTarget, opened: OpenCall) -> int:
+        served = target.served
+        if opened.status != 200:  # an error answer the route does not retry: passed on in our words
+            opened.release()
+            raise engine_error(served.key, opened.status, opened.first)
+        shaper = call.shaper_for(target, self._on_invalid)
+        try:
+            if call.stream:
+                status = await relay_stream(
+                    send, exchange, opened, served, call.client_wants_usage, call.output_guard, shaper
+                )
+            else:
+                status = await relay_json(send, exchange, opened.first, served, call.output_guard, shaper)
+        except BaseException:
+            opened.close()  # drop the engine connection: the engine then stops generating for this request
+            raise
+        opened.release()
+        return status
+
+
+_MAX_HOLDS = 4  # holds per request: a request that kills its engine each time is not retried forever
+
+
+@dataclass(slots=True)
+class _Attempts:
+    """What one request's attempts have learnt so far, across holds."""
+
+    budget: int  # attempts allowed in total until now (the route's, renewed after each hold)
+    deadline: float  # monotonic: the route's deadline for all attempts
+    tried: set[int] = field(default_factory=set)  # ids of the replicas tried since the last hold
+    suspects: list[tuple[Replica, int]] = field(default_factory=list)  # broken connections: (replica, generation)
+    last_error: APIError | None = None
+    previous: RouteTarget | None = None
+    holds: int = 0
+    hold_until: float | None = None
+    expired: bool = False  # held until the route's hold_s without a replica coming back
+    full: bool = False  # the route's hold was full
 
 
 def _unavailable_reason(target: RouteTarget) -> str:

@@ -11,11 +11,20 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+# Bounds on what reaches an engine: llama-server keeps counts in 32-bit ints (a larger max_tokens wraps to a
+# negative number there), and a huge logit_bias, stop list or n_probs stalls its sampler for every slot. The
+# context bounds max_tokens further (security/request_limits.py).
+TokenCount = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)]
-ModelName = Annotated[str, msgspec.Meta(min_length=1)]
+ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]  # echoed in errors: bounded
+MAX_LOGIT_BIAS = 300  # entries (OpenAI's own limit)
+MAX_STOP = 16  # stop sequences (OpenAI allows 4; llama-server more)
+StopText = Annotated[str, msgspec.Meta(max_length=1000)]
+LogitBias = Annotated[dict[str, Any], msgspec.Meta(max_length=MAX_LOGIT_BIAS)]
+LogitBiasPairs = Annotated[list[Any], msgspec.Meta(max_length=MAX_LOGIT_BIAS)]  # llama-server's [[token, bias]]
+TopLogprobs = Annotated[int, msgspec.Meta(ge=0, le=20)]
 
 
 class StreamOptions(msgspec.Struct):
@@ -33,9 +42,16 @@ class ToolCall(msgspec.Struct):
     type: Literal["function"] = "function"
 
 
+class ContentPart(msgspec.Struct):
+    """One part of a message's content: only its type and text are checked (images, audio and files pass on)."""
+
+    type: str
+    text: str | None = None
+
+
 class ChatMessage(msgspec.Struct):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None  # an assistant's earlier calls, sent back in the next request
     tool_call_id: str | None = None  # a tool message answers this call
@@ -78,26 +94,28 @@ class _SamplingFields(msgspec.Struct):
     model: ModelName
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: PositiveInt | None = None
+    max_tokens: TokenCount | None = None
     temperature: Temperature | None = None
     top_p: Probability | None = None
     n: Annotated[int, msgspec.Meta(ge=1, le=128)] | None = None  # the gateway's --max-n caps it further
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     seed: int | None = None
-    stop: str | list[str] | None = None
+    stop: StopText | Annotated[list[StopText], msgspec.Meta(max_length=MAX_STOP)] | None = None
     user: str | None = None
+    logit_bias: LogitBias | LogitBiasPairs | None = None
+    n_probs: TopLogprobs | None = None  # llama-server's own name for top_logprobs
 
 
 class ChatCompletionRequest(_SamplingFields, kw_only=True):  # kw_only: a required field after inherited defaults
     messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
-    max_completion_tokens: PositiveInt | None = None
+    max_completion_tokens: TokenCount | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
-    top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
+    top_logprobs: TopLogprobs | None = None
 
     @property
     def adapted(self) -> bool:
@@ -115,7 +133,7 @@ class ChatCompletionRequest(_SamplingFields, kw_only=True):  # kw_only: a requir
 
 class CompletionRequest(_SamplingFields, kw_only=True):
     prompt: str | list[str | int | list[int]]
-    logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
+    logprobs: TopLogprobs | None = None
     echo: bool | None = None
 
     @property

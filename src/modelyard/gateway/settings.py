@@ -27,3 +27,10 @@ class GatewaySettings(Section):
         help="Most parallel tool calls one constrained answer may hold (models without a tool-call template).",
         check=at_least(1),
     )
+    queue_max: int = option(
+        256,
+        flag="--queue-max",
+        help="Requests that may wait in the gateway for one replica's slots (its --parallel, or a remote target's "
+        "max_concurrency); beyond, 429 queue_full with Retry-After.",
+        check=at_least(1),
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import orjson
 
@@ -20,14 +21,20 @@ from modelyard.gateway.upstream_client import UpstreamClient, UpstreamResponse
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.routing.balancing import ReplicaView, pick_replica, updated_ewma
-from modelyard.routing.breaker import BreakerPolicy, after_failure, after_success
+from modelyard.routing.breaker import CLOSED, BreakerPolicy, after_failure, after_success
 from modelyard.routing.model import Replica, RouteTarget
+from modelyard.routing.prefix import PrefixIndex
 
 
 class AttemptFailed(Exception):
-    def __init__(self, error: APIError, timed_out: bool = False) -> None:
+    """``broken``: the connection failed or broke (the engine may have died: ``generation`` is the upstream's
+    generation then, so a hold can tell the restarted process from the one that broke)."""
+
+    def __init__(self, error: APIError, timed_out: bool = False, broken: bool = False, generation: int = 0) -> None:
         self.error = error
         self.timed_out = timed_out
+        self.broken = broken
+        self.generation = generation
 
 
 class OpenCall:
@@ -70,9 +77,16 @@ class UpstreamCaller:
         self._routing = routing
 
     def pick(
-        self, target: RouteTarget, balancing: str, tried: set[int] | None = None, affinity_key: str | None = None
+        self,
+        target: RouteTarget,
+        balancing: str,
+        tried: set[int] | None = None,
+        affinity_key: str | None = None,
+        blocks: Sequence[int] | None = None,
     ) -> Replica | None:
-        """A usable replica of ``target`` not in ``tried`` (ids), by the route's balancing policy."""
+        """A usable replica of ``target`` not in ``tried`` (ids), by the route's balancing policy. ``blocks``: the
+        prompt's prefix block names, for ``prefix_cache`` balancing (``routing/prefix.py``); the chosen replica is
+        then remembered as holding them."""
         replicas = target.replicas
         if len(replicas) == 1:  # the common case (one engine per version): nothing to balance
             only = replicas[0]
@@ -85,8 +99,17 @@ class UpstreamCaller:
         ]
         state = target.state
         state.turn += 1
-        index = pick_replica(balancing, views, state.turn, affinity_key)
-        return None if index is None else replicas[index]
+        if blocks is None:
+            index = pick_replica(balancing, views, state.turn, affinity_key)
+            return None if index is None else replicas[index]
+        prefixes = state.prefixes
+        if prefixes is None:
+            prefixes = state.prefixes = PrefixIndex()
+        index = pick_replica(balancing, views, state.turn, depths=prefixes.depths(blocks, len(replicas)))
+        if index is None:
+            return None
+        prefixes.record(blocks, index)
+        return replicas[index]
 
     async def open(
         self,
@@ -107,6 +130,7 @@ class UpstreamCaller:
         upstream = replica.upstream
         served = target.served
         started = time.monotonic()
+        generation = upstream.generation
         upstream.active_requests += 1
         try:
             if timeout is None:  # no deadline: skip the timer (the common case for registry ids)
@@ -114,9 +138,14 @@ class UpstreamCaller:
             else:
                 async with asyncio.timeout(timeout):
                     response, first = await self._exchange(replica, path, body, stream)
-            if response.status != 200 and response.status in retry_on:
+            status = response.status
+            if (
+                status != 200
+                and status in retry_on
+                and not (status == 500 and not target.remote and request_fault(first))
+            ):
                 response.close()
-                raise AttemptFailed(engine_error(served.key, response.status, first))
+                raise AttemptFailed(engine_error(served.key, status, first))
         except TimeoutError:
             self._failed(target, replica, breaker)
             reason = f"no answer within {timeout or 0:.1f} s"
@@ -124,7 +153,8 @@ class UpstreamCaller:
         except OSError as exc:
             self._failed(target, replica, breaker)
             reason = f"connection failed: {exc}"
-            raise AttemptFailed(engine_unavailable(served.key, upstream.retry_after_s(), reason)) from None
+            error = engine_unavailable(served.key, upstream.retry_after_s(), reason)
+            raise AttemptFailed(error, broken=True, generation=generation) from None
         except AttemptFailed:
             self._failed(target, replica, breaker)
             raise
@@ -133,7 +163,10 @@ class UpstreamCaller:
             raise
         replica.latency_ewma_s = updated_ewma(replica.latency_ewma_s, time.monotonic() - started)
         replica.breaker = after_success(replica.breaker)
-        return OpenCall(replica, response, first)
+        opened = OpenCall(replica, response, first)
+        if opened.status == 500 and not target.remote and request_fault(first):
+            opened.status = 400  # the engine answered: the request was at fault, not the engine (see request_fault)
+        return opened
 
     async def _exchange(self, replica: Replica, path: str, body: bytes, stream: bool) -> tuple[UpstreamResponse, bytes]:
         """Send the request and read the whole answer (JSON, errors) or a stream's first piece; the connection is
@@ -151,12 +184,34 @@ class UpstreamCaller:
             raise
 
     def _failed(self, target: RouteTarget, replica: Replica, policy: BreakerPolicy) -> None:
-        replica.upstream.active_requests -= 1
+        upstream = replica.upstream
+        upstream.active_requests -= 1
         before = replica.breaker
+        if replica.failed_generation != upstream.generation:  # an earlier process's failures say nothing of this one
+            replica.failed_generation = upstream.generation
+            before = CLOSED
         replica.breaker = after_failure(before, time.monotonic(), policy)
         replica.breaker_policy = policy
         if replica.breaker.ejected and not before.ejected:
             self._routing.ejected(target.name, replica.name)
+
+
+def request_fault(raw: bytes) -> bool:
+    """Whether a local llama-server's 500 is its answer to a request it could not take.
+
+    llama-server answers 500 with its error envelope (``{"error": {"code": 500, "type": "server_error", ...}}``)
+    when a handler throws while reading the request: image or audio parts for a model without a projector,
+    ``tools`` its template cannot render, a malformed grammar. The engine is fine; a failing engine does not
+    answer at all (the connection breaks) or misses its health checks. Counting these against its breaker would
+    let any client eject the engine for everyone with three bad requests, so they are 400s and never retried."""
+    if not raw.startswith(b"{"):
+        return False
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return isinstance(error, dict) and error.get("code") == 500 and error.get("type") == "server_error"
 
 
 def engine_error(model: str, status: int, raw: bytes) -> APIError:
@@ -167,12 +222,14 @@ def engine_error(model: str, status: int, raw: bytes) -> APIError:
         payload = orjson.loads(raw)
         detail = payload.get("error", payload) if isinstance(payload, dict) else {}
         if isinstance(detail, dict):
-            message = str(detail.get("message", message))
+            message = str(detail.get("message", message))[:1000]  # engines may quote the whole request back
             type_ = detail.get("type")
     except orjson.JSONDecodeError:
         pass
     if status == 503:
         return engine_unavailable(model, 2, message)
+    if status < 400:  # an informational or redirect status is not an answer an OpenAI client can use
+        return upstream_failed(model, f"unexpected HTTP {status} from the engine")
     if status >= 500 and status != 501:
         return upstream_failed(model, message)
     return engine_rejected(status if status != 501 else 400, message, type_ == "not_supported_error")

@@ -14,6 +14,9 @@ from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.request_row import COLUMNS, RowBuilder
 from modelyard.store.database import Database
 
+# Filled with the column names (this package's constants) and one bound-parameter marker per column.
+_INSERT = "INSERT INTO request_log ({}) VALUES ({})"
+
 
 @dataclass(frozen=True)
 class RequestQuery:
@@ -46,9 +49,8 @@ class RequestLogStore:
             connection = session.connection()
             if self._insert_sql is None:
                 marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-                self._insert_sql = (
-                    f"INSERT INTO request_log ({', '.join(COLUMNS)}) VALUES ({', '.join([marker] * len(COLUMNS))})"
-                )
+                columns, markers = ", ".join(COLUMNS), ", ".join([marker] * len(COLUMNS))
+                self._insert_sql = _INSERT.format(columns, markers)
             connection.exec_driver_sql(self._insert_sql, list(rows))
         return len(rows)
 
@@ -75,6 +77,17 @@ class RequestLogStore:
                 remaining -= len(rows)
             if len(rows) < size:
                 return
+
+    def find(self, request_id: str) -> list[dict[str, Any]]:
+        """One request's rows, bodies included (as stored, redacted): the client's request, then its shadow copies.
+        Scans by request id (no index: this is the console's detail view, not a per-request path)."""
+        with self.database.transaction() as session:
+            statement = select(RequestLogRow).where(
+                (RequestLogRow.request_id == request_id) | (RequestLogRow.shadow_of == request_id)
+            )
+            rows = session.scalars(statement.order_by(RequestLogRow.id)).all()
+        found = [_as_dict(row, True) for row in rows]
+        return sorted(found, key=lambda row: row["shadow_of"] is not None)
 
     def shadow_pairs(self, query: RequestQuery) -> list[dict[str, Any]]:
         """Shadow copies with their primaries, side by side (newest first)."""

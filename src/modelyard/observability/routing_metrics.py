@@ -88,6 +88,39 @@ class RoutingMetrics:
         )
         for result in ("applied", "rejected"):
             self._reloads.labels(result)
+        self._held = Counter(
+            "modelyard_held_requests",
+            "Requests held while every engine of their target was (re)starting, by outcome: served (sent once a "
+            "replica was ready), expired (503 after the route's hold_s), full (503: hold_max already waiting), "
+            "gone (the client left while held).",
+            ("route", "outcome"),
+            registry=registry,
+        )
+        self._holding = Gauge(
+            "modelyard_held_requests_waiting",
+            "Requests waiting now for an engine of their target to come back.",
+            ("route",),
+            registry=registry,
+        )
+        self._queued = Gauge(
+            "modelyard_queue_depth",
+            "Requests waiting in the gateway for an engine slot (replicas at their concurrency limit).",
+            ("route", "version"),
+            registry=registry,
+        )
+        self._queue_wait = Histogram(
+            "modelyard_queue_wait_seconds",
+            "Time requests waited in the gateway for an engine slot (only those that had to wait).",
+            ("route", "version"),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self._queue_refused = Counter(
+            "modelyard_queue_rejected",
+            "Requests refused with 429 queue_full: the replica's queue (--queue-max) was full.",
+            ("route", "version"),
+            registry=registry,
+        )
         self._registry = registry
 
     def retried(self, route: str, target: str) -> None:
@@ -101,6 +134,25 @@ class RoutingMetrics:
 
     def readmitted(self, replica: str) -> None:
         self._readmissions.labels(replica).inc()
+
+    def hold_began(self, route: str) -> None:
+        self._holding.labels(route).inc()
+
+    def hold_ended(self, route: str, outcome: str) -> None:
+        """``outcome``: served, expired, gone (after :meth:`hold_began`) or full (never held)."""
+        if outcome != "full":
+            self._holding.labels(route).dec()
+        self._held.labels(route, outcome).inc()
+
+    def queue_entered(self, route: str, version: str) -> None:
+        self._queued.labels(route, version).inc()
+
+    def queue_left(self, route: str, version: str, waited_s: float) -> None:
+        self._queued.labels(route, version).dec()
+        self._queue_wait.labels(route, version).observe(waited_s)
+
+    def queue_full(self, route: str, version: str) -> None:
+        self._queue_refused.labels(route, version).inc()
 
     def routed(self, route: str, choice: str, score: float) -> None:
         self._router.labels(route, choice).inc()

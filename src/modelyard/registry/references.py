@@ -49,13 +49,17 @@ def check_alias_name(alias: str) -> str:
     return alias
 
 
+MAX_VERSION = 2**63 - 1  # the database's integer: a larger number cannot name a stored version
+
+
 def parse_version_number(text: str | int) -> int:
+    shown = str(text)[:40]
     try:
-        number = int(str(text).removeprefix("v"))
+        number = int(str(text).removeprefix("v")) if len(str(text)) <= 40 else 0
     except ValueError:
-        raise InvalidRequest(f"Invalid version {text!r}: versions are positive integers.", param="version") from None
-    if number < 1:
-        raise InvalidRequest(f"Invalid version {text!r}: versions are positive integers.", param="version")
+        raise InvalidRequest(f"Invalid version {shown!r}: versions are positive integers.", param="version") from None
+    if not 1 <= number <= MAX_VERSION:
+        raise InvalidRequest(f"Invalid version {shown!r}: versions are positive integers below 2^63.", param="version")
     return number
 
 

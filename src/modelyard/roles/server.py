@@ -16,6 +16,7 @@ from collections.abc import Callable, Generator
 import uvicorn
 
 from modelyard.api.app import ModelyardApp
+from modelyard.roles.http_protocol import ClientLimits, guarded_protocol
 from modelyard.roles.settings import ServerSettings
 
 log = logging.getLogger("modelyard")
@@ -89,15 +90,19 @@ def bind_listener(
 def gateway_config(app: ModelyardApp, server: ServerSettings, log_level: str) -> uvicorn.Config:
     """uvicorn settings of every modelyard gateway (also used by the benchmarks, so they measure the real thing).
 
-    uvloop and httptools are the fastest loop and parser uvicorn has; the access log is off because a log line per
-    request costs more than the proxying (the request log, when it comes, leaves the hot path through a queue).
+    uvloop and httptools are the fastest loop and parser uvicorn has (the parser wrapped to bound what clients may
+    send and how slowly); with ``--tls-cert``/``--tls-key`` it serves HTTPS itself. The access log is off because a
+    log line per request costs more than the proxying (the request log leaves the hot path through a queue).
     """
+    limits = ClientLimits(server.header_timeout_s, server.body_timeout_s, server.max_header_bytes, server.max_headers)
     return uvicorn.Config(
         app,
         host=server.host,
         port=server.port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(limits),  # httptools, with head size and read-time limits (http_protocol.py)
+        ssl_certfile=str(server.tls_cert) if server.tls_cert else None,
+        ssl_keyfile=str(server.tls_key) if server.tls_key else None,
         lifespan="on",
         access_log=False,
         log_config=None,

@@ -22,7 +22,7 @@ import yaml
 from modelyard.registry.errors import InvalidRequest
 from modelyard.registry.references import parse_ref
 
-Balancing = Literal["least_outstanding", "round_robin", "latency_ewma", "session_affinity"]
+Balancing = Literal["least_outstanding", "round_robin", "latency_ewma", "session_affinity", "prefix_cache"]
 _KEY_SOURCE = re.compile(r"^(user|conversation|header:[A-Za-z0-9-]{1,64})$")
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/@:-]{0,255}$")
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -44,8 +44,9 @@ class TargetSpec(_Spec, frozen=True):
     replicas: int = msgspec.field(default=1)
     weight: float = 1.0
     region: str | None = None
-    engine: Literal["openai-compatible", "llama.cpp"] = "openai-compatible"  # a remote target's engine kind
+    engine: Literal["openai-compatible", "llama.cpp", "vllm"] = "openai-compatible"  # a remote target's engine kind
     slots: int = msgspec.field(default=1)  # a remote llama.cpp's --parallel: the most choices (n) per call
+    max_concurrency: int = 0  # a remote URL's requests at once; more wait in the gateway (fair queue); 0: no limit
 
     def urls(self) -> list[str]:
         if self.url is None:
@@ -69,6 +70,8 @@ class RetrySpec(_Spec, frozen=True):
     deadline_s: float = 300.0  # for all attempts together, until the answer starts
     first_byte_timeout_s: float | None = None  # per attempt: give up on an upstream that has not answered by then
     on_status: list[int] = msgspec.field(default_factory=lambda: [500, 502, 503, 504])
+    hold_s: float = 30.0  # wait this long for a target whose engines are (re)starting before answering 503; 0: off
+    hold_max: int = 256  # requests of the route held so at once; more get 503 at once
 
 
 class BreakerSpec(_Spec, frozen=True):
@@ -225,6 +228,8 @@ def _check_target(fail: Fail, name: str, target: TargetSpec) -> None:
         raise fail(at, "a target name is 1-64 letters, digits or '._-', starting with a letter or digit")
     if (target.model is None) == (target.url is None):
         raise fail(at, "give exactly one of 'model' (a registry reference) or 'url' (a remote endpoint)")
+    if target.max_concurrency < 0:
+        raise fail(f"{at}.max_concurrency", f"must be 0 (no limit) or more, got {target.max_concurrency}")
     if target.model is not None:
         try:
             parse_ref(target.model)
@@ -256,6 +261,10 @@ def _check_retry(fail: Fail, retry: RetrySpec) -> None:
         raise fail("retry.attempts", f"must be between 1 and 10, got {retry.attempts}")
     if retry.deadline_s <= 0:
         raise fail("retry.deadline_s", "must be above 0")
+    if retry.hold_s < 0:
+        raise fail("retry.hold_s", "must be 0 (no holding) or above")
+    if retry.hold_max < 1:
+        raise fail("retry.hold_max", f"must be at least 1, got {retry.hold_max}")
     if retry.first_byte_timeout_s is not None and retry.first_byte_timeout_s <= 0:
         raise fail("retry.first_byte_timeout_s", "must be above 0")
     for index, status in enumerate(retry.on_status):

@@ -18,19 +18,31 @@ from typing import Protocol
 from modelyard.routing.breaker import CLOSED, BreakerPolicy, BreakerState
 from modelyard.routing.capabilities import OPENAI_COMPATIBLE, EngineCapabilities
 from modelyard.routing.complexity import ComplexityScorer
+from modelyard.routing.prefix import PrefixIndex
 
 
 class Upstream(Protocol):
     """Anything that serves the OpenAI HTTP API: a supervised local engine or a remote endpoint.
 
     ``active_requests`` is maintained by the gateway (incremented while a request is being served) so that a
-    retired upstream can be drained before it is stopped.
+    retired upstream can be drained before it is stopped. ``generation`` counts the processes behind it (0 for a
+    remote endpoint, which has none of its own): failures of a process that has since been replaced say nothing
+    about the new one. ``recovering`` is true while it is not ready but expected to be soon (a supervised engine
+    starting or restarting): requests for it are held rather than refused (``gateway/hold.py``).
     """
 
     name: str
     ready: bool
     base_url: str
     active_requests: int
+    generation: int
+
+    @property
+    def recovering(self) -> bool: ...
+
+    async def wait_change(self, timeout_s: float) -> None:
+        """Return at its next state change, or after ``timeout_s``."""
+        ...
 
     def retry_after_s(self) -> int: ...
 
@@ -61,28 +73,57 @@ class Replica:
     """One upstream of a target plus what balancing and ejection learn about it (mutated on the hot path by
     plain attribute writes, read by pure decision functions)."""
 
-    __slots__ = ("auth_header", "breaker", "breaker_policy", "latency_ewma_s", "name", "upstream")
+    __slots__ = (
+        "auth_header",
+        "breaker",
+        "breaker_policy",
+        "failed_generation",
+        "latency_ewma_s",
+        "max_concurrency",
+        "name",
+        "upstream",
+    )
 
-    def __init__(self, name: str, upstream: Upstream, auth_header: bytes = b"") -> None:
+    def __init__(self, name: str, upstream: Upstream, auth_header: bytes = b"", max_concurrency: int = 0) -> None:
+        """``max_concurrency``: requests it takes at once (a local engine's slots); more wait in the gateway
+        (``gateway/slots.py``); 0: no limit."""
         self.name = name
+        self.max_concurrency = max_concurrency
         self.upstream = upstream
         self.auth_header = auth_header  # extra request header line for remote upstreams ("Authorization: …")
         self.breaker: BreakerState = CLOSED
         self.breaker_policy = BreakerPolicy()  # the policy of the route whose failures ejected it (for probes)
         self.latency_ewma_s: float | None = None
+        self.failed_generation = 0  # the upstream's generation when the breaker last counted a failure
 
     @property
     def usable(self) -> bool:
         return self.upstream.ready and not self.breaker.ejected
 
+    @property
+    def replaced_since_ejection(self) -> bool:
+        """Ejected for failures of an engine process that has since been replaced (the prober re-admits it at
+        once: a fresh process is not the one that failed)."""
+        return self.breaker.ejected and self.failed_generation != self.upstream.generation
+
+    @property
+    def coming_back(self) -> bool:
+        """Not usable now, but soon: its engine is (re)starting, or it was replaced since it was ejected."""
+        upstream = self.upstream
+        if not upstream.ready:
+            return upstream.recovering
+        return self.replaced_since_ejection
+
 
 class TargetState:
-    """Per-target counter for round-robin and tie rotation (one int; races only skew the rotation)."""
+    """Per-target balancing state: the counter for round-robin and tie rotation (one int; races only skew the
+    rotation) and, for ``prefix_cache`` balancing, which replica was sent which prompt prefix (made on first use)."""
 
-    __slots__ = ("turn",)
+    __slots__ = ("prefixes", "turn")
 
     def __init__(self) -> None:
         self.turn = 0
+        self.prefixes: PrefixIndex | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,6 +153,8 @@ class RetryPolicy:
     deadline_s: float | None = None  # None: no limit (a whole answer can take minutes to generate)
     first_byte_timeout_s: float | None = None
     on_status: frozenset[int] = frozenset({500, 502, 503, 504})
+    hold_s: float = 30.0  # how long a request waits for a target whose engines are (re)starting; 0: not at all
+    hold_max: int = 256  # requests of the route waiting so at once; beyond, 503 at once
 
 
 @dataclass(frozen=True)
@@ -163,7 +206,14 @@ class Route:
                 "serves": t.served.key,
                 "weight": t.weight,
                 "replicas": [
-                    {"name": r.name, "ready": r.upstream.ready, "ejected": r.breaker.ejected} for r in t.replicas
+                    {
+                        "name": r.name,
+                        "ready": r.upstream.ready,
+                        "ejected": r.breaker.ejected,
+                        "failures": r.breaker.consecutive_failures,
+                        "in_flight": r.upstream.active_requests,
+                    }
+                    for r in t.replicas
                 ],
                 **({"region": t.region} if t.region else {}),
                 **({"unavailable": t.missing} if t.missing else {}),

@@ -64,10 +64,10 @@ class SpendWriter:
     async def _flush(self) -> None:
         if not self._pending:
             return
-        pending, requests = self._pending, self._requests
+        pending, counts = self._pending, self._requests
         self._pending, self._requests = {}, {}
         periods = current_periods(time.time())
-        deltas = [(k, p, s.tokens, s.cost_usd, requests.get(k, 0)) for k, s in pending.items() for p in periods]
+        deltas = [(k, p, s.tokens, s.cost_usd, counts.get(k, 0)) for k, s in pending.items() for p in periods]
         try:
             await asyncio.to_thread(self._store.add_spend, deltas)
         except Exception as exc:  # keep the deltas for the next try
@@ -76,7 +76,7 @@ class SpendWriter:
                 merged = self._pending.setdefault(key, Spend())
                 merged.tokens += spent.tokens
                 merged.cost_usd += spent.cost_usd
-                self._requests[key] = self._requests.get(key, 0) + requests.get(key, 0)
+                self._requests[key] = self._requests.get(key, 0) + counts.get(key, 0)
 
     async def _refresh(self) -> None:
         try:

@@ -113,6 +113,8 @@ def validate_new_key(new: NewKey) -> None:
     limits = new.limits
     if min(limits.rpm, limits.tpm, limits.concurrency, limits.token_budget) < 0 or limits.cost_budget_usd < 0:
         raise KeyRequestError("limits and budgets cannot be negative", param="limits")
+    if limits.priority not in ("interactive", "batch"):
+        raise KeyRequestError("priority must be interactive or batch", param="limits.priority")
     if limits.budget_period not in BUDGET_PERIODS:
         raise KeyRequestError(f"budget_period must be one of {', '.join(BUDGET_PERIODS)}", param="limits.budget_period")
     if new.expires_at is not None and new.expires_at.tzinfo is None:

@@ -74,6 +74,7 @@ class KeyLimits:
     token_budget: int = 0  # tokens per budget period
     cost_budget_usd: float = 0.0  # USD per budget period (from the model's registry prices)
     budget_period: str = "month"
+    priority: str = "interactive"  # the highest class its requests get a slot in: interactive, or batch
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +84,7 @@ class KeyLimits:
             "token_budget": self.token_budget,
             "cost_budget_usd": self.cost_budget_usd,
             "budget_period": self.budget_period,
+            "priority": self.priority,
         }
 
     @classmethod
@@ -95,6 +97,7 @@ class KeyLimits:
             token_budget=int(data.get("token_budget") or 0),
             cost_budget_usd=float(data.get("cost_budget_usd") or 0.0),
             budget_period=str(data.get("budget_period") or "month"),
+            priority=str(data.get("priority") or "interactive"),
         )
 
     @property

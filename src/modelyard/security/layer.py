@@ -27,6 +27,7 @@ from modelyard.audit.log import AuditLog
 from modelyard.errors import (
     APIError,
     budget_exceeded,
+    invalid_api_key,
     missing_api_key,
     rate_limited,
     rate_limiter_unavailable,
@@ -51,7 +52,7 @@ from modelyard.security.ratelimit import (
     ratelimit_headers,
 )
 from modelyard.security.redis_limiter import RedisLimiter
-from modelyard.security.request_limits import RouteLimits, check_request
+from modelyard.security.request_limits import NO_LIMITS, check_request, clamp_to_context
 from modelyard.security.settings import SecuritySettings
 from modelyard.security.snapshot import SnapshotPoller
 from modelyard.store.database import Database
@@ -189,7 +190,11 @@ class SecurityLayer:
         off); raises the 401/403 that says what is missing."""
         if not self.settings.auth or needed is None:
             return None
-        key = presented_key(headers)
+        try:
+            key = presented_key(headers)
+        except APIError:
+            self._auth_failures.labels("invalid_api_key").inc()
+            raise
         grant = self.poller.lookup(key) if key else None
         refusal = authenticate(grant, key is not None, time.time())
         if refusal is not None or grant is None:
@@ -220,10 +225,10 @@ class SecurityLayer:
                 self._auth_failures.labels(refusal.kind).inc()
                 raise refusal
         policy = self.guardrails.policy(route, model)
-        estimate = check_request(payload, policy.route_limits if policy else RouteLimits(), self.context_length, route)
-        changed = False
+        estimate = check_request(payload, policy.route_limits if policy else NO_LIMITS, self.context_length, route)
+        changed = bool(self.context_length) and clamp_to_context(payload, self.context_length or 0)
         if policy is not None and policy.guards_input:
-            changed = InputGuard(policy, self._hit).apply(payload)
+            changed = InputGuard(policy, self._hit).apply(payload) or changed
         admission = Admission(grant, estimate, request_id, changed)
         if grant is not None and (grant.limits.rate_limited or grant.limits.budgeted):
             outcome = await self.limiter.acquire(grant.id, grant.limits, estimate, request_id, admission.acquired_at)
@@ -283,12 +288,22 @@ class SecurityLayer:
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    """``Authorization: Bearer KEY`` (what OpenAI SDKs send) or ``x-api-key: KEY``."""
+    """``Authorization: Bearer KEY`` (what OpenAI SDKs send) or ``x-api-key: KEY``. An empty header is as good as
+    none (it must not hide a key in the other one); an ``Authorization`` of another scheme is not a key: refused
+    with a 401 that says so, unless an ``x-api-key`` is there too (a proxy's own credentials may travel with it)."""
+    bearer = api_key = None
+    other_scheme = False
     for name, value in headers:
         if name == b"authorization":
+            value = value.strip()
             if value[:7].lower() == b"bearer ":
-                return value[7:].strip() or None
-            return value.strip() or None
-        if name == b"x-api-key":
-            return value.strip() or None
-    return None
+                bearer = value[7:].strip() or bearer
+            elif value:
+                other_scheme = True
+        elif name == b"x-api-key":
+            api_key = value.strip() or api_key
+    if bearer is not None:
+        return bearer
+    if api_key is None and other_scheme:
+        raise invalid_api_key("The Authorization header must be 'Bearer my-…' (or send the key as 'x-api-key').")
+    return api_key

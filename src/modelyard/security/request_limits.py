@@ -3,7 +3,9 @@ prompt against the served model's context.
 
 Context is estimated, not tokenized: characters / 4 (rounded up). Only the prompt is held against it: like
 llama-server (and unlike OpenAI) a ``max_tokens`` beyond the remaining context is not an error, the answer just
-stops at the context (``finish_reason: length``); cap ``max_tokens`` per route to bound it. Calling
+stops at the context (``finish_reason: length``); cap ``max_tokens`` per route to bound it. A ``max_tokens``
+above the whole context can never be used: the engine is sent the context instead (``clamp_to_context``), so no
+engine sees a count it cannot hold. Calling
 the engine's ``/tokenize`` would add a round trip to every request; the estimate errs on the safe side for
 English and code, and the engine still rejects the rare prompt that slips through (400 from llama-server).
 """
@@ -27,9 +29,12 @@ class RouteLimits:
     max_tokens: int = 0  # cap on max_tokens / max_completion_tokens; 0: none
 
 
+NO_LIMITS = RouteLimits()  # immutable: shared by every request of a route without limits
+
+
 @dataclass(frozen=True)
 class RequestShapeLimits:
-    default: RouteLimits = RouteLimits()
+    default: RouteLimits = NO_LIMITS
     routes: Mapping[str, RouteLimits] = field(default_factory=dict)  # route or model glob → limits
 
     def for_route(self, route: str, model: str) -> RouteLimits:
@@ -52,7 +57,7 @@ def prompt_chars(payload: Mapping[str, Any]) -> int:
             if isinstance(content, str):
                 total += len(content)
             elif isinstance(content, list):
-                total += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
+                total += sum(_text_length(p) for p in content)
         return total
     prompt = payload.get("prompt", payload.get("input"))
     if isinstance(prompt, str):
@@ -60,6 +65,12 @@ def prompt_chars(payload: Mapping[str, Any]) -> int:
     if isinstance(prompt, list):
         return sum(len(p) * (1 if isinstance(p, str) else 4) if isinstance(p, str | list) else 4 for p in prompt)
     return 0
+
+
+def _text_length(part: object) -> int:
+    """A content part's text length (the schema already refused parts whose text is not a string)."""
+    text = part.get("text") if isinstance(part, dict) else None
+    return len(text) if isinstance(text, str) else 0
 
 
 def estimate_prompt_tokens(payload: Mapping[str, Any]) -> int:
@@ -85,3 +96,15 @@ def check_request(payload: Mapping[str, Any], limits: RouteLimits, context_lengt
     if context_length and prompt > context_length:
         raise context_length_exceeded(context_length, prompt, "messages" if isinstance(messages, list) else "prompt")
     return prompt + wanted
+
+
+def clamp_to_context(payload: dict[str, Any], context_length: int) -> bool:
+    """Lower ``max_tokens`` / ``max_completion_tokens`` above the whole context to it (the answer would stop
+    there anyway); True when the payload changed."""
+    changed = False
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = payload.get(name)
+        if isinstance(value, int) and value > context_length:
+            payload[name] = context_length
+            changed = True
+    return changed

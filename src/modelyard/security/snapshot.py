@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -57,7 +58,7 @@ class SnapshotPoller:
         self._poll_interval_s = poll_interval_s
         self._on_guardrails = on_guardrails
         self.snapshot = KeySnapshot()
-        self._memo: dict[bytes, KeyGrant] = {}
+        self._memo: dict[bytes, tuple[bytes, KeyGrant]] = {}
         self.loaded_at = 0.0
         self.error: str | None = None
         self._wake = asyncio.Event()
@@ -78,15 +79,19 @@ class SnapshotPoller:
 
     def lookup(self, key: bytes) -> KeyGrant | None:
         """Grant for a presented key. Known keys are memoised per snapshot (skipping the HMAC on repeat calls); the
-        memo is dropped with every new snapshot, so a revocation is never served from it."""
-        grant = self._memo.get(key)
-        if grant is not None:
-            return grant
+        memo is dropped with every new snapshot, so a revocation is never served from it.
+
+        No comparison reveals a stored key through its timing: the snapshot is looked up by the presented key's
+        keyed HMAC (an attacker cannot steer its bytes without the pepper), and the memo's dict lookup (a SipHash
+        with the process's random seed) is confirmed with ``hmac.compare_digest``."""
+        remembered = self._memo.get(key)
+        if remembered is not None and hmac.compare_digest(remembered[0], key):
+            return remembered[1]
         grant = self.snapshot.lookup(self.hasher(key))
         if grant is not None:
             if len(self._memo) >= _MEMO_MAX:
                 self._memo = {}
-            self._memo[key] = grant
+            self._memo[key] = (key, grant)
         return grant
 
     async def _run(self) -> None:

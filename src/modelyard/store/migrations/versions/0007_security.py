@@ -77,7 +77,9 @@ def upgrade() -> None:
         sa.Column("note", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_audit_head"),
     )
-    op.execute("INSERT INTO audit_head (id, last_id, last_hash, note) VALUES (1, 0, '" + "0" * 64 + "', '')")
+    genesis = "0" * 64  # the hash before the first audit entry
+    insert = sa.text("INSERT INTO audit_head (id, last_id, last_hash, note) VALUES (1, 0, :genesis, '')")
+    op.execute(insert.bindparams(genesis=genesis))
 
 
 def downgrade() -> None:

@@ -1,0 +1,155 @@
+"""Holding requests while their engines come back (gateway/hold.py, through gateway/forward.py): a request for a
+target whose every engine is restarting waits and is answered once one is ready; past the route's ``hold_s`` or
+beyond its ``hold_max`` it gets 503 with Retry-After; a client that leaves while held is counted as gone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from inprocess import Gateway, chat, raw_call, serving
+from mock_upstreams import MockUpstream
+from modelyard.routing.model import Upstream
+
+
+class Restarting:
+    """A supervised engine as the gateway sees it, in front of a real (mock) upstream: not ready and recovering
+    until :meth:`back` — the part of ``engines/supervisor.py`` the hold reads, without a process to kill."""
+
+    def __init__(self, real: Upstream) -> None:
+        self.name = real.name
+        self.base_url = real.base_url
+        self.active_requests = 0
+        self.ready = False
+        self.recovering = True
+        self.generation = 1
+        self._changed = asyncio.Event()
+
+    def back(self) -> None:
+        self.ready, self.recovering, self.generation = True, False, 2
+        self._changed_now()
+
+    def gave_up(self) -> None:
+        self.recovering = False
+        self._changed_now()
+
+    def restarting(self) -> None:
+        self.recovering = True
+        self._changed_now()
+
+    def _changed_now(self) -> None:  # as the supervisor does: wake the waiters, then wait for the next change
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_change(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout_s)
+
+    def retry_after_s(self) -> int:
+        return 3
+
+    def unavailable_reason(self) -> str:
+        return "engine is restarting"
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name}
+
+
+def _restarting(gateway: Gateway) -> Restarting:
+    (replica,) = gateway.runtime.catalog().replicas()
+    engine = Restarting(replica.upstream)
+    replica.upstream = engine
+    return engine
+
+
+def _routes(url: str, hold: str) -> str:
+    return f"""
+routes:
+  m:
+    targets:
+      only: {{url: "{url}"}}
+    retry: {{{hold}}}
+"""
+
+
+def test_a_request_waits_for_its_restarting_engine_and_is_answered(mocks: Callable[..., MockUpstream]) -> None:
+    mock = mocks()
+
+    async def scenario() -> None:
+        async with serving(deployments=_routes(mock.url, "hold_s: 10")) as gateway:
+            engine = _restarting(gateway)
+            asked = [asyncio.create_task(gateway.client.post("/v1/chat/completions", json=chat("m"))) for _ in range(5)]
+            streamed = asyncio.create_task(gateway.client.post("/v1/chat/completions", json=chat("m", stream=True)))
+            await asyncio.sleep(0.3)
+            assert not any(t.done() for t in [*asked, streamed])
+            assert gateway.metric("modelyard_held_requests_waiting", route="m") == 6
+            engine.back()
+            answers = await asyncio.gather(*asked, streamed)
+            assert [a.status_code for a in answers] == [200] * 6
+            assert answers[-1].text.rstrip().endswith("data: [DONE]")
+            assert gateway.metric("modelyard_held_requests_total", route="m", outcome="served") == 6
+            assert gateway.metric("modelyard_held_requests_waiting", route="m") == 0
+            assert engine.active_requests == 0
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_past_the_hold_or_its_bound_the_answer_is_503_with_retry_after(mocks: Callable[..., MockUpstream]) -> None:
+    mock = mocks()
+
+    async def scenario() -> None:
+        async with serving(deployments=_routes(mock.url, "hold_s: 0.4, hold_max: 1")) as gateway:
+            _restarting(gateway)
+            first = asyncio.create_task(gateway.client.post("/v1/chat/completions", json=chat("m")))
+            await asyncio.sleep(0.1)
+            full = await gateway.client.post("/v1/chat/completions", json=chat("m"))
+            assert full.status_code == 503
+            assert full.headers["retry-after"] == "3"
+            assert "1 requests already wait" in full.json()["error"]["message"]
+            expired = await first
+            assert expired.status_code == 503
+            assert expired.json()["error"]["code"] == "engine_unavailable"
+            assert "waited 0.4 s" in expired.json()["error"]["message"]
+            assert int(expired.headers["retry-after"]) >= 1
+            assert gateway.metric("modelyard_held_requests_total", route="m", outcome="expired") == 1
+            assert gateway.metric("modelyard_held_requests_total", route="m", outcome="full") == 1
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_an_engine_that_gives_up_ends_the_wait_and_a_leaving_client_is_counted(
+    mocks: Callable[..., MockUpstream],
+) -> None:
+    mock = mocks()
+
+    async def scenario() -> None:
+        async with serving(deployments=_routes(mock.url, "hold_s: 30")) as gateway:
+            engine = _restarting(gateway)
+            waiting = asyncio.create_task(gateway.client.post("/v1/chat/completions", json=chat("m")))
+            await asyncio.sleep(0.2)
+            engine.gave_up()  # failed for good: no point waiting the 30 s
+            answer = await asyncio.wait_for(waiting, 2)
+            assert answer.status_code == 503
+            engine.restarting()
+            left = await raw_call(
+                gateway.runtime.app, "POST", "/v1/chat/completions", chat("m"), disconnect_after_s=0.3
+            )
+            assert left.status == 0, left.body  # nothing was sent: the client had gone
+            assert gateway.metric("modelyard_held_requests_total", route="m", outcome="gone") == 1
+            assert gateway.metric("modelyard_held_requests_waiting", route="m") == 0
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_holding_is_off_with_hold_s_zero(mocks: Callable[..., MockUpstream]) -> None:
+    mock = mocks()
+
+    async def scenario() -> None:
+        async with serving(deployments=_routes(mock.url, "hold_s: 0")) as gateway:
+            _restarting(gateway)
+            answer = await asyncio.wait_for(gateway.client.post("/v1/chat/completions", json=chat("m")), 1)
+            assert answer.status_code == 503
+            assert gateway.metric("modelyard_held_requests_total", route="m") == 0
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
