@@ -47,14 +47,23 @@ def start_workers(log_dir: Path, pinning: Pinning, mock: Endpoint, workers: int)
 
 
 def cpu_seconds(pid: int) -> dict[str, float]:
-    """User + system CPU seconds of a process and of each of its descendants, by a readable name."""
+    """User + system CPU seconds of a gateway's processes: the one started (``main``: with one worker it is the
+    gateway itself, with more the supervisor), each spawned worker, and their helpers summed (the request-log
+    writer each gateway process runs, multiprocessing's resource tracker)."""
     found: dict[str, float] = {}
     try:
         root = psutil.Process(pid)
-        for index, process in enumerate([root, *root.children(recursive=True)]):
+        workers = 0
+        for process in [root, *root.children(recursive=True)]:
             times = process.cpu_times()
-            label = "supervisor" if index == 0 else f"worker {index}"
-            found[label] = times.user + times.system
+            if process.pid == pid:
+                label = "main"
+            elif "spawn_main" in " ".join(process.cmdline()):
+                workers += 1
+                label = f"worker {workers}"
+            else:
+                label = "helpers"
+            found[label] = found.get(label, 0.0) + times.user + times.system
     except psutil.NoSuchProcess:
         pass
     return found
@@ -83,9 +92,9 @@ def measure(args: Any) -> dict[str, Any]:
             for name in rotated(list(endpoints), rep):
                 service = endpoints[name].service
                 assert service is not None
-                before, mock_before = cpu_seconds(service.pid), cpu_seconds(mock.service.pid)["supervisor"]
+                before, mock_before = cpu_seconds(service.pid), cpu_seconds(mock.service.pid)["main"]
                 result = run_wrk(endpoints[name].base + PATH, BODY, args.connections, args.duration, prefix=prefix)
-                after, mock_after = cpu_seconds(service.pid), cpu_seconds(mock.service.pid)["supervisor"]
+                after, mock_after = cpu_seconds(service.pid), cpu_seconds(mock.service.pid)["main"]
                 for label, seconds in after.items():
                     cpu[name][label] = cpu[name].get(label, 0.0) + seconds - before.get(label, 0.0)
                 mock_cpu[name] += mock_after - mock_before

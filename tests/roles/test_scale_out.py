@@ -101,10 +101,12 @@ class Fleet:
     def admin(self, gateway: GatewayProcess) -> httpx.Client:
         return httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {self.admin_key}"}, timeout=60)
 
-    def lease_holder(self) -> GatewayProcess | None:
+    def lease_holder(self, name: str = "batches") -> GatewayProcess | None:
+        """The live gateway holding the lease ``name`` (``batches``: the Batch API's runner; ``rollouts``: the
+        rollout controller), if any."""
         database = Database(self.database_url)
         try:
-            state = Leases(database).read("batches")
+            state = Leases(database).read(name)
         finally:
             database.dispose()
         if state is None or not state.holder:
@@ -267,6 +269,8 @@ def test_a_gateway_stopped_under_load_finishes_every_request_it_accepted(fleet: 
 def test_the_lease_holder_killed_another_gateway_takes_its_jobs_and_the_rest_keep_serving(fleet: Fleet) -> None:
     holder = fleet.lease_holder()
     assert holder is not None
+    controller = fleet.lease_holder("rollouts")
+    assert controller is not None  # the rollout controller runs on one gateway replica too
     survivor = next(g for g in fleet.gateways if g is not holder and g.proc.poll() is None)
     holder.proc.kill()
     holder.proc.wait()
@@ -279,3 +283,6 @@ def test_the_lease_holder_killed_another_gateway_takes_its_jobs_and_the_rest_kee
     took = time.monotonic() - killed
     print(f"\nthe lease moved to the surviving gateway {took:.1f} s after its holder was killed")
     assert fleet.lease_holder() is survivor and took < 10
+    while fleet.lease_holder("rollouts") is None and time.monotonic() - killed < 15:
+        time.sleep(0.2)  # wherever the controller was, a live gateway holds its lease now
+    assert fleet.lease_holder("rollouts") is not None

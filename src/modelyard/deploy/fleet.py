@@ -22,6 +22,7 @@ import orjson
 
 from modelyard.deploy.discovery import EngineSource, replica_urls, resolve
 from modelyard.deploy.plan import choose_routes, serving_plan
+from modelyard.deploy.rollout_split import TrafficSplit, with_splits
 from modelyard.deploy.routes import CatalogInputs, build_catalog, resolve_deployments, versions_of
 from modelyard.engines.remote import RemoteUpstream, bearer_header
 from modelyard.observability.metrics import GatewayMetrics
@@ -63,6 +64,7 @@ class FleetControl:
         self.catalog = ModelCatalog({})  # a plain attribute: read by every request
         self.deployments = DeploymentsSpec()
         self.deployments_source = "<none>"
+        self.splits: tuple[TrafficSplit, ...] = ()  # active rollouts' traffic splits, laid over the deployments
         self.revision = -1
         self.registry_error: str | None = None
         self._snapshot: RegistrySnapshot | None = None
@@ -134,6 +136,15 @@ class FleetControl:
             self.deployments, self.deployments_source = spec, source
             self._apply(snapshot)
 
+    async def apply_splits(self, splits: tuple[TrafficSplit, ...]) -> None:
+        """Serve new rollout splits (the rollout service follows them from the database on every replica);
+        refused as a whole (``DeploymentsError``) if a split's versions do not resolve."""
+        async with self._lock:
+            snapshot = self._snapshot if self._snapshot is not None else await asyncio.to_thread(self._store.snapshot)
+            resolve_deployments(snapshot, with_splits(self.deployments, splits), "rollouts", strict=True)
+            self.splits = splits
+            self._apply(snapshot)
+
     def poke(self) -> None:
         """Re-read the registry now (the admin API calls this after a write)."""
         self._wake.set()
@@ -143,7 +154,8 @@ class FleetControl:
     def _apply(self, snapshot: RegistrySnapshot) -> None:
         self._snapshot = snapshot
         plan = serving_plan(snapshot)
-        resolved = resolve_deployments(snapshot, self.deployments, self.deployments_source, strict=False)
+        effective = with_splits(self.deployments, self.splits)
+        resolved = resolve_deployments(snapshot, effective, self.deployments_source, strict=False)
         ready = {key for key, urls in self._urls.items() if any(self._replica(u).upstream.ready for u in urls)}
         routes = choose_routes(plan, ready, self._routes, hold=bool(self._routes))
         self.catalog = build_catalog(
@@ -155,7 +167,7 @@ class FleetControl:
                 remote_replica=self._remote_replica,
                 prices={name: model_prices(model) for name, model in snapshot.models.items()},
                 embeddings=False,
-                spec=self.deployments,
+                spec=effective,
                 resolved=resolved,
                 parallel=self._parallel,
             )

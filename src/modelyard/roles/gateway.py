@@ -7,11 +7,13 @@ stored responses and batches) and Redis (limits, budgets). Run any number of the
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from pathlib import Path
 
 from modelyard import paths
 from modelyard.api.registry_admin import RegistryAdmin
+from modelyard.api.rollouts_admin import RolloutsAdmin
 from modelyard.audit.log import AuditLog
 from modelyard.deploy.deployments import DeploymentsManager
 from modelyard.deploy.deployments_table import DeploymentsTable
@@ -25,6 +27,7 @@ from modelyard.registry.store import RegistryStore
 from modelyard.roles.runtime import Runtime, StoredState
 from modelyard.roles.server import GatewayServer, bind_listener, serve_app
 from modelyard.roles.settings import GatewayRoleSettings
+from modelyard.rollouts.service import RolloutService
 from modelyard.routing.catalog import ModelCatalog
 from modelyard.security.layer import SecurityLayer
 from modelyard.store.database import describe_url
@@ -99,6 +102,9 @@ def build_gateway_runtime(
     deployments.load_initial(actor=f"start-up of gateway@{socket.gethostname()}")
     security = SecurityLayer(store.database, settings.security, metrics.registry, context_length)
     registry_admin = RegistryAdmin(store, checker, fleet, RequestLogStore(store.database), deployments)
+    holder = f"{socket.gethostname()}:{os.getpid()}:{settings.server.port}"
+    rollouts = RolloutService(store.database, store, fleet, holder, metrics.registry)
+    rollouts_admin = RolloutsAdmin(rollouts.store, store, rollouts.controller)
     return Runtime(
         FleetDeployments(fleet, deployments),
         metrics,
@@ -107,8 +113,10 @@ def build_gateway_runtime(
         settings.observability,
         request_log=store.database.url,
         security=security,
-        admin=[registry_admin],
-        state=StoredState(store.database, settings.responses, settings.batches),
+        admin=[registry_admin, rollouts_admin],
+        state=StoredState(store.database, settings.responses, settings.batches, settings.rollouts),
+        rollouts=rollouts,
+        console=settings.console,
     )
 
 

@@ -168,6 +168,8 @@ class GatewayRoleSettings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
     batches: BatchSettings = field(default_factory=BatchSettings)
+    rollouts: RolloutSettings = field(default_factory=RolloutSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @classmethod
     def of(cls, **values: Any) -> GatewayRoleSettings:

@@ -47,12 +47,14 @@ from modelyard.deploy.settings import FleetSettings
 from modelyard.engines.llamacpp_build import EngineBuild
 from modelyard.engines.process import kill_with_parent
 from modelyard.engines.supervisor import RestartPolicy
+from modelyard.engines.vllm_install import installed as installed_vllm
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.store import RegistryStore
 from modelyard.roles.server import bind_listener
 from modelyard.roles.settings import GatewayRoleSettings, ServeSettings
+from modelyard.rollouts.service import RolloutService
 
 log = logging.getLogger("modelyard")
 
@@ -74,6 +76,8 @@ def worker_settings(settings: ServeSettings) -> GatewayRoleSettings:
         security=settings.security,
         responses=settings.responses,
         batches=settings.batches,
+        rollouts=settings.rollouts,
+        console=settings.console,
     )
 
 
@@ -96,6 +100,8 @@ def run_workers(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         control=settings.control,
         on_nothing_servable=failure.append,
         min_drain_s=server.shutdown_grace_s,
+        vllm_settings=settings.vllm,
+        vllm=installed_vllm(paths.cache_dir(), settings.vllm.vllm_device),
     )
     deployments = DeploymentsManager(
         reconciler,
@@ -108,7 +114,12 @@ def run_workers(settings: ServeSettings, build: EngineBuild, store: RegistryStor
     )
     deployments.load_initial(actor=f"start-up of gateway@{socket.gethostname()}")
     try:
-        control = Control(settings, reconciler, deployments, metrics, run_dir, failure)
+        # The control process follows the rollouts' splits too, so that a candidate's engines start (and are
+        # published to the workers) before its share reaches them; the controller itself runs on whichever
+        # process of any replica holds the ``rollouts`` lease.
+        holder = f"{socket.gethostname()}:{os.getpid()}:{server.port}:control"
+        rollouts = RolloutService(store.database, store, reconciler, holder, metrics.registry)
+        control = Control(settings, reconciler, deployments, metrics, run_dir, failure, rollouts)
         return asyncio.run(control.run())
     finally:
         reserved.close()
@@ -126,7 +137,9 @@ class Control:
         metrics: GatewayMetrics,
         run_dir: Path,
         failure: list[str],
+        rollouts: RolloutService,
     ) -> None:
+        self.rollouts = rollouts
         self.settings = settings
         self.reconciler = reconciler
         self.deployments = deployments
@@ -143,6 +156,7 @@ class Control:
             loop.add_signal_handler(sig, self._stop_requested, sig)
         await self.reconciler.start()
         await self.deployments.start()
+        await self.rollouts.start()
         await self._publish()
         metrics_server = _UnixServer(self._metrics_app, self.run_dir / CONTROL_SOCKET)
         serving = asyncio.create_task(metrics_server.serve(), name="control-metrics")
@@ -170,6 +184,7 @@ class Control:
         publishing.cancel()
         metrics_server.should_exit = True
         await serving
+        await self.rollouts.stop()
         await self.deployments.stop()
         await self.reconciler.stop()
         return 1 if self.failure else 0

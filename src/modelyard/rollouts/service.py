@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
-from modelyard.deploy.reconciler import Reconciler
 from modelyard.deploy.rollout_split import TrafficSplit
 from modelyard.registry.store import RegistryStore
 from modelyard.rollouts.controller import RolloutController
@@ -24,12 +24,21 @@ log = logging.getLogger("modelyard.rollouts")
 TRAFFIC_POLL_S = 1.0
 
 
+class SplitServing(Protocol):
+    """What lays rollout splits over its routes: the reconciler (``serve``, which also starts a candidate's
+    engines) or a gateway replica's fleet (``modelyard gateway``)."""
+
+    splits: tuple[TrafficSplit, ...]
+
+    async def apply_splits(self, splits: tuple[TrafficSplit, ...]) -> None: ...
+
+
 class RolloutService:
     def __init__(
         self,
         database: Database,
         registry: RegistryStore,
-        reconciler: Reconciler,
+        reconciler: SplitServing,
         holder: str,
         metrics_registry: CollectorRegistry,
     ) -> None:
