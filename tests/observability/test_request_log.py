@@ -58,6 +58,22 @@ def test_store_filters_pages_and_exports_newest_first(database: Database) -> Non
     assert "request_body" not in newest[0]
 
 
+def test_key_filter_keeps_only_that_keys_requests(database: Database) -> None:
+    store = RequestLogStore(database)
+    records = [_record(n) for n in range(1, 7)]
+    for n, record in enumerate(records, start=1):
+        record.key_id = "k_alice" if n % 2 else ("k_bob" if n < 6 else "")
+    store.insert(records)
+    alice = store.query(build_query({"key": "k_alice", "limit": "0"}, now=NOW))
+    assert sorted(r["request_id"] for r in alice) == ["req-1", "req-3", "req-5"]
+    assert [r["request_id"] for r in store.query(build_query({"key": "k_bob", "limit": "0"}, now=NOW))] in (
+        ["req-4", "req-2"],
+        ["req-2", "req-4"],
+    )
+    assert store.query(build_query({"key": "k_nobody"}, now=NOW)) == []
+    assert len(store.query(build_query({"limit": "0"}, now=NOW))) == 6  # no key filter: everything
+
+
 def test_retention_removes_old_rows_and_blanks_bodies_sooner(database: Database) -> None:
     store = RequestLogStore(database)
     old, middle, fresh = _record(1, at=NOW - timedelta(days=40)), _record(2, at=NOW - timedelta(days=10)), _record(3)

@@ -44,7 +44,7 @@ from modelyard.security.keys import ADMIN, INFERENCE, READ
 METRICS = "metrics"  # public, unless --metrics-auth asks for the read scope
 CONSOLE = "console"  # the console's session cookie, checked by the console (the door asks for no key)
 
-REQUEST_FILTERS = ("route", "model", "version", "status", "since", "until", "limit", "shadow", "bodies")
+REQUEST_FILTERS = ("route", "model", "version", "key", "status", "since", "until", "limit", "shadow", "bodies")
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def _console(method: str, path: str, handler: Callable[..., Any], summary: str, 
 
 
 _FORM_BODY = {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}
-_REQUEST_FILTER_QUERY = ("route", "version", "status", "since", "until", "limit")
+_REQUEST_FILTER_QUERY = ("route", "version", "key", "status", "since", "until", "limit")
 
 _DEPLOYMENTS_BODY = {
     "application/yaml": {"schema": {"type": "string"}},
@@ -317,7 +317,7 @@ _API_ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/admin/requests",
         RegistryAdmin.list_requests,
-        "Stored request log, newest first (filters: route, model, version, status, since, until, limit, shadow, "
+        "Stored request log, newest first (filters: route, model, version, key, status, since, until, limit, shadow, "
         "bodies)",
         query=REQUEST_FILTERS,
     ),

@@ -25,6 +25,7 @@ requests_app = typer.Typer(no_args_is_help=True, help="The request log: every in
 Route = Annotated[str | None, typer.Option(help="Model id clients sent, e.g. gemma-3-270m@canary.")]
 Model = Annotated[str | None, typer.Option(help="Registered model name.")]
 Version = Annotated[str | None, typer.Option(help="Version number.")]
+Key = Annotated[str | None, typer.Option("--key", help="Only requests made with this API key id (`keys list`).")]
 Status = Annotated[str | None, typer.Option(help="HTTP status (200) or class (5xx).")]
 Since = Annotated[str | None, typer.Option(help="15m, 2h, 7d or an ISO timestamp.")]
 Until = Annotated[str | None, typer.Option(help="15m, 2h, 7d or an ISO timestamp.")]
@@ -60,6 +61,7 @@ def list_requests(
     route: Route = None,
     model: Model = None,
     version: Version = None,
+    key: Key = None,
     status: Status = None,
     since: Since = None,
     until: Until = None,
@@ -67,7 +69,9 @@ def list_requests(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
     """Show recent requests, newest first."""
-    filters = _filters(route=route, model=model, version=version, status=status, since=since, until=until, limit=limit)
+    filters = _filters(
+        route=route, model=model, version=version, key=key, status=status, since=since, until=until, limit=limit
+    )
     rows = _read(filters, RequestLogStore.query)
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")

@@ -29,6 +29,7 @@ class RequestQuery:
     limit: int = 100
     with_bodies: bool = False
     shadow: bool | None = None  # True: only shadow copies; False: only client requests; None: both
+    key_id: str | None = None  # only the requests made with this API key (its id, never the secret)
 
 
 class RequestLogStore:
@@ -130,6 +131,8 @@ def _filtered(query: RequestQuery) -> Any:
         statement = statement.where(RequestLogRow.model == query.model)
     if query.version is not None:
         statement = statement.where(RequestLogRow.version == query.version)
+    if query.key_id:
+        statement = statement.where(RequestLogRow.key_id == query.key_id)
     if query.status is not None:
         if query.status.endswith("xx"):
             low = int(query.status[0]) * 100

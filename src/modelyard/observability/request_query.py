@@ -32,12 +32,12 @@ def parse_time(text: str, now: datetime, param: str) -> datetime:
 
 def build_query(filters: dict[str, str], now: datetime | None = None, default_limit: int = 100) -> RequestQuery:
     now = now or datetime.now(UTC)
-    known = {"route", "model", "version", "status", "since", "until", "limit", "bodies", "shadow"}
+    known = {"route", "model", "version", "key", "status", "since", "until", "limit", "bodies", "shadow"}
     unknown = set(filters) - known
     if unknown:
         name = sorted(unknown)[0]
         raise QueryError(
-            f"unknown filter {name!r} (use route, model, version, status, since, until, limit, shadow)", name
+            f"unknown filter {name!r} (use route, model, version, key, status, since, until, limit, shadow)", name
         )
     shadow = filters.get("shadow")
     if shadow is not None and shadow.lower() not in ("true", "false"):
@@ -63,4 +63,5 @@ def build_query(filters: dict[str, str], now: datetime | None = None, default_li
         limit=limit,
         with_bodies=filters.get("bodies", "false").lower() in ("1", "true", "yes"),
         shadow=None if shadow is None else shadow.lower() == "true",
+        key_id=filters.get("key") or None,
     )

@@ -14,6 +14,7 @@ from modelyard.api.console.html import badge, esc, facts, link, number, table
 FILTERS = (
     ("route", "Route", "e.g. gemma-3-270m"),
     ("version", "Version", "e.g. 2"),
+    ("key", "Key id", "e.g. k_3f…"),
     ("status", "Status", "200, 4xx, 5xx"),
     ("since", "Since", "15m, 2h, 7d or ISO time"),
     ("until", "Until", "ISO time"),
