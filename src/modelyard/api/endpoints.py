@@ -28,6 +28,7 @@ from modelyard.api.admin_schemas import (
     Rollback,
     UpdateModel,
 )
+from modelyard.api.experiments_admin import ExperimentsAdmin
 from modelyard.api.feedback_api import FeedbackAPI
 from modelyard.api.operations import Operations
 from modelyard.api.registry_admin import RegistryAdmin
@@ -58,6 +59,7 @@ PARAMETERS: dict[str, Parameter] = {
     "alias": Parameter(r"[^/]+", {"type": "string"}),
     "id": Parameter(r"[^/]+", {"type": "string"}),
     "rollout": Parameter(r"\d+", {"type": "integer", "minimum": 1}),
+    "experiment": Parameter(r"[A-Za-z0-9][A-Za-z0-9._-]*", {"type": "string"}),
 }
 
 
@@ -382,6 +384,23 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Stop without a verdict (no alias moves)",
         response="Rollout",
     ),
+    # -- experiments ----------------------------------------------------------------------------------------------
+    _admin("GET", "/admin/experiments", ExperimentsAdmin.list_experiments, "Experiments, newest first"),
+    _admin(
+        "POST",
+        "/admin/experiments",
+        ExperimentsAdmin.create,
+        "Create an experiment (the JSON form of the experiment YAML: route, control, treatments, allocation, ...)",
+        body_content={"application/json": {"schema": {"type": "object"}}},
+        status=201,
+    ),
+    _admin(
+        "GET",
+        "/admin/experiments/{experiment}",
+        ExperimentsAdmin.get,
+        "An experiment with each treatment judged against the control (effect, interval, p/e-value, verdict)",
+    ),
+    _admin("POST", "/admin/experiments/{experiment}/stop", ExperimentsAdmin.stop, "Stop an experiment"),
     # -- keys, spend, guardrails, audit ---------------------------------------------------------------------------
     _security("GET", "/admin/keys", SecurityAdmin.list_keys, "List API keys (never their secrets)"),
     _security(
@@ -449,6 +468,7 @@ SERVICES: tuple[type[Any], ...] = (
     InferenceAPI,
     ResponsesAPI,
     BatchesAPI,
+    ExperimentsAdmin,
     FeedbackAPI,
     Operations,
     RegistryAdmin,
