@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from modelyard.audit.log import append as audit_append
 from modelyard.deploy.rollout_split import TrafficSplit
@@ -190,6 +190,16 @@ class RolloutStore:
         )
         with self.database.transaction() as session:
             return [_record(row) for row in session.execute(statement).scalars()]
+
+    def start_window(self, rollout_id: int, step: int) -> None:
+        """The step's traffic split is in force from now: judge its window from now on (the requests served while
+        a candidate's engine was starting, or while gateways picked the new share up, would skew the split)."""
+        with self.database.transaction() as session:
+            session.execute(
+                update(RolloutRow)
+                .where(RolloutRow.id == rollout_id, RolloutRow.step == step, RolloutRow.state == "running")
+                .values(step_started_at=datetime.now(UTC))
+            )
 
     def splits(self) -> tuple[TrafficSplit, ...]:
         """What every gateway lays over its routes: the active rollouts' current shares."""
