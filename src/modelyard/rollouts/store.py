@@ -229,25 +229,34 @@ class RolloutStore:
             if row.state not in expect:
                 raise RolloutConflict(f"Rollout {rollout_id} is {row.state}; it cannot {action}.", "state")
             before = _rollout(row).to_json()
+            judged_step = row.step  # the decision belongs to the step it was taken at
             if (step is not None and step != row.step) or new_window:
                 row.step, row.step_started_at = row.step if step is None else step, now
             if state is not None:
                 row.state = state
             row.reason, row.updated_at = reason, now
-            decision = _decision(session, row, now, action, reason, numbers, actor)
+            decision = _decision(session, row, now, action, reason, numbers, actor, judged_step)
             rollout = _rollout(row)
             audit_append(session, actor, f"rollout.{action}", f"rollout/{row.id}", before, rollout.to_json())
             return rollout, decision
 
 
 def _decision(
-    session: Any, row: RolloutRow, now: datetime, action: str, reason: str, numbers: dict[str, Any], actor: str
+    session: Any,
+    row: RolloutRow,
+    now: datetime,
+    action: str,
+    reason: str,
+    numbers: dict[str, Any],
+    actor: str,
+    step: int | None = None,
 ) -> DecisionRecord:
+    step = row.step if step is None else step
     decision = RolloutDecisionRow(
         rollout_id=row.id,
         at=now,
-        step=row.step,
-        share=row.steps[row.step],
+        step=step,
+        share=row.steps[step],
         action=action,
         reason=reason,
         numbers=numbers,
