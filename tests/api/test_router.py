@@ -61,6 +61,7 @@ def test_every_endpoint_of_the_table_is_reachable_by_its_own_path() -> None:
         "id": "key_1",
         "rollout": "7",
         "action": "resume",
+        "experiment": "ab-1",
     }
     for endpoint in ENDPOINTS:
         path = endpoint.path

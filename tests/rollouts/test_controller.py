@@ -162,3 +162,15 @@ def test_one_active_rollout_per_route(database: Database, registry: RegistryStor
         _start(store)
     with pytest.raises(RolloutConflict, match="already what"):
         store.start("other", "tiny", 1, 1, parse_plan({}), "test")
+
+
+def test_a_step_window_starts_when_its_split_is_in_force(database: Database, registry: RegistryStore) -> None:
+    store = RolloutStore(database)
+    rollout_id = _start(store)
+    _traffic(database, 0.0, slowdown=0.0, n=300)  # served before the split: all control (the engine was starting)
+    time.sleep(0.01)
+    store.start_window(rollout_id, 0)
+    _traffic(database, 0.5, slowdown=0.0, n=600)
+    acted = RolloutController(store, registry, "controller").tick()
+    assert [a.decision.action for a in acted] == ["promote"]  # judged without the skewed start: no SRM halt
+    assert store.decisions(rollout_id)[-1].numbers["sample_ratio"]["mismatch"] is False

@@ -29,6 +29,7 @@ from modelyard.api.admin_schemas import (
     UpdateModel,
 )
 from modelyard.api.console.service import Console
+from modelyard.api.experiments_admin import ExperimentsAdmin
 from modelyard.api.feedback_api import FeedbackAPI
 from modelyard.api.operations import Operations
 from modelyard.api.registry_admin import RegistryAdmin
@@ -63,6 +64,7 @@ PARAMETERS: dict[str, Parameter] = {
         r"resume|promote|rollback|abort", {"type": "string", "enum": ["resume", "promote", "rollback", "abort"]}
     ),
     "rollout": Parameter(r"\d+", {"type": "integer", "minimum": 1}),
+    "experiment": Parameter(r"[A-Za-z0-9][A-Za-z0-9._-]*", {"type": "string"}),
 }
 
 
@@ -404,6 +406,23 @@ _API_ENDPOINTS: tuple[Endpoint, ...] = (
         "Stop without a verdict (no alias moves)",
         response="Rollout",
     ),
+    # -- experiments ----------------------------------------------------------------------------------------------
+    _admin("GET", "/admin/experiments", ExperimentsAdmin.list_experiments, "Experiments, newest first"),
+    _admin(
+        "POST",
+        "/admin/experiments",
+        ExperimentsAdmin.create,
+        "Create an experiment (the JSON form of the experiment YAML: route, control, treatments, allocation, ...)",
+        body_content={"application/json": {"schema": {"type": "object"}}},
+        status=201,
+    ),
+    _admin(
+        "GET",
+        "/admin/experiments/{experiment}",
+        ExperimentsAdmin.get,
+        "An experiment with each treatment judged against the control (effect, interval, p/e-value, verdict)",
+    ),
+    _admin("POST", "/admin/experiments/{experiment}/stop", ExperimentsAdmin.stop, "Stop an experiment"),
     # -- keys, spend, guardrails, audit ---------------------------------------------------------------------------
     _security("GET", "/admin/keys", SecurityAdmin.list_keys, "List API keys (never their secrets)"),
     _security(
@@ -537,6 +556,7 @@ SERVICES: tuple[type[Any], ...] = (
     InferenceAPI,
     ResponsesAPI,
     BatchesAPI,
+    ExperimentsAdmin,
     FeedbackAPI,
     Operations,
     RegistryAdmin,

@@ -25,6 +25,7 @@ from modelyard.evals.suite import SuiteError
 from modelyard.observability.request_query import QueryError
 from modelyard.registry.errors import Conflict, InvalidRequest, NotFound, PromotionGateFailed, RegistryError
 from modelyard.responses.store import ResponseNotFound
+from modelyard.rollouts.experiment_store import ExperimentNotFound
 from modelyard.rollouts.feedback import FeedbackError, NotYourRequest, UnknownRequest
 from modelyard.rollouts.plan import PlanError
 from modelyard.rollouts.store import RolloutConflict, RolloutNotFound
@@ -58,6 +59,8 @@ def to_api_error(exc: Exception) -> APIError | None:
         return invalid_value(exc.message, exc.param)
     if isinstance(exc, PlanError):
         return invalid_field(f"plan.{exc}", f"plan.{exc.key}")
+    if isinstance(exc, ExperimentNotFound):
+        return not_found(str(exc), "experiment")
     if isinstance(exc, RolloutNotFound):
         return not_found(str(exc), "rollout")
     if isinstance(exc, RolloutConflict):

@@ -8,6 +8,7 @@ import os
 import socket
 
 from modelyard import paths
+from modelyard.api.experiments_admin import ExperimentsAdmin
 from modelyard.api.registry_admin import RegistryAdmin
 from modelyard.api.rollouts_admin import RolloutsAdmin
 from modelyard.audit.log import AuditLog
@@ -72,6 +73,7 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
     holder = f"{socket.gethostname()}:{os.getpid()}:{server_settings.port}"
     rollouts = RolloutService(store.database, store, reconciler, holder, metrics.registry)
     rollouts_admin = RolloutsAdmin(rollouts.store, store, rollouts.controller)
+    experiments_admin = ExperimentsAdmin(rollouts.experiments, store)
     runtime = Runtime(
         EngineControl(reconciler, deployments),
         metrics,
@@ -80,7 +82,7 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         settings.observability,
         request_log=store.database.url,
         security=security,
-        admin=[registry_admin, rollouts_admin],
+        admin=[registry_admin, rollouts_admin, experiments_admin],
         state=StoredState(store.database, settings.responses, settings.batches, settings.rollouts),
         rollouts=rollouts,
         console=settings.console,

@@ -201,8 +201,9 @@ def _breach_text(c: Comparison) -> str:
             f"{c.metric} worse by {c.effect:+.1%} (interval {c.lower:+.1%} .. {c.upper:+.1%}, allowed "
             f"{c.allowed_change:+.1%}, p = {c.p_value:.2g}, n = {c.control_n}/{c.treatment_n})"
         )
+    allowed = "drop" if c.direction is Direction.HIGHER_IS_BETTER else "rise"
     return (
         f"{c.metric} {c.control_value:.4g} → {c.treatment_value:.4g} (change {c.effect:+.4g}, interval "
-        f"{c.lower:+.4g} .. {c.upper:+.4g}, allowed {c.allowed_change:+.4g}, e = {c.e_value:.3g}, "
+        f"{c.lower:+.4g} .. {c.upper:+.4g}, allowed {allowed} {c.allowed_change:.4g}, e = {c.e_value:.3g}, "
         f"n = {c.control_n}/{c.treatment_n})"
     )

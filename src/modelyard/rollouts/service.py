@@ -53,8 +53,12 @@ class RolloutService:
         self._keeper = LeaseKeeper(database, "rollouts", holder)
         self._tasks: list[asyncio.Task[None]] = []
         self._refused: tuple[TrafficSplit, ...] | None = None
+        self._windows: set[tuple[int, int]] = set()  # (rollout, step) whose split this process put in force
 
     async def start(self) -> None:
+        """Put the active splits in force before the gateway serves (a restarted gateway resumes every rollout at
+        its step, its candidate's engine ready), then follow them."""
+        await self._apply_once()
         self._tasks = [
             asyncio.create_task(self._follow_splits(), name="rollout-traffic"),
             asyncio.create_task(self._keeper.run(self._lease_job), name="rollout-controller"),
@@ -78,15 +82,27 @@ class RolloutService:
         """Keep this gateway's routes in step with the active rollouts (a candidate's engines are ready before
         its share reaches them; a split that cannot be served is logged once and retried when it changes)."""
         while True:
-            splits: tuple[TrafficSplit, ...] = ()
-            try:
-                splits = await asyncio.to_thread(self._splits)
-                if splits != self._reconciler.splits and splits != self._refused:
-                    await self._reconciler.apply_splits(splits)
-                    log.info("rollout splits: %s", [f"{s.route} {s.share:g}% → v{s.candidate_version}" for s in splits])
-            except StoreUnavailable as exc:
-                log.warning("rollouts: database unreachable (%s); keeping the current splits", exc)
-            except Exception as exc:
-                log.error("rollouts: cannot serve the splits %s: %s", splits, exc)
-                self._refused = splits
+            await self._apply_once()
             await asyncio.sleep(TRAFFIC_POLL_S)
+
+    async def _apply_once(self) -> None:
+        splits: tuple[TrafficSplit, ...] = ()
+        try:
+            splits = await asyncio.to_thread(self._splits)
+            if splits != self._reconciler.splits and splits != self._refused:
+                await self._reconciler.apply_splits(splits)
+                log.info("rollout splits: %s", [f"{s.route} {s.share:g}% → v{s.candidate_version}" for s in splits])
+            await asyncio.to_thread(self._start_windows, splits)
+        except StoreUnavailable as exc:
+            log.warning("rollouts: database unreachable (%s); keeping the current splits", exc)
+        except Exception as exc:
+            log.error("rollouts: cannot serve the splits %s: %s", splits, exc)
+            self._refused = splits
+
+    def _start_windows(self, splits: tuple[TrafficSplit, ...]) -> None:
+        """Each running step's window starts once its split is in force here (once per step per process)."""
+        for rollout in self.store.find(active_only=True, limit=1000):
+            key = (rollout.id, rollout.step)
+            if rollout.state == "running" and key not in self._windows and rollout.split() in splits:
+                self.store.start_window(rollout.id, rollout.step)
+                self._windows.add(key)

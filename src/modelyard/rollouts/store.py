@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from modelyard.audit.log import append as audit_append
 from modelyard.deploy.rollout_split import TrafficSplit
@@ -191,6 +191,16 @@ class RolloutStore:
         with self.database.transaction() as session:
             return [_record(row) for row in session.execute(statement).scalars()]
 
+    def start_window(self, rollout_id: int, step: int) -> None:
+        """The step's traffic split is in force from now: judge its window from now on (the requests served while
+        a candidate's engine was starting, or while gateways picked the new share up, would skew the split)."""
+        with self.database.transaction() as session:
+            session.execute(
+                update(RolloutRow)
+                .where(RolloutRow.id == rollout_id, RolloutRow.step == step, RolloutRow.state == "running")
+                .values(step_started_at=datetime.now(UTC))
+            )
+
     def splits(self) -> tuple[TrafficSplit, ...]:
         """What every gateway lays over its routes: the active rollouts' current shares."""
         found = (rollout.split() for rollout in self.find(active_only=True, limit=1000))
@@ -219,25 +229,34 @@ class RolloutStore:
             if row.state not in expect:
                 raise RolloutConflict(f"Rollout {rollout_id} is {row.state}; it cannot {action}.", "state")
             before = _rollout(row).to_json()
+            judged_step = row.step  # the decision belongs to the step it was taken at
             if (step is not None and step != row.step) or new_window:
                 row.step, row.step_started_at = row.step if step is None else step, now
             if state is not None:
                 row.state = state
             row.reason, row.updated_at = reason, now
-            decision = _decision(session, row, now, action, reason, numbers, actor)
+            decision = _decision(session, row, now, action, reason, numbers, actor, judged_step)
             rollout = _rollout(row)
             audit_append(session, actor, f"rollout.{action}", f"rollout/{row.id}", before, rollout.to_json())
             return rollout, decision
 
 
 def _decision(
-    session: Any, row: RolloutRow, now: datetime, action: str, reason: str, numbers: dict[str, Any], actor: str
+    session: Any,
+    row: RolloutRow,
+    now: datetime,
+    action: str,
+    reason: str,
+    numbers: dict[str, Any],
+    actor: str,
+    step: int | None = None,
 ) -> DecisionRecord:
+    step = row.step if step is None else step
     decision = RolloutDecisionRow(
         rollout_id=row.id,
         at=now,
-        step=row.step,
-        share=row.steps[row.step],
+        step=step,
+        share=row.steps[step],
         action=action,
         reason=reason,
         numbers=numbers,
