@@ -29,6 +29,7 @@ def test_cpu_command_line_and_environment() -> None:
     assert (_flag(argv, "--max-model-len"), _flag(argv, "--max-num-seqs")) == ("4096", "8")
     assert _flag(argv, "--chat-template") == "/t/gemma-hf.jinja"
     assert "--enable-prefix-caching" in argv
+    assert '"disable_any_whitespace": true' in _flag(argv, "--structured-outputs-config")
     assert "--gpu-memory-utilization" not in argv and "--tensor-parallel-size" not in argv
     assert "--enable-auto-tool-choice" not in argv and "--enforce-eager" not in argv
 

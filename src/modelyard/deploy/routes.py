@@ -163,6 +163,7 @@ def build_catalog(inputs: CatalogInputs) -> ModelCatalog:
 def _served_version(inputs: CatalogInputs, version: VersionRecord) -> ServedModel:
     price_in, price_out = inputs.prices.get(version.model, (0.0, 0.0))
     encoder = is_embedding_model(version)
+    on_vllm = version.format == HF_FORMAT
     return ServedModel(
         name=version.model,
         version=version.number,
@@ -171,10 +172,10 @@ def _served_version(inputs: CatalogInputs, version: VersionRecord) -> ServedMode
         price_input_per_1k=price_in,
         price_output_per_1k=price_out,
         capabilities=(
-            vllm(inputs.vllm_native_tools)
-            if version.format == HF_FORMAT
-            else llama_cpp(inputs.parallel, template_knows_tools(version))
+            vllm(inputs.vllm_native_tools) if on_vllm else llama_cpp(inputs.parallel, template_knows_tools(version))
         ),
+        # vLLM answers only to its --served-model-name; llama-server ignores the name, so its bytes pass as sent.
+        upstream_model=version.key if on_vllm else None,
         generates=not encoder,
     )
 

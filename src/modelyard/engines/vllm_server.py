@@ -64,6 +64,10 @@ class VllmServerConfig:
             "--max-num-seqs",
             str(s.vllm_max_num_seqs),
             "--disable-uvicorn-access-log",
+            # Compact JSON under response_format and constrained tool calls: with whitespace allowed between
+            # fields, a small model pads a finished object with newlines until max_tokens (seen with Gemma 270M).
+            "--structured-outputs-config",
+            '{"backend": "xgrammar", "disable_any_whitespace": true}',
         ]
         args.append("--enable-prefix-caching" if s.vllm_prefix_caching else "--no-enable-prefix-caching")
         if s.vllm_enforce_eager:
