@@ -214,6 +214,35 @@ def test_a_rollout_shows_its_steps_and_is_aborted_with_confirmation(page: Page, 
     assert "abort" in page.inner_text("main")  # the decision history has the abort, with who did it
 
 
+def test_an_experiment_shows_its_arms_and_verdicts_and_is_stopped(page: Page, console: Console) -> None:
+    definition = {
+        "name": "q2k-vs-q4",
+        "route": MODEL,
+        "control": f"{MODEL}:1",
+        "treatments": [f"{MODEL}:2"],
+        "allocation": [50, 50],
+        "primary": "latency",
+        "guardrails": {"error_rate": 0.05},
+        "min_sample": 2,
+    }
+    created = console.api.post("/admin/experiments", json=definition)
+    assert created.status_code == 201, created.text
+    console.chat(6)  # both arms get requests, so the page has numbers to judge
+    _login(page, console)
+    page.click("nav >> text=Rollouts")
+    assert "q2k-vs-q4" in page.inner_text("main") and "running" in page.inner_text("main")
+    page.click("a:has-text('q2k-vs-q4')")
+    body = page.inner_text("main")
+    assert f"{MODEL}:2 against {MODEL}:1" in body and "latency" in body
+    assert_accessible(page, "experiment")
+    console.screenshot(page, "experiment")
+    page.click("a:has-text('Stop…')")
+    assert "Stop experiment q2k-vs-q4" in page.inner_text(".move")
+    page.click("button:has-text('Confirm: stop')")
+    assert "is now stopped" in page.inner_text("[role=status]")
+    assert console.api.get("/admin/experiments/q2k-vs-q4").json()["state"] == "stopped"
+
+
 def test_filter_the_request_log_and_open_a_request(page: Page, console: Console) -> None:
     console.chat(2)
     _login(page, console)

@@ -526,6 +526,11 @@ CONSOLE_ENDPOINTS: tuple[Endpoint, ...] = (
         Console.rollout_act,
         "Console: resume, promote, roll back, abort",
     ),
+    _console(
+        "GET", "/console/experiments/{experiment}", Console.experiment, "Console: an experiment's arms and verdicts"
+    ),
+    _console("GET", "/console/experiments/{experiment}/stop", Console.experiment_confirm, "Console: confirm a stop"),
+    _console("POST", "/console/experiments/{experiment}/stop", Console.experiment_stop, "Console: stop an experiment"),
     _console("GET", "/console/requests", Console.requests, "Console: the request log", query=_REQUEST_FILTER_QUERY),
     _console(
         "GET",

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelyard.api.console.comparisons import comparison_table, sample_ratio
 from modelyard.api.console.context import Context, Page
 from modelyard.api.console.html import badge, csrf_field, esc, facts, link, number, table
+from modelyard.api.console.pages_experiments import experiments_section
 from modelyard.errors import invalid_value
 
 ACTIONS = {
@@ -63,8 +65,7 @@ async def listing(ctx: Context) -> Page:
         rows,
         empty="No rollouts yet (modelyard rollout start, or POST /admin/rollouts).",
     )
-    note = '<p class="muted">Experiments (modelyard experiments …) have no admin API yet, so no page here.</p>'
-    return Page("Rollouts", "rollouts", body + note)
+    return Page("Rollouts", "rollouts", body + await experiments_section(ctx))
 
 
 async def detail(ctx: Context, rollout_text: str) -> Page:
@@ -105,41 +106,11 @@ def _comparisons(decision: dict[str, Any] | None) -> str:
     if decision is None:
         return '<p class="empty">No decision yet.</p>'
     numbers = decision.get("numbers") or {}
-    rows = [
-        [
-            esc(c.get("metric")),
-            esc(f"{c.get('control_n')} / {c.get('treatment_n')}"),
-            esc(f"{number(c.get('control_value'), 4)} → {number(c.get('treatment_value'), 4)}"),
-            esc(f"{number(c.get('effect'), 4)} [{number(c.get('lower'), 4)}, {number(c.get('upper'), 4)}]"),
-            esc(number(c.get("p_value"), 4) if c.get("p_value") is not None else number(c.get("e_value"), 3)),
-            badge(str(c.get("verdict")), "bad" if c.get("breach") else ""),
-        ]
-        for c in numbers.get("comparisons", [])
-    ]
-    ratio = numbers.get("sample_ratio") or {}
-    srm = ""
-    if ratio:
-        verdict = badge("mismatch", "bad") if ratio.get("mismatch") else badge("ok", "ok")
-        srm = (
-            f"<p>Sample ratio: {esc(ratio.get('counts'))} against {esc(ratio.get('expected'))} expected, "
-            f"χ² {esc(number(ratio.get('chi_square'), 2))}, p {esc(number(ratio.get('p_value'), 4))} {verdict}</p>"
-        )
-    return (
-        table(
-            "Candidate against control per metric (effect with its interval)",
-            [
-                "Metric",
-                "Samples control / candidate",
-                "Control → candidate",
-                "Effect [interval]",
-                "p (or e)",
-                "Verdict",
-            ],
-            rows,
-            empty="No comparison in the last decision.",
-        )
-        + srm
-    )
+    return comparison_table(
+        "Candidate against control per metric (effect with its interval)",
+        numbers.get("comparisons", []),
+        "No comparison in the last decision.",
+    ) + sample_ratio(numbers.get("sample_ratio") or {})
 
 
 def _decisions(decisions: list[dict[str, Any]]) -> str:

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, quote, unquote
 import orjson
 
 from modelyard.api.console import (
+    pages_experiments,
     pages_keys,
     pages_models,
     pages_overview,
@@ -186,6 +187,18 @@ class Console:
     async def rollout_act(self, request: Request) -> None:
         rollout_id, action = request.params["rollout"], request.params["action"]
         await self._change(request, lambda ctx, form: pages_rollouts.act(ctx, rollout_id, action))
+
+    async def experiment(self, request: Request) -> None:
+        name = request.params["experiment"]
+        await self._page(request, lambda ctx: pages_experiments.detail(ctx, name))
+
+    async def experiment_confirm(self, request: Request) -> None:
+        name = request.params["experiment"]
+        await self._page(request, lambda ctx: pages_experiments.confirm_stop(ctx, name))
+
+    async def experiment_stop(self, request: Request) -> None:
+        name = request.params["experiment"]
+        await self._change(request, lambda ctx, form: pages_experiments.stop(ctx, name))
 
     async def requests(self, request: Request) -> None:
         query = request.query()
