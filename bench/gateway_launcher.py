@@ -29,6 +29,7 @@ from modelyard.roles.runtime import Runtime
 from modelyard.roles.server import bind_listener, serve_app
 from modelyard.roles.settings import ServerSettings
 from modelyard.roles.stores import open_database
+from modelyard.routing.config import load_deployments
 from modelyard.security.key_store import NewKey
 from modelyard.security.keys import INFERENCE, PEPPER_ENV, KeyLimits
 from modelyard.security.layer import SecurityLayer
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--upstream", required=True, help="base URL of the OpenAI-compatible upstream")
+    parser.add_argument("--upstream", help="base URL of the OpenAI-compatible upstream")
+    parser.add_argument("--deployments", type=Path, help="a deployments file of routes over remote URL targets")
     parser.add_argument("--model", default="mock-model", help="model name served (and sent upstream)")
     parser.add_argument("--max-body-bytes", type=int, default=GatewaySettings.max_body_bytes)
     parser.add_argument("--log-level", default="warning")
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--security-db", type=Path, help="SQLite file for the key table (with --auth-key)")
     parser.add_argument("--auth-no-limits", action="store_true", help="the --auth-key has no limits (auth only)")
     args = parser.parse_args(argv)
+    if args.upstream is None and args.deployments is None:
+        parser.error("give --upstream, --deployments or both")
     configure_logging(args.log_level, args.log_format)
     metrics = GatewayMetrics()
     request_log = open_database(f"sqlite:///{args.request_log}").url if args.request_log is not None else None
@@ -75,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.auth_key:
         security = _security(args.auth_key, args.security_db, metrics, limited=not args.auth_no_limits)
     runtime = Runtime(
-        StaticUpstreams(metrics, {args.model: [args.upstream]}),
+        StaticUpstreams(
+            metrics,
+            {args.model: [args.upstream]} if args.upstream else {},
+            load_deployments(args.deployments) if args.deployments else None,
+        ),
         metrics,
         RoutingMetrics(metrics.registry),
         GatewaySettings(max_body_bytes=args.max_body_bytes),

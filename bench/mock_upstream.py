@@ -35,6 +35,7 @@ class MockSettings:
     default_tokens: int = 16  # completion length when the request sets no max_tokens
     model: str = "mock-model"
     fail_status: int = 0  # answer every request (health included) with this status: a sick upstream for tests
+    port: int = 0  # where it listens (named in answer ids, so a test can see which replica answered)
 
 
 def _status_line(status: int) -> bytes:
@@ -206,7 +207,7 @@ class MockProtocol(asyncio.Protocol):
         except (ValueError, TypeError):
             self._answer(json_response(400, b'{"error":{"message":"bad JSON"}}', keep_alive), keep_alive)
             return
-        request_id = f"cmpl-mock-{next(self._ids)}"
+        request_id = f"cmpl-mock{self._settings.port}-{next(self._ids)}"  # the port tells replicas apart
         if generation.stream:
             self._busy = asyncio.ensure_future(self._stream(generation, request_id, keep_alive))
         elif self._settings.latency_ms > 0:
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="mock-model")
     parser.add_argument("--fail-status", type=int, default=0, help="answer everything with this HTTP status")
     args = parser.parse_args(argv)
-    settings = MockSettings(args.latency_ms, args.token_rate, args.tokens, args.model, args.fail_status)
+    settings = MockSettings(args.latency_ms, args.token_rate, args.tokens, args.model, args.fail_status, args.port)
     uvloop.run(serve(args.host, args.port, settings))
 
 

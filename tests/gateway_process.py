@@ -1,4 +1,4 @@
-"""Run a real ``modelyard serve`` in a child process for end-to-end tests."""
+"""Run a real ``modelyard serve`` (or ``modelyard gateway``) in a child process for end-to-end tests."""
 
 from __future__ import annotations
 
@@ -23,14 +23,17 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None, command: str = "serve"
+    ) -> None:
+        """``command``: ``serve`` (all in one) or ``gateway`` (a stateless replica in front of engines)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / f"gateway-{self.port}.log"
         data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modelyard", "serve", "--port", str(self.port), "--log-level", "info", *extra_args],
+            [sys.executable, "-m", "modelyard", command, "--port", str(self.port), "--log-level", "info", *extra_args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             # Auth is off unless a test turns it on: the explicit switch (warned about in the log and /ready) keeps

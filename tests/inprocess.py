@@ -21,6 +21,7 @@ import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelyard.api.console.settings import ConsoleSettings
 from modelyard.deploy.static import StaticUpstreams
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.observability.metrics import GatewayMetrics
@@ -65,6 +66,7 @@ async def serving(
     bodies: tuple[str, ...] = (),
     state: Path | None = None,
     gateway_settings: GatewaySettings | None = None,
+    console: ConsoleSettings | None = None,
 ) -> AsyncIterator[Gateway]:
     """``state``: a SQLite file for stored responses, files and batches (the Batch API runs only with one)."""
     metrics = metrics or GatewayMetrics()
@@ -84,6 +86,7 @@ async def serving(
         security=security,
         watched=watched,
         state=StoredState(open_database(f"sqlite:///{state}")) if state is not None else None,
+        console=console,
     )
     await runtime.start()
     transport = httpx.ASGITransport(app=runtime.app, client=("127.0.0.1", 40000))

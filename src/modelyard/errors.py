@@ -202,6 +202,11 @@ def insufficient_scope(key: str, needed: str, has: list[str]) -> APIError:
     )
 
 
+def not_your_request(message: str) -> APIError:
+    """Feedback on a request another key made: only that key (or an admin) may rate it."""
+    return APIError(403, message, type=PERMISSION_DENIED, code="not_your_request", param="request_id")
+
+
 def model_not_allowed(key: str, route: str) -> APIError:
     return APIError(
         403,
@@ -337,3 +342,41 @@ def not_a_generative_model(model: str) -> APIError:
 
 def n_over_cap(n: int, cap: int) -> APIError:
     return APIError(400, f"n = {n} exceeds this gateway's limit of {cap} (--max-n).", code="invalid_value", param="n")
+
+
+# -- the web console -------------------------------------------------------------------------------------------------
+
+
+def console_login_refused(why: str) -> APIError:
+    """A console login whose key is unknown, revoked, expired or without the read scope (the page shows why)."""
+    return APIError(401, why, code="invalid_api_key")
+
+
+def console_login_throttled(retry_after_s: float) -> APIError:
+    retry = max(1, math.ceil(retry_after_s))
+    return APIError(
+        429,
+        f"Too many failed logins from this address. Wait {retry} s before trying again.",
+        type="requests",
+        code="rate_limit_exceeded",
+        headers={"retry-after": str(retry)},
+    )
+
+
+def console_forbidden_origin() -> APIError:
+    """A console change that did not come from the console's own page (CSRF token or origin missing or wrong)."""
+    return APIError(
+        403,
+        "This change did not come from a console page of this session (its form token is missing or stale). "
+        "Reload the page and try again.",
+        type=PERMISSION_DENIED,
+        code="csrf_failed",
+    )
+
+
+def console_session_ended(why: str) -> APIError:
+    return APIError(401, why, code="session_ended")
+
+
+def console_missing_reason() -> APIError:
+    return APIError(400, "Forcing past failed gates needs a reason: type why.", code="invalid_value", param="reason")

@@ -8,14 +8,14 @@ import asyncio
 from openapi_spec_validator import validate
 
 from inprocess import serving
-from modelyard.api.endpoints import ENDPOINTS, METRICS, PARAMETERS, SERVICES, path_parameters
+from modelyard.api.endpoints import CONSOLE, ENDPOINTS, METRICS, PARAMETERS, SERVICES, path_parameters
 from modelyard.security.keys import SCOPES
 
 
 def test_every_endpoint_declares_a_scope_a_summary_and_a_handler_of_a_known_service() -> None:
     services = {s.__name__: s for s in SERVICES}
     for endpoint in ENDPOINTS:
-        assert endpoint.scope in (*SCOPES, METRICS, None), endpoint
+        assert endpoint.scope in (*SCOPES, METRICS, CONSOLE, None), endpoint
         assert endpoint.summary and endpoint.tag, endpoint
         assert endpoint.service in services, endpoint
         assert getattr(services[endpoint.service], endpoint.handler.__name__) is endpoint.handler
@@ -24,6 +24,8 @@ def test_every_endpoint_declares_a_scope_a_summary_and_a_handler_of_a_known_serv
             assert endpoint.scope == "inference"
         if endpoint.path.startswith("/admin/"):
             assert endpoint.scope == ("read" if endpoint.method == "GET" else "admin"), endpoint
+        if endpoint.scope == CONSOLE:  # the console's own session cookie; only its login and assets are public
+            assert endpoint.path.startswith("/console/") and endpoint.tag == "console", endpoint
 
 
 def test_the_served_document_lists_exactly_the_tables_operations() -> None:

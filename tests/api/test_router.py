@@ -53,7 +53,15 @@ def test_an_endpoint_declared_twice_is_refused() -> None:
 
 def test_every_endpoint_of_the_table_is_reachable_by_its_own_path() -> None:
     router = Router((e.method, e.path, e) for e in ENDPOINTS)
-    examples = {"name": "org/gemma", "version": "3", "model": "gemma@canary", "alias": "staging", "id": "key_1"}
+    examples = {
+        "name": "org/gemma",
+        "version": "3",
+        "model": "gemma@canary",
+        "alias": "staging",
+        "id": "key_1",
+        "rollout": "7",
+        "action": "resume",
+    }
     for endpoint in ENDPOINTS:
         path = endpoint.path
         for name, value in examples.items():

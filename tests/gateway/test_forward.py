@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from inprocess import chat, serving
+from inprocess import Gateway, chat, serving
 from load import drive_client
 from mock_upstreams import MockUpstream
 
@@ -120,3 +120,70 @@ def test_an_engine_error_that_is_not_retried_is_passed_on_in_the_gateways_words(
             assert not replica.breaker.ejected and replica.upstream.active_requests == 0
 
     asyncio.run(scenario())
+
+
+SYSTEM_PROMPT = "You are a helpful assistant who answers in full sentences. " * 30  # ~1 800 characters, shared
+
+
+def _turns(conversation: int, turns: int) -> list[dict[str, object]]:
+    """The request of each turn of one conversation: every turn repeats the whole history before it."""
+    messages: list[dict[str, str]] = [{"role": "system", "content": SYSTEM_PROMPT}]
+    requests = []
+    for turn in range(turns):
+        messages.append({"role": "user", "content": f"Conversation {conversation}, question {turn}: " + "why? " * 60})
+        requests.append({"model": "chat", "messages": list(messages), "max_tokens": 4})
+        messages.append({"role": "assistant", "content": "Because. " * 40})
+    return requests
+
+
+def _replica_of(answer: dict[str, object]) -> str:
+    return str(answer["id"]).split("-")[1]  # the mock names its port in the answer's id: "cmpl-mock<port>-<n>"
+
+
+def test_prefix_cache_balancing_keeps_a_conversation_on_one_replica_and_spills_when_saturated(
+    mocks: Callable[..., MockUpstream],
+) -> None:
+    quick_a, quick_b = mocks(), mocks()
+    slow_a, slow_b = mocks("--latency-ms", "400"), mocks("--latency-ms", "400")
+
+    def route(name: str, balancing: str, urls: tuple[str, str]) -> str:
+        return f"""
+  {name}:
+    targets:
+      main: {{url: ["{urls[0]}", "{urls[1]}"]}}
+    balancing: {balancing}"""
+
+    config = "routes:" + "".join(
+        [
+            route("chat", "prefix_cache", (quick_a.url, quick_b.url)),
+            route("busy", "prefix_cache", (slow_a.url, slow_b.url)),
+            route("spread", "round_robin", (quick_a.url, quick_b.url)),
+        ]
+    )
+
+    async def ask(gateway: Gateway, payload: dict[str, object], model: str) -> str:
+        response = await gateway.client.post("/v1/chat/completions", json={**payload, "model": model})
+        assert response.status_code == 200, response.text
+        return _replica_of(response.json())
+
+    async def scenario() -> None:
+        async with serving(deployments=config) as gateway:
+            for model in ("chat", "spread"):
+                served: dict[int, set[str]] = {}
+                for turn in range(4):  # conversations interleaved turn by turn, as concurrent users would be
+                    for conversation in range(5):  # an odd count: round-robin alternates each one
+                        replica = await ask(gateway, _turns(conversation, 4)[turn], model)
+                        served.setdefault(conversation, set()).add(replica)
+                sticky = all(len(replicas) == 1 for replicas in served.values())
+                assert sticky == (model == "chat"), served  # round-robin moves every conversation about
+            # new conversations arriving together share the shared system prompt's blocks, but not one replica
+            opened = await asyncio.gather(*(ask(gateway, _turns(c, 1)[0], "busy") for c in range(6)))
+            assert len(set(opened)) == 2, opened
+            # a burst of one conversation's turn while its replica is busy: past the load cap it spills over
+            first = _turns(99, 2)
+            home = await ask(gateway, first[0], "busy")
+            burst = await asyncio.gather(*(ask(gateway, first[1], "busy") for _ in range(6)))
+            assert burst.count(home) >= 2 and len(set(burst)) == 2, (home, burst)
+            assert [r.upstream.active_requests for r in gateway.runtime.catalog().replicas()] == [0, 0, 0, 0]
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))

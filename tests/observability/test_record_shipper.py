@@ -99,12 +99,14 @@ def test_row_and_line_carry_every_column_of_the_table() -> None:
     record = _record(3)
     record.first_token, record.last_token, record.completion_tokens = record.received + 0.05, record.received + 0.2, 4
     record.shadow_of, record.outputs_match, record.similarity = "req-0", False, 0.5
+    record.key_id = "k123"
     row = RowBuilder(timestamp_as_text=True).row(record)
     assert len(row) == len(COLUMNS)
     values = dict(zip(COLUMNS, row, strict=True))
     assert values["request_id"] == "req-3" and values["status"] == 200 and values["version"] == "1"
     assert values["duration_ms"] == 250.0 and values["queued_ms"] == 1.0 and values["ttft_ms"] == 50.0
     assert values["tpot_ms"] == 50.0 and values["completion_tokens"] == 4 and values["similarity"] == 0.5
+    assert values["key_id"] == "k123" and values["outputs_match"] is False
     stored = datetime.fromisoformat(values["received_at"])
     assert stored == datetime.fromtimestamp(record.received_at, UTC)  # the text SQLite's adapter would write
     buffer = bytearray()
@@ -114,6 +116,7 @@ def test_row_and_line_carry_every_column_of_the_table() -> None:
         "received_at",
         "request_body",
         "response_body",
+        "key_id",  # who asked is kept for feedback, not printed in every log line
     }
     assert {name: line[name] for name in line if name in values} == {
         name: value for name, value in values.items() if name in line

@@ -143,3 +143,27 @@ def test_query_filters_are_validated() -> None:
         with pytest.raises(QueryError) as caught:
             build_query(filters, now=NOW)
         assert caught.value.param == param
+
+
+def test_retention_runs_on_one_gateway_at_a_time_under_its_lease(database: Database) -> None:
+    """Every gateway process's record writer tries a retention pass; the one holding the retention lease purges,
+    the others skip (a DELETE over the whole log once, not once per replica)."""
+    import io
+
+    from modelyard.observability.record_writer import RETENTION_LEASE, RecordWriter, WriterConfig
+    from modelyard.store.leases import Leases
+
+    store = RequestLogStore(database)
+    store.insert([_record(1, at=datetime.now(UTC) - timedelta(days=40))])
+    first, second = (RecordWriter(WriterConfig(), store, io.BytesIO(), 2) for _ in range(2))
+    second._holder = "other-host:1:writer"  # the second gateway's writer
+    purged: list[str] = []
+    original = store.purge
+    store.purge = lambda *cutoffs: (purged.append("purge"), original(*cutoffs))[1]  # type: ignore[method-assign]
+    first._apply_retention()
+    second._apply_retention()
+    first._apply_retention()  # the holder renews by passing
+    assert purged == ["purge", "purge"]
+    lease = Leases(database).read(RETENTION_LEASE)
+    assert lease is not None and lease.holder == first._holder
+    assert store.query(build_query({"limit": "0"}, now=datetime.now(UTC))) == []

@@ -12,7 +12,15 @@ from typer.testing import CliRunner
 from modelyard.cli.main import app
 from modelyard.engines.supervisor import RestartPolicy
 from modelyard.options import SettingsError, flat
-from modelyard.roles.settings import TABLE_BEGIN, TABLE_END, ServeSettings, markdown_table, settings_declared
+from modelyard.roles.settings import (
+    TABLE_BEGIN,
+    TABLE_END,
+    EngineRoleSettings,
+    GatewayRoleSettings,
+    ServeSettings,
+    markdown_table,
+    settings_declared,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -97,3 +105,30 @@ def test_a_switch_given_in_words_is_refused_with_the_flag() -> None:
 def test_backoff_grows_and_is_capped() -> None:
     policy = RestartPolicy(initial_backoff_s=1, multiplier=2, max_backoff_s=10)
     assert [policy.backoff(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+
+
+DEPLOYMENT_GUIDE = README.parent / "docs" / "deployment.md"
+
+
+@pytest.mark.parametrize(("role", "command"), [(GatewayRoleSettings, ["gateway"]), (EngineRoleSettings, ["engine"])])
+def test_every_role_s_help_lists_its_declared_flags(role: type, command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "250", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    for item in settings_declared(role):
+        assert item.option.flag in result.output, item.option.flag
+    if command == ["engine"]:  # the group keeps its sub-commands beside the engine role's options
+        assert "build" in result.output and "path" in result.output
+
+
+def test_the_deployment_guide_s_role_tables_are_the_generated_ones() -> None:
+    text = DEPLOYMENT_GUIDE.read_text()
+    stale = "the guide's table is stale: run `python -m modelyard.roles.settings {}`"
+    assert markdown_table(GatewayRoleSettings, ("fleet",)) in text, stale.format("gateway fleet")
+    assert markdown_table(EngineRoleSettings, ("role",)) in text, stale.format("engine role")
+
+
+def test_the_engine_role_needs_a_model_and_workers_default_to_one_process() -> None:
+    result = CliRunner().invoke(app, ["engine", "--port", "9"], env={"NO_COLOR": "1"})
+    assert result.exit_code == 2 and "--model NAME[:VERSION|@ALIAS] is required" in result.output
+    assert ServeSettings().server.worker_count == 1
+    assert ServeSettings.of(workers=0).server.worker_count in range(1, 9)  # one per core, at most 8

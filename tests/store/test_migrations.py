@@ -11,10 +11,12 @@ from alembic.runtime.migration import MigrationContext
 
 import modelyard.audit.tables
 import modelyard.batches.tables
+import modelyard.deploy.deployments_table
 import modelyard.evals.tables
 import modelyard.observability.request_log_table
 import modelyard.registry.tables
 import modelyard.responses.tables
+import modelyard.rollouts.tables
 import modelyard.security.tables
 import modelyard.store.leases  # noqa: F401  (the imports register every table)
 from modelyard.store import migrate

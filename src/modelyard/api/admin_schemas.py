@@ -40,6 +40,7 @@ class MoveAlias(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     version: Version
     expected_version: Version | None = None  # compare-and-set: refuse with 409 if the alias moved meanwhile
     force: bool = False  # move past failed promotion gates; recorded in the alias_moved event
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""  # why it was forced (kept in the event)
 
 
 class Promote(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -47,6 +48,7 @@ class Promote(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     alias: str = "production"
     expected_version: Version | None = None
     force: bool = False
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
 class Rollback(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

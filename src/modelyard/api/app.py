@@ -14,19 +14,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, cast
+from urllib.parse import urlencode
 
 import orjson
 
+from modelyard.api.console.context import AdminCall
 from modelyard.api.endpoints import ENDPOINTS, SERVICES, Endpoint, needed_scope
 from modelyard.api.openapi import openapi_document
 from modelyard.api.operations import Operations, Serving
 from modelyard.api.problems import to_api_error
-from modelyard.api.replies import send_reply
+from modelyard.api.replies import Reply, send_reply
 from modelyard.api.router import Router
-from modelyard.asgi import Receive, Request, Scope, Send, client_request_id, send_error
-from modelyard.errors import internal_error, not_available_here
+from modelyard.asgi import Message, Receive, Request, Scope, Send, client_request_id, send_error
+from modelyard.errors import internal_error, missing_api_key, not_available_here
+from modelyard.security.authz import authorize_scope
+from modelyard.security.keys import KeyGrant
 from modelyard.security.layer import SecurityLayer
 
 log = logging.getLogger("modelyard")
@@ -43,9 +47,16 @@ class Runtime(Serving, Protocol):
 
 
 class ModelyardApp:
-    def __init__(self, runtime: Runtime, services: list[object], security: SecurityLayer | None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        services: list[object],
+        security: SecurityLayer | None,
+        console: Callable[[AdminCall], object] | None = None,
+    ) -> None:
         """``services``: the instances whose methods handle endpoints (the inference API, and the admin APIs this
-        process runs); endpoints of a service that is absent answer that it is not available here."""
+        process runs); endpoints of a service that is absent answer that it is not available here. ``console``:
+        builds the web console over :meth:`call` (None: no console)."""
         self.runtime = runtime
         self._draining = False
         self._security = security
@@ -53,6 +64,9 @@ class ModelyardApp:
         self._openapi_body = orjson.dumps(openapi_document(metrics_public))
         present = {type(s).__name__: s for s in services}
         present[Operations.__name__] = Operations(runtime, lambda: self._openapi_body, lambda: self._draining)
+        if console is not None:
+            built = console(self.call)
+            present[type(built).__name__] = built
         unknown = set(present) - {s.__name__ for s in SERVICES}
         if unknown:
             raise TypeError(f"no endpoints are declared for {sorted(unknown)}")
@@ -92,6 +106,48 @@ class ModelyardApp:
                 await send_reply(send, reply)
         except Exception as failure:  # the one place a failure becomes an answer
             await self._fail(request, failure)
+
+    async def call(
+        self, method: str, path: str, caller: KeyGrant | None, query: Mapping[str, str] | None, body: bytes | None
+    ) -> Reply:
+        """An admin endpoint called in-process on behalf of ``caller`` (the web console's session key): the same
+        dispatch, scope check and handler as over HTTP, answering its reply or raising its APIError."""
+        (endpoint, handler), params = self._router.match(method, path)
+        if self._security is not None and self._security.settings.auth:
+            needed = needed_scope(endpoint, self._security.settings.metrics_public)
+            if needed is not None:
+                refusal = missing_api_key() if caller is None else authorize_scope(caller, needed)
+                if refusal is not None:
+                    raise refusal
+        headers = [(b"content-type", b"application/json")]
+        if caller is None:
+            headers.append((b"x-modelyard-actor", b"console"))
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": path,
+            "query_string": urlencode(query or {}).encode(),
+            "headers": headers,
+            "client": ("console", 0),
+        }
+        pending = [body or b""]
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": pending.pop() if pending else b"", "more_body": False}
+
+        async def no_send(message: Message) -> None:
+            raise RuntimeError(f"{method} {path} sends its own answer; the console can only call admin replies")
+
+        try:
+            reply = await handler(Request(scope, receive, no_send, params, caller))
+        except Exception as failure:
+            error = to_api_error(failure)
+            if error is None:
+                raise
+            raise error from failure
+        if reply is None:
+            raise RuntimeError(f"{method} {path} answered nothing the console can show")
+        return cast(Reply, reply)
 
     @staticmethod
     async def _fail(request: Request, failure: Exception) -> None:

@@ -28,8 +28,11 @@ from modelyard.api.admin_schemas import (
     Rollback,
     UpdateModel,
 )
+from modelyard.api.console.service import Console
+from modelyard.api.feedback_api import FeedbackAPI
 from modelyard.api.operations import Operations
 from modelyard.api.registry_admin import RegistryAdmin
+from modelyard.api.rollouts_admin import RolloutsAdmin
 from modelyard.api.security_admin import SecurityAdmin
 from modelyard.gateway.batches_api import BatchesAPI
 from modelyard.gateway.inference import InferenceAPI
@@ -39,6 +42,7 @@ from modelyard.security.guardrails.config import GuardrailConfig
 from modelyard.security.keys import ADMIN, INFERENCE, READ
 
 METRICS = "metrics"  # public, unless --metrics-auth asks for the read scope
+CONSOLE = "console"  # the console's session cookie, checked by the console (the door asks for no key)
 
 REQUEST_FILTERS = ("route", "model", "version", "status", "since", "until", "limit", "shadow", "bodies")
 
@@ -55,6 +59,10 @@ PARAMETERS: dict[str, Parameter] = {
     "model": Parameter(r".+", {"type": "string"}),  # served ids: name, name@alias, name:version
     "alias": Parameter(r"[^/]+", {"type": "string"}),
     "id": Parameter(r"[^/]+", {"type": "string"}),
+    "action": Parameter(
+        r"resume|promote|rollback|abort", {"type": "string", "enum": ["resume", "promote", "rollback", "abort"]}
+    ),
+    "rollout": Parameter(r"\d+", {"type": "integer", "minimum": 1}),
 }
 
 
@@ -96,12 +104,55 @@ def _security(method: str, path: str, handler: Callable[..., Any], summary: str,
     return Endpoint(method, path, READ if method == "GET" else ADMIN, handler, summary, "security", **extra)
 
 
+_FEEDBACK_BODY = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["request_id", "score"],
+            "additionalProperties": False,
+            "properties": {
+                "request_id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "x-request-id"},
+                "score": {
+                    "oneOf": [{"type": "string", "enum": ["up", "down"]}, {"type": "number"}],
+                    "description": "a thumb, or a number within --feedback-min .. --feedback-max",
+                },
+                "comment": {"type": "string", "maxLength": 4000},
+            },
+        }
+    }
+}
+
+_ROLLOUT_BODY = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["route", "candidate"],
+            "properties": {
+                "route": {"type": "string", "description": "the route (model id clients send) to move"},
+                "candidate": {"type": "string", "description": "MODEL:VERSION"},
+                "plan": {"type": "object", "description": "steps, guardrails, alpha, min_sample, ... (docs)"},
+            },
+        }
+    }
+}
+
+
+def _console(method: str, path: str, handler: Callable[..., Any], summary: str, **extra: Any) -> Endpoint:
+    public = extra.pop("public", False)
+    if method == "POST":
+        extra.setdefault("body_content", _FORM_BODY)
+    return Endpoint(method, path, None if public else CONSOLE, handler, summary, "console", **extra)
+
+
+_FORM_BODY = {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}
+_REQUEST_FILTER_QUERY = ("route", "version", "status", "since", "until", "limit")
+
 _DEPLOYMENTS_BODY = {
     "application/yaml": {"schema": {"type": "string"}},
     "application/json": {"schema": {"type": "object"}},
 }
 
-ENDPOINTS: tuple[Endpoint, ...] = (
+_API_ENDPOINTS: tuple[Endpoint, ...] = (
     # -- inference (OpenAI-compatible) ----------------------------------------------------------------------------
     _inference(
         "POST",
@@ -152,6 +203,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     _inference("GET", "/v1/batches/{id}", BatchesAPI.get_batch, "A batch and its request counts"),
     _inference("POST", "/v1/batches/{id}/cancel", BatchesAPI.cancel_batch, "Cancel a batch"),
+    _inference(
+        "POST",
+        "/v1/feedback",
+        FeedbackAPI.submit,
+        "Rate an answer by its x-request-id (a second rating replaces the first; only the key that made the "
+        "request, or an admin key, may rate it)",
+        body_content=_FEEDBACK_BODY,
+        response="Feedback",
+    ),
     # -- operations -----------------------------------------------------------------------------------------------
     _ops("GET", "/health", None, Operations.health, "Liveness"),
     _ops("GET", "/ready", None, Operations.ready, "Readiness (503 until every served engine is ready)"),
@@ -270,6 +330,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     _admin(
         "GET",
+        "/admin/requests/{id}",
+        RegistryAdmin.get_request,
+        "One stored request with its bodies (as stored, redacted) and its shadow copies",
+    ),
+    _admin(
+        "GET",
         "/admin/shadow",
         RegistryAdmin.shadow_pairs,
         "Shadow copies side by side with their primaries (same filters as /admin/requests)",
@@ -287,6 +353,56 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         RegistryAdmin.put_deployments,
         "Replace the whole deployments file: validated, applied atomically, then saved",
         body_content=_DEPLOYMENTS_BODY,
+    ),
+    # -- rollouts -------------------------------------------------------------------------------------------------
+    _admin(
+        "GET",
+        "/admin/rollouts",
+        RolloutsAdmin.list_rollouts,
+        "Rollouts, newest first (active=true: running or paused only; route; limit)",
+        query=("active", "route", "limit"),
+    ),
+    _admin(
+        "POST",
+        "/admin/rollouts",
+        RolloutsAdmin.start,
+        "Start a rollout of a candidate version on a route (steps, guardrails, statistics in 'plan')",
+        body_content=_ROLLOUT_BODY,
+        response="Rollout",
+        status=201,
+    ),
+    _admin(
+        "GET", "/admin/rollouts/{rollout}", RolloutsAdmin.get, "A rollout and its last decision", response="Rollout"
+    ),
+    _admin(
+        "GET",
+        "/admin/rollouts/{rollout}/decisions",
+        RolloutsAdmin.decisions,
+        "Every decision of a rollout with the numbers behind it, oldest first",
+    ),
+    _admin(
+        "POST",
+        "/admin/rollouts/{rollout}/resume",
+        RolloutsAdmin.resume,
+        "Resume a paused rollout at its step",
+        response="Rollout",
+    ),
+    _admin(
+        "POST",
+        "/admin/rollouts/{rollout}/promote",
+        RolloutsAdmin.promote,
+        "Promote the candidate now (through the eval gates; a refusal pauses and says why)",
+        response="Rollout",
+    ),
+    _admin(
+        "POST", "/admin/rollouts/{rollout}/rollback", RolloutsAdmin.rollback, "Roll back to control", response="Rollout"
+    ),
+    _admin(
+        "POST",
+        "/admin/rollouts/{rollout}/abort",
+        RolloutsAdmin.abort,
+        "Stop without a verdict (no alias moves)",
+        response="Rollout",
     ),
     # -- keys, spend, guardrails, audit ---------------------------------------------------------------------------
     _security("GET", "/admin/keys", SecurityAdmin.list_keys, "List API keys (never their secrets)"),
@@ -351,13 +467,82 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
 )
 
+CONSOLE_ENDPOINTS: tuple[Endpoint, ...] = (
+    _console("GET", "/console", Console.index, "The web console (to its overview, or the login page)", public=True),
+    _console("GET", "/console/login", Console.login_page, "Console login page", public=True, query=("next",)),
+    _console("POST", "/console/login", Console.login, "Exchange an API key for a console session cookie", public=True),
+    _console("POST", "/console/logout", Console.logout, "End the console session"),
+    _console("GET", "/console/assets/{id}", Console.asset, "The console's CSS and JavaScript", public=True),
+    _console("GET", "/console/overview", Console.overview, "Console: live charts and engine health"),
+    _console(
+        "GET", "/console/overview/data", Console.overview_data, "Console: the charts' data (JSON)", query=("since",)
+    ),
+    _console("GET", "/console/models", Console.models, "Console: registered models"),
+    _console("GET", "/console/models/{name}", Console.model, "Console: one model, its versions, cards and gates"),
+    _console(
+        "GET",
+        "/console/models/{name}/promote",
+        Console.promote_confirm,
+        "Console: confirm a promotion (names from → to)",
+        query=("version", "alias"),
+    ),
+    _console("POST", "/console/models/{name}/promote", Console.promote, "Console: promote a version"),
+    _console(
+        "GET",
+        "/console/models/{name}/rollback",
+        Console.rollback_confirm,
+        "Console: confirm a rollback (names from → to)",
+        query=("alias",),
+    ),
+    _console("POST", "/console/models/{name}/rollback", Console.rollback, "Console: roll an alias back"),
+    _console("GET", "/console/routes", Console.routes, "Console: routes, replicas, engines, deployments file"),
+    _console("GET", "/console/rollouts", Console.rollouts, "Console: canary rollouts"),
+    _console("GET", "/console/rollouts/{rollout}", Console.rollout, "Console: a rollout's steps, arms and decisions"),
+    _console(
+        "GET", "/console/rollouts/{rollout}/{action}", Console.rollout_confirm, "Console: confirm a rollout action"
+    ),
+    _console(
+        "POST",
+        "/console/rollouts/{rollout}/{action}",
+        Console.rollout_act,
+        "Console: resume, promote, roll back, abort",
+    ),
+    _console("GET", "/console/requests", Console.requests, "Console: the request log", query=_REQUEST_FILTER_QUERY),
+    _console(
+        "GET",
+        "/console/requests/export",
+        Console.export_requests,
+        "Console: the filtered request log as JSON lines",
+        query=_REQUEST_FILTER_QUERY,
+    ),
+    _console("GET", "/console/requests/{id}", Console.request_detail, "Console: one request in detail"),
+    _console(
+        "GET", "/console/shadow", Console.shadow, "Console: shadow pairs side by side", query=_REQUEST_FILTER_QUERY
+    ),
+    _console("GET", "/console/keys", Console.keys, "Console: API keys and their spend"),
+    _console("POST", "/console/keys", Console.create_key, "Console: create a key (its secret shown once)"),
+    _console("POST", "/console/keys/{id}/revoke", Console.revoke_key, "Console: revoke a key"),
+    _console(
+        "GET",
+        "/console/audit",
+        Console.audit,
+        "Console: the audit log and its verification",
+        query=("action", "target", "limit"),
+    ),
+)
+
+ENDPOINTS: tuple[Endpoint, ...] = _API_ENDPOINTS + CONSOLE_ENDPOINTS
+
 SERVICES: tuple[type[Any], ...] = (
     InferenceAPI,
     ResponsesAPI,
     BatchesAPI,
+    FeedbackAPI,
     Operations,
     RegistryAdmin,
+    RolloutsAdmin,
     SecurityAdmin,
+    Console,
 )
 
 
@@ -365,6 +550,8 @@ def needed_scope(endpoint: Endpoint, metrics_public: bool) -> str | None:
     """The scope a key needs for ``endpoint`` (None: public)."""
     if endpoint.scope == METRICS:
         return None if metrics_public else READ
+    if endpoint.scope == CONSOLE:
+        return None
     return endpoint.scope
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from modelyard import __version__
-from modelyard.api.endpoints import ENDPOINTS, METRICS, PARAMETERS, Endpoint, path_parameters
+from modelyard.api.endpoints import CONSOLE, ENDPOINTS, METRICS, PARAMETERS, Endpoint, path_parameters
 
 _REF = "#/components/schemas/{name}"
 _SSE = {"text/event-stream": {"schema": {"type": "string"}}}
@@ -127,6 +127,44 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
             "key": {"type": "string", "description": "the secret: only in the answer to POST /admin/keys"},
         },
     },
+    "Feedback": {
+        "type": "object",
+        "properties": {
+            "object": {"type": "string", "enum": ["feedback"]},
+            "request_id": {"type": "string"},
+            "route": {"type": "string"},
+            "model": {"type": "string"},
+            "version": {"type": "string"},
+            "target": {"type": "string", "description": "the engine (arm) that served the rated answer"},
+            "score": {"type": "number", "minimum": 0, "maximum": 1, "description": "scaled: 1 = best"},
+            "raw": {"type": "string", "description": "the score as sent: up, down or the number"},
+            "comment": {"type": ["string", "null"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "Rollout": {
+        "type": "object",
+        "properties": {
+            "object": {"type": "string", "enum": ["rollout"]},
+            "id": {"type": "integer"},
+            "route": {"type": "string"},
+            "model": {"type": "string"},
+            "control_version": {"type": "integer"},
+            "candidate_version": {"type": "integer"},
+            "steps": {"type": "array", "items": {"type": "integer"}},
+            "step": {"type": "integer", "description": "index into steps"},
+            "share": {"type": "integer", "description": "the candidate's percentage now"},
+            "state": {"type": "string", "enum": ["running", "paused", "promoted", "rolled_back", "aborted"]},
+            "reason": {"type": "string"},
+            "plan": {"type": "object"},
+            "created_by": {"type": "string"},
+            "started_at": {"type": "string", "format": "date-time"},
+            "step_started_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "last_decision": {"type": ["object", "null"]},
+        },
+    },
     "AuditVerify": {
         "type": "object",
         "properties": {
@@ -160,7 +198,15 @@ def openapi_document(metrics_public: bool = True) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": {**request_schemas, **_RESPONSE_SCHEMAS},
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "my-… API key"}},
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "my-… API key"},
+                "consoleSession": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "modelyard_console",
+                    "description": "The web console's session (POST /console/login with an API key)",
+                },
+            },
         },
         "security": [{"apiKey": []}],
     }
@@ -197,6 +243,8 @@ def _operation(endpoint: Endpoint, metrics_public: bool) -> dict[str, Any]:
         operation["requestBody"] = {"required": True, "content": endpoint.body_content}
     if endpoint.scope is None or (endpoint.scope == METRICS and metrics_public):
         operation["security"] = []
+    elif endpoint.scope == CONSOLE:
+        operation["security"] = [{"consoleSession": []}]
     return operation
 
 

@@ -18,7 +18,7 @@ class Serving(Protocol):
 
     def describe(self) -> dict[str, object]: ...
 
-    async def metrics_text(self) -> tuple[bytes, str]: ...
+    async def metrics_text(self, local: bool = False) -> tuple[bytes, str]: ...
 
 
 class Operations:
@@ -39,7 +39,10 @@ class Operations:
         await send_bytes(request.send, 200 if ready else 503, orjson.dumps(body), headers)
 
     async def metrics(self, request: Request) -> None:
-        text, content_type = await self._serving.metrics_text()
+        # Over a worker's private socket (``serve --workers``: a sibling merging the workers' metrics) a process
+        # answers its own metrics; over the port, everyone's merged.
+        server = request.scope.get("server")
+        text, content_type = await self._serving.metrics_text(local=server is not None and server[1] is None)
         await send_bytes(request.send, 200, text, content_type=content_type.encode())
 
     async def openapi(self, request: Request) -> None:

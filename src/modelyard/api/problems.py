@@ -13,9 +13,11 @@ from modelyard.errors import (
     APIError,
     conflict,
     invalid_deployments,
+    invalid_field,
     invalid_request,
     invalid_value,
     not_found,
+    not_your_request,
     promotion_gate_failed,
     store_unavailable,
 )
@@ -23,6 +25,9 @@ from modelyard.evals.suite import SuiteError
 from modelyard.observability.request_query import QueryError
 from modelyard.registry.errors import Conflict, InvalidRequest, NotFound, PromotionGateFailed, RegistryError
 from modelyard.responses.store import ResponseNotFound
+from modelyard.rollouts.feedback import FeedbackError, NotYourRequest, UnknownRequest
+from modelyard.rollouts.plan import PlanError
+from modelyard.rollouts.store import RolloutConflict, RolloutNotFound
 from modelyard.routing.config import DeploymentsError
 from modelyard.security.guardrails.config import GuardrailConfigError
 from modelyard.security.key_store import KeyRequestError, UnknownKey
@@ -51,6 +56,18 @@ def to_api_error(exc: Exception) -> APIError | None:
         return not_found(str(exc), "id")
     if isinstance(exc, BatchRequestError):
         return invalid_value(exc.message, exc.param)
+    if isinstance(exc, PlanError):
+        return invalid_field(f"plan.{exc}", f"plan.{exc.key}")
+    if isinstance(exc, RolloutNotFound):
+        return not_found(str(exc), "rollout")
+    if isinstance(exc, RolloutConflict):
+        return conflict(str(exc), exc.param)
+    if isinstance(exc, FeedbackError):
+        return invalid_field(str(exc), exc.field)
+    if isinstance(exc, UnknownRequest):
+        return not_found(str(exc), "request_id")
+    if isinstance(exc, NotYourRequest):
+        return not_your_request(str(exc))
     if isinstance(exc, StoreUnavailable):
         return store_unavailable(str(exc))
     return None

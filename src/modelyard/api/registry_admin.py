@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -19,7 +19,7 @@ from modelyard.api.caller import actor
 from modelyard.api.replies import Ndjson, Reply
 from modelyard.asgi import Request
 from modelyard.deploy.deployments import DeploymentsManager
-from modelyard.deploy.reconciler import Reconciler
+from modelyard.errors import not_found
 from modelyard.evals.gates import gates_to_json, parse_gates
 from modelyard.evals.storage import EvalStore, version_evaluations
 from modelyard.jsonbody import decode, decode_object, validate
@@ -30,8 +30,20 @@ from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.references import check_alias_name, parse_ref, parse_version_number
 from modelyard.registry.registration import Declared, register_file
 from modelyard.registry.store import ModelDetails, RegistryStore
+from modelyard.routing.catalog import ModelCatalog
 
 _BODY_LIMIT = 64 * 1024
+
+
+class Serving(Protocol):
+    """What serves the registry: the reconciler over supervised engines, or a gateway replica's fleet."""
+
+    @property
+    def catalog(self) -> ModelCatalog: ...
+
+    def describe(self) -> dict[str, object]: ...
+
+    def poke(self) -> None: ...
 
 
 class RegistryAdmin:
@@ -39,7 +51,7 @@ class RegistryAdmin:
         self,
         store: RegistryStore,
         checker: IntegrityChecker,
-        reconciler: Reconciler,
+        reconciler: Serving,
         requests: RequestLogStore,
         deployments: DeploymentsManager,
     ) -> None:
@@ -94,6 +106,12 @@ class RegistryAdmin:
     async def list_requests(self, request: Request) -> Reply:
         query = build_query(request.query())
         rows = await asyncio.to_thread(self._requests.query, query)
+        return 200, {"object": "list", "data": rows}
+
+    async def get_request(self, request: Request) -> Reply:
+        rows = await asyncio.to_thread(self._requests.find, request.params["id"])
+        if not rows:
+            raise not_found(f"No stored request has the id {request.params['id']!r}.", "id")
         return 200, {"object": "list", "data": rows}
 
     async def export_requests(self, request: Request) -> Reply:
@@ -151,7 +169,7 @@ class RegistryAdmin:
     async def move_alias(self, request: Request) -> Reply:
         body = decode(await request.body(_BODY_LIMIT), MoveAlias)
         alias = check_alias_name(request.params["alias"])
-        return await self._move(request, alias, body.version, body.expected_version, body.force)
+        return await self._move(request, alias, body.version, body.expected_version, body.force, body.reason)
 
     async def remove_alias(self, request: Request) -> Reply:
         event = await asyncio.to_thread(
@@ -162,11 +180,13 @@ class RegistryAdmin:
 
     async def promote(self, request: Request) -> Reply:
         body = decode(await request.body(_BODY_LIMIT), Promote)
-        return await self._move(request, body.alias, body.version, body.expected_version, body.force)
+        return await self._move(request, body.alias, body.version, body.expected_version, body.force, body.reason)
 
-    async def _move(self, request: Request, alias: str, version: int, expected: int | None, force: bool) -> Reply:
+    async def _move(
+        self, request: Request, alias: str, version: int, expected: int | None, force: bool, reason: str
+    ) -> Reply:
         name, who = request.params["name"], actor(request)
-        move = await asyncio.to_thread(self._store.move_alias, name, alias, version, who, expected, force)
+        move = await asyncio.to_thread(self._store.move_alias, name, alias, version, who, expected, force, reason)
         self._reconciler.poke()
         return 200, move.to_json()
 

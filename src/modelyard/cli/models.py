@@ -340,3 +340,50 @@ def quantize(
         with byte_progress(f"sha256 {destination.name}", _err()) as progress:
             version = register_file(store, checker, destination, target_name, declared, _actor(actor), progress)
         _out().print(f"Registered [bold]{version.key}[/] ({version.quantization}) from {source.key}: {destination}")
+
+
+@models_app.command("convert")
+def convert(
+    ref: Annotated[str, typer.Argument(help="Source GGUF version: NAME, NAME:VERSION or NAME@ALIAS.")],
+    to: Annotated[str, typer.Option("--to", help="Target format: hf (a Hugging Face directory vLLM serves).")],
+    dtype: Annotated[
+        str, typer.Option(help="Weight dtype of the directory: bfloat16, float16 or float32.")
+    ] = "bfloat16",
+    output: Annotated[Path | None, typer.Option(help="Where to write the directory (default: data dir).")] = None,
+    alias_name: Annotated[str | None, typer.Option("--alias", help="Point this alias at the result.")] = None,
+    actor: ActorOption = None,
+) -> None:
+    """Dequantize a GGUF version into an HF-format directory (weights + the GGUF's tokenizer; nothing is
+    downloaded) and register it as a new version of the same model whose parent is the GGUF version."""
+    from modelyard.engines.hf_convert import ConvertError, copy_directory, ensure_converted
+    from modelyard.engines.vllm_install import VllmInstallError, ensure_vllm
+
+    if to != "hf":
+        raise typer.BadParameter("only --to hf is supported", param_hint="--to")
+    parsed = parse_ref(ref)
+    with _registry() as (store, checker):
+        source = store.resolve(parsed)
+        if source.format != "gguf":
+            raise typer.BadParameter(f"{source.key} is {source.format}, not a GGUF", param_hint="REF")
+        destination = (output or paths.data_dir() / "models" / f"{source.model}-v{source.number}-hf-{dtype}").absolute()
+        try:
+            environment = ensure_vllm(paths.cache_dir(), log=_err().print)
+            _err().print(f"Dequantizing {source.key} ({source.quantization}) to an HF directory ({dtype}) …")
+            converted = ensure_converted(environment, source.artifact_path, paths.cache_dir(), dtype, _err().print)
+            copy_directory(converted, destination)
+        except (ConvertError, VllmInstallError) as exc:
+            _err().print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+        declared = Declared(
+            license=source.license,
+            base_model=source.base_model,
+            parent=parse_ref(source.key),
+            training_data=source.training_data,
+            fine_tuning_data=source.fine_tuning_data,
+            lineage_notes=f"Dequantized from {source.key} ({source.quantization}, sha256 {source.sha256}) to {dtype} "
+            "safetensors with transformers' GGUF loader (tokenizer read from the GGUF): the same weights, for vLLM.",
+            alias=alias_name,
+        )
+        with byte_progress(f"sha256 {destination.name}", _err()) as progress:
+            version = register_file(store, checker, destination, source.model, declared, _actor(actor), progress)
+        _out().print(f"Registered [bold]{version.key}[/] (hf, {version.quantization}) from {source.key}: {destination}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +15,8 @@ from rich.table import Table
 
 from modelyard.observability.request_log_store import RequestLogStore, RequestQuery
 from modelyard.observability.request_query import QueryError, build_query
+from modelyard.rollouts.dataset import example
+from modelyard.rollouts.feedback import FeedbackStore
 from modelyard.store import migrate
 from modelyard.store.database import Database, StoreUnavailable
 
@@ -101,17 +103,30 @@ def export_requests(
     since: Since = None,
     until: Until = None,
     bodies: Annotated[bool, typer.Option("--bodies", help="Include stored prompt/response bodies.")] = False,
+    feedback: Annotated[
+        bool,
+        typer.Option(
+            "--feedback",
+            help="Only rated requests, as a chat-format dataset: messages, prompt, answer, score, version "
+            "(needs their bodies kept: --request-log-bodies).",
+        ),
+    ] = False,
 ) -> None:
-    """Export matching requests as JSON Lines, for offline evaluation."""
+    """Export matching requests as JSON Lines, for offline evaluation (or, with --feedback, a rated dataset)."""
+    skipped = 0
     try:
         query = build_query(_filters(route=route, model=model, version=version, status=status, since=since,
                                      until=until, bodies=bodies), default_limit=0)  # fmt: skip
         store = _open()
+        lines: Iterator[dict[str, Any] | None] = _rated_examples(store, query) if feedback else iter(store.iter(query))
         sink = sys.stdout.buffer if str(out) == "-" else out.open("wb")
         count = 0
         try:
-            for row in store.iter(query):
-                sink.write(orjson.dumps(row) + b"\n")
+            for line in lines:
+                if line is None:
+                    skipped += 1
+                    continue
+                sink.write(orjson.dumps(line) + b"\n")
                 count += 1
         finally:
             if sink is not sys.stdout.buffer:
@@ -120,8 +135,17 @@ def export_requests(
         raise _fail(str(exc), 2) from None
     except StoreUnavailable as exc:
         raise _fail(str(exc), 3) from None
+    if skipped:
+        Console(stderr=True).print(f"skipped {skipped} rated requests whose bodies were not kept")
     if str(out) != "-":
-        Console(stderr=True).print(f"wrote {count} requests to {out}")
+        Console(stderr=True).print(f"wrote {count} {'rated examples' if feedback else 'requests'} to {out}")
+
+
+def _rated_examples(store: RequestLogStore, query: RequestQuery) -> Iterator[dict[str, Any] | None]:
+    """The dataset lines of rated requests (None for one whose bodies were not kept)."""
+    rated = FeedbackStore(store.database).rated(query.route, query.model, query.version, query.since, query.until)
+    for row, given in rated:
+        yield example(row, given)
 
 
 @requests_app.command("shadow")

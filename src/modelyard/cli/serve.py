@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 
@@ -17,7 +17,7 @@ from rich.console import Console
 from modelyard import paths
 from modelyard.cli.progress import build_progress, byte_progress
 from modelyard.engines.embedding_model import EMBEDDING_MODEL, EmbeddingModelError, ensure_embedding_model
-from modelyard.engines.llamacpp_build import BuildError, EngineBuild, ensure_engine
+from modelyard.engines.llamacpp_build import BuildError, BuildSpec, EngineBuild, ensure_engine
 from modelyard.engines.llamacpp_server import ModelFileError, check_gguf
 from modelyard.engines.llamacpp_source import LLAMA_CPP_SOURCE, SourceError
 from modelyard.observability.logs import configure_logging
@@ -25,6 +25,7 @@ from modelyard.options import Declared, SettingsError
 from modelyard.registry.bootstrap import ensure_default_registered, ensure_file_registered, ensure_known_registered
 from modelyard.registry.default_model import ModelAssemblyError, ensure_default_model
 from modelyard.registry.errors import RegistryError
+from modelyard.registry.hf_directory import HFDirectoryError, read_config
 from modelyard.registry.registration import Declared as Provenance
 from modelyard.roles.server import PortInUseError
 from modelyard.roles.settings import ServeSettings, settings_declared, shown_default
@@ -45,35 +46,46 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def prepare_engine(out: Console) -> EngineBuild:
+def prepare_engine(out: Console, spec: BuildSpec | None = None) -> EngineBuild:
+    """The one way every command gets its engine build (``make setup``, ``serve``, the image's build stage):
+    ``spec`` None is :meth:`BuildSpec.default`."""
     started = time.monotonic()
     with build_progress("Building llama.cpp", out) as progress:
-        build = ensure_engine(paths.cache_dir(), progress=progress, log=out.print)
+        build = ensure_engine(paths.cache_dir(), spec, progress=progress, log=out.print)
     out.print(f"Engine: llama.cpp {build.version} at {build.root} ({time.monotonic() - started:.1f} s)")
     return build
 
 
 def serve_command() -> Callable[..., None]:
     """The ``serve`` function Typer turns into a command, with one parameter per declared setting."""
-    declared = settings_declared()
-    parameters = [_parameter(item) for item in declared]
-    parses = {item.name: item.option.parse for item in declared if item.option.parse is not None}
+    return settings_command(ServeSettings, lambda values: run_serve(values), SERVE_HELP)  # looked up per call
 
-    def serve(**values: Any) -> None:
+
+def settings_command(
+    root: type[Any], run: Callable[[dict[str, Any]], None], doc: str, leading: Sequence[inspect.Parameter] = ()
+) -> Callable[..., None]:
+    """A command function with one option per setting declared in ``root`` (a role's composed settings); it
+    calls ``run`` with the parsed values by name. ``leading``: parameters of its own (a Typer context)."""
+    declared = settings_declared(root)
+    parameters = [*leading, *(_parameter(item) for item in declared)]
+    parses = {item.name: item.option.parse for item in declared if item.option.parse is not None}
+    flags = {item.name: item.option.flag for item in declared}
+
+    def command(**values: Any) -> None:
         for name, parse in parses.items():
             try:
                 values[name] = parse(values[name])
             except SettingsError as exc:
-                raise fail(f"{_flag(name)}: {exc}") from None
+                raise fail(f"{flags[name]}: {exc}") from None
         for name, value in values.items():
             if isinstance(value, list):
                 values[name] = tuple(value)
-        run_serve(values)
+        run(values)
 
-    serve.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    serve.__annotations__ = {p.name: p.annotation for p in parameters}
-    serve.__doc__ = SERVE_HELP
-    return serve
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__doc__ = doc
+    return command
 
 
 def register_embedding_model(store: Any, checker: Any, actor: str, progress: Any, out: Console) -> None:
@@ -95,8 +107,15 @@ def register_embedding_model(store: Any, checker: Any, actor: str, progress: Any
     ensure_known_registered(store, checker, path, model.name, model.sha256, declared, actor, progress)
 
 
-def _flag(name: str) -> str:
-    return next(item.option.flag for item in settings_declared() if item.name == name)
+def check_model_path(path: Path) -> None:
+    """A GGUF file (llama.cpp) or a Hugging Face-format directory (vLLM)."""
+    if path.is_dir():
+        try:
+            read_config(path)
+        except HFDirectoryError as exc:
+            raise ModelFileError(str(exc)) from None
+        return
+    check_gguf(path)
 
 
 def _parameter(item: Declared) -> inspect.Parameter:
@@ -131,7 +150,7 @@ def run_serve(values: dict[str, Any]) -> None:
         model_path: Path | None = settings.model.model_path
         if model_path is not None:
             model_path = model_path.expanduser().absolute()
-            check_gguf(model_path)  # before any build, so a wrong path fails in a second
+            check_model_path(model_path)  # before any build, so a wrong path fails in a second
         store, checker = open_registry()
         actor = f"modelyard-serve@{socket.gethostname()}"
         with byte_progress("sha256 of the model", out) as progress:

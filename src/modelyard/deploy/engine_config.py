@@ -1,4 +1,5 @@
-"""How a registry version becomes a ``llama-server`` command line."""
+"""How a registry version becomes an engine command line: ``llama-server`` for a GGUF, ``vllm serve`` for a
+Hugging Face-format directory."""
 
 from __future__ import annotations
 
@@ -9,10 +10,35 @@ from pathlib import Path
 from modelyard.deploy.capabilities import is_embedding_model
 from modelyard.engines.llamacpp_server import LlamaServerConfig, builtin_chat_template
 from modelyard.engines.settings import EngineSettings
+from modelyard.engines.vllm_server import VllmServerConfig
+from modelyard.engines.vllm_settings import VllmSettings
+from modelyard.registry.hf_directory import HF_FORMAT
 from modelyard.registry.records import VersionRecord
+
+LLAMA_CPP = "llama.cpp"
+VLLM = "vllm"
 
 # Base models whose GGUF has no chat template get the turn template modelyard ships for their family.
 _BUILTIN_TEMPLATES = {"gemma": "gemma"}
+
+
+def engine_kind(version: VersionRecord) -> str:
+    """The engine kind a version runs on: its artifact's format decides (vLLM reads HF directories)."""
+    return VLLM if version.format == HF_FORMAT else LLAMA_CPP
+
+
+def vllm_server_config(version: VersionRecord, settings: VllmSettings) -> VllmServerConfig:
+    template = None
+    if not version.has_chat_template:
+        family = next((f for f in _BUILTIN_TEMPLATES if version.architecture.startswith(f)), None)
+        if family is not None:
+            template = builtin_chat_template(f"{_BUILTIN_TEMPLATES[family]}-hf")
+    return VllmServerConfig(
+        model_dir=version.artifact_path,
+        served_name=version.key,
+        settings=settings,
+        chat_template_file=template,
+    )
 
 
 def llama_server_config(version: VersionRecord, settings: EngineSettings) -> LlamaServerConfig:

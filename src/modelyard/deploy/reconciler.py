@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from modelyard.deploy.engine_config import engine_log_path, llama_server_config
+from modelyard.deploy.engine_config import VLLM, engine_kind, engine_log_path, llama_server_config, vllm_server_config
 from modelyard.deploy.plan import choose_routes, serving_plan
+from modelyard.deploy.rollout_split import TrafficSplit, with_splits
 from modelyard.deploy.routes import (
     CatalogInputs,
     build_catalog,
@@ -34,7 +36,9 @@ from modelyard.deploy.settings import ControlSettings
 from modelyard.engines.llamacpp_build import EngineBuild
 from modelyard.engines.remote import RemoteUpstream, bearer_header
 from modelyard.engines.settings import EngineSettings
-from modelyard.engines.supervisor import EngineState, EngineSupervisor, LaunchRefused, RestartPolicy
+from modelyard.engines.supervisor import CommandFactory, EngineState, EngineSupervisor, LaunchRefused, RestartPolicy
+from modelyard.engines.vllm_install import VllmEnvironment
+from modelyard.engines.vllm_settings import VllmSettings
 from modelyard.observability.engine_metrics import relabel
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.registry.integrity import ArtifactIntegrityError, IntegrityChecker
@@ -62,8 +66,16 @@ class Reconciler:
         actor: str,
         control: ControlSettings | None = None,
         on_nothing_servable: Callable[[str], None] | None = None,
+        min_drain_s: float = 0.0,
+        vllm_settings: VllmSettings | None = None,
+        vllm: VllmEnvironment | None = None,
     ) -> None:
+        """``min_drain_s``: how long a retired engine keeps running at least, for requests this process does not
+        count (the workers of ``serve --workers`` send them; they stop routing to it within a second)."""
+        self._min_drain_s = min_drain_s
         self._store = store
+        self._vllm_settings = vllm_settings or VllmSettings()
+        self._vllm = vllm  # None: vLLM is not installed, and HF-format versions are refused with how to install it
         self._checker = checker
         self._build = build
         self._engine_settings = engine_settings
@@ -87,6 +99,7 @@ class Reconciler:
         self._apply_lock = asyncio.Lock()
         self.deployments = DeploymentsSpec()
         self.deployments_source = "<none>"
+        self.splits: tuple[TrafficSplit, ...] = ()  # active rollouts' traffic splits, laid over the file
         self._prices: dict[str, tuple[float, float]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -114,16 +127,20 @@ class Reconciler:
         everything = [*self.engines.values(), *self.draining.values()]
         await asyncio.gather(*(engine.stop() for engine in everything), return_exceptions=True)
 
-    async def apply_deployments(self, spec: DeploymentsSpec, source: str) -> None:
+    async def apply_deployments(self, spec: DeploymentsSpec, source: str, fresh: bool = True) -> None:
         """Serve a new deployments file: refused as a whole (:class:`DeploymentsError`) if a reference does not
-        resolve; else new engines are started and ready before the new routes reach them."""
+        resolve; else new engines are started and ready before the new routes reach them. ``fresh=False``:
+        resolve against the snapshot served now (a text another replica validated already)."""
         async with self._apply_lock:
-            try:  # a fresh read: the file may name a version registered a moment ago
-                snapshot = await asyncio.to_thread(self._store.snapshot)
-            except StoreUnavailable:
-                if self._snapshot is None:
-                    raise
-                snapshot = self._snapshot  # the database is down: resolve against what is being served
+            if not fresh and self._snapshot is not None:
+                snapshot = self._snapshot
+            else:
+                try:  # a fresh read: the file may name a version registered a moment ago
+                    snapshot = await asyncio.to_thread(self._store.snapshot)
+                except StoreUnavailable:
+                    if self._snapshot is None:
+                        raise
+                    snapshot = self._snapshot  # the database is down: resolve against what is being served
             resolve_deployments(snapshot, spec, source, strict=True)
             previous = self.deployments, self.deployments_source
             self.deployments, self.deployments_source = spec, source
@@ -131,6 +148,19 @@ class Reconciler:
                 await self._apply(snapshot, initial=False)
             except BaseException:
                 self.deployments, self.deployments_source = previous
+                raise
+
+    async def apply_splits(self, splits: tuple[TrafficSplit, ...]) -> None:
+        """Serve new rollout splits: a candidate's engines are started and ready before its share reaches them.
+        Refused as a whole (:class:`DeploymentsError`) if a split's versions do not resolve."""
+        async with self._apply_lock:
+            snapshot = self._snapshot if self._snapshot is not None else await asyncio.to_thread(self._store.snapshot)
+            resolve_deployments(snapshot, with_splits(self.deployments, splits), "rollouts", strict=True)
+            previous, self.splits = self.splits, splits
+            try:
+                await self._apply(snapshot, initial=False)
+            except BaseException:
+                self.splits = previous
                 raise
 
     def poke(self) -> None:
@@ -207,7 +237,8 @@ class Reconciler:
     async def _apply(self, snapshot: RegistrySnapshot, initial: bool) -> None:
         self._snapshot = snapshot
         plan = serving_plan(snapshot)
-        resolved = resolve_deployments(snapshot, self.deployments, self.deployments_source, strict=False)
+        effective = with_splits(self.deployments, self.splits)
+        resolved = resolve_deployments(snapshot, effective, self.deployments_source, strict=False)
         self._prices = {name: model_prices(model) for name, model in snapshot.models.items()}
         versions = {**plan.versions, **versions_of(resolved)}
         self._versions.update(versions)
@@ -232,9 +263,10 @@ class Reconciler:
                 remote_replica=self._remote_replica,
                 prices=self._prices,
                 embeddings=self._engine_settings.embeddings,
-                spec=self.deployments,
+                spec=effective,
                 resolved=resolved,
                 parallel=self._engine_settings.parallel,
+                vllm_native_tools=bool(self._vllm_settings.vllm_tool_call_parser),
             )
         )
         self._registry_routes = routes
@@ -264,42 +296,50 @@ class Reconciler:
                 del self._replicas[name]
 
     def _launch(self, version: VersionRecord, name: str) -> EngineSupervisor:
-        config = llama_server_config(version, self._engine_settings)
-        binary = self._build.binary("llama-server")
+        kind = engine_kind(version)
+        command, policy = self._vllm_command(version) if kind == VLLM else self._llama_command(version)
         log_path = engine_log_path(self._log_dir, version)
         if name != version.key:
             log_path = log_path.with_name(f"{log_path.stem}-r{instance_index(name) + 1}{log_path.suffix}")
         engine = EngineSupervisor(
             name=name,
-            command=lambda port: config.argv(binary, port),
+            command=command,
             log_path=log_path,
-            policy=self._policy,
+            policy=policy,
             on_change=self._engine_changed,
             pre_launch=partial(self._verify_artifact, version),
+            kind=kind,
         )
         self.engines[name] = engine
         self._replicas[name] = Replica(name, engine, max_concurrency=self._engine_settings.parallel)
         engine.start()
         return engine
 
+    def _llama_command(self, version: VersionRecord) -> tuple[CommandFactory, RestartPolicy]:
+        config = llama_server_config(version, self._engine_settings)
+        binary = self._build.binary("llama-server")
+        return (lambda port: config.argv(binary, port)), self._policy
+
+    def _vllm_command(self, version: VersionRecord) -> tuple[CommandFactory, RestartPolicy]:
+        """``vllm serve`` for an HF-format version; it loads for minutes, so it gets its own ready timeout."""
+        config = vllm_server_config(version, self._vllm_settings)
+        if self._vllm is not None:
+            config = dataclasses.replace(config, preload=self._vllm.preload())
+        policy = dataclasses.replace(self._policy, ready_timeout_s=self._vllm_settings.vllm_ready_timeout_s)
+        environment = self._vllm
+        return (lambda port: config.argv(environment.vllm if environment else Path("vllm"), port)), policy
+
     async def _settle(self, engines: list[EngineSupervisor]) -> None:
         """Wait until each new engine is ready or has given up (failed starts, refused artifact)."""
         await asyncio.gather(*(engine.wait_settled() for engine in engines))
 
     async def _verify_artifact(self, version: VersionRecord) -> None:
-        started = time.monotonic()
-        try:
-            result = await asyncio.to_thread(
-                self._checker.verify, version.artifact_path, version.sha256, version.size_bytes
+        if engine_kind(version) == VLLM and self._vllm is None:
+            raise LaunchRefused(
+                f"{version.key} is a Hugging Face-format version, served by vLLM, and vLLM is not installed "
+                f"({self._vllm_settings.vllm_device}): run `make setup-vllm` or `modelyard engine install vllm`"
             )
-        except ArtifactIntegrityError as exc:
-            with contextlib.suppress(StoreUnavailable):
-                await asyncio.to_thread(
-                    self._store.record_integrity_failure, version.model, version.number, str(exc), self._actor
-                )
-            raise LaunchRefused(f"{version.key} failed its integrity check: {exc}") from exc
-        if not result.from_cache:
-            log.info("verified %s sha256 in %.1f s", version.key, time.monotonic() - started)
+        await verify_artifact(self._store, self._checker, version, self._actor)
 
     def _retire(self, key: str) -> None:
         engine = self.engines.pop(key)
@@ -311,6 +351,8 @@ class Reconciler:
 
     async def _drain(self, key: str, engine: EngineSupervisor) -> None:
         deadline = time.monotonic() + self._drain_timeout_s
+        if self._min_drain_s:
+            await asyncio.sleep(min(self._min_drain_s, self._drain_timeout_s))
         # Polled rather than signalled: the counter lives on the hot path, which should not pay for a wake-up.
         while engine.active_requests > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
@@ -331,12 +373,27 @@ class Reconciler:
 
     def _engine_changed(self, engine: EngineSupervisor) -> None:
         model, version = _labels(engine.name)
-        self._metrics.engine_state_changed(engine.name, model, version, engine.ready, engine.restarts)
+        cold_start = (engine.kind, engine.cold_start_s) if engine.ready and engine.cold_start_s is not None else None
+        self._metrics.engine_state_changed(engine.name, model, version, engine.ready, engine.restarts, cold_start)
         if engine.state != EngineState.FAILED or self._on_nothing_servable is None:
             return
         serving = self.catalog.upstreams()
         if engine in serving and all(getattr(u, "state", None) == EngineState.FAILED for u in serving):
             self._on_nothing_servable(engine.failure or f"engine {engine.name} failed")
+
+
+async def verify_artifact(store: RegistryStore, checker: IntegrityChecker, version: VersionRecord, actor: str) -> None:
+    """Before an engine loads a version: its artifact's sha256 must be the registered one. A mismatch is recorded
+    in the registry (the version is marked, the audit log has it) and refuses the launch."""
+    started = time.monotonic()
+    try:
+        result = await asyncio.to_thread(checker.verify, version.artifact_path, version.sha256, version.size_bytes)
+    except ArtifactIntegrityError as exc:
+        with contextlib.suppress(StoreUnavailable):
+            await asyncio.to_thread(store.record_integrity_failure, version.model, version.number, str(exc), actor)
+        raise LaunchRefused(f"{version.key} failed its integrity check: {exc}") from exc
+    if not result.from_cache:
+        log.info("verified %s sha256 in %.1f s", version.key, time.monotonic() - started)
 
 
 def _labels(instance: str) -> tuple[str, str]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass
 
-from modelyard.deploy.capabilities import is_embedding_model, llama_cpp, remote, template_knows_tools
+from modelyard.deploy.capabilities import is_embedding_model, llama_cpp, remote, template_knows_tools, vllm
 from modelyard.deploy.plan import ServingPlan
 from modelyard.registry.errors import InvalidRequest
+from modelyard.registry.hf_directory import HF_FORMAT
 from modelyard.registry.records import RegistrySnapshot, VersionRecord
 from modelyard.registry.references import PRODUCTION, parse_ref
 from modelyard.routing.breaker import BreakerPolicy
@@ -144,6 +145,7 @@ class CatalogInputs:
     spec: DeploymentsSpec
     resolved: Mapping[str, list[ResolvedTarget]]
     parallel: int = 8  # the engines' slots: llama.cpp's most choices (n) in one call
+    vllm_native_tools: bool = False  # vLLM engines run with a --tool-call-parser
 
 
 def build_catalog(inputs: CatalogInputs) -> ModelCatalog:
@@ -168,7 +170,11 @@ def _served_version(inputs: CatalogInputs, version: VersionRecord) -> ServedMode
         embeddings=inputs.embeddings or encoder,
         price_input_per_1k=price_in,
         price_output_per_1k=price_out,
-        capabilities=llama_cpp(inputs.parallel, template_knows_tools(version)),
+        capabilities=(
+            vllm(inputs.vllm_native_tools)
+            if version.format == HF_FORMAT
+            else llama_cpp(inputs.parallel, template_knows_tools(version))
+        ),
         generates=not encoder,
     )
 

@@ -46,6 +46,26 @@ CMAKE_FLAGS = (
     *((f"-DCMAKE_C_FLAGS={_NO_AMX}", f"-DCMAKE_CXX_FLAGS={_NO_AMX}") if _X86 else ()),
 )
 
+# One build for any x86-64 CPU (what a container image ships): ggml's CPU backend is compiled once per instruction
+# set level (x64, SSE4.2, AVX, AVX2, AVX-512, ...) as shared modules next to the binaries, and loaded at start for
+# the CPU it finds (GGML_BACKEND_DL needs shared libraries; $ORIGIN lets the copied binaries find them).
+ALL_VARIANTS_FLAGS = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=ON",
+    "-DGGML_NATIVE=OFF",
+    "-DGGML_BACKEND_DL=ON",
+    "-DGGML_CPU_ALL_VARIANTS=ON",
+    "-DCMAKE_BUILD_RPATH_USE_ORIGIN=ON",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+)
+# `make setup` builds for this machine; the container image sets this to "all-variants" in both of its stages, so
+# the build stage and the runtime agree on which build to use.
+BUILD_KIND_ENV = "MODELYARD_ENGINE_BUILD"
+
 MANIFEST = "build.json"
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -75,20 +95,35 @@ class BuildSpec:
     tools: tuple[str, ...] = TOOLS
     jobs: int = field(default_factory=lambda: os.cpu_count() or 2)
 
+    @classmethod
+    def all_variants(cls) -> BuildSpec:
+        """The portable build: every CPU backend variant, loaded at run time for the CPU found."""
+        return cls(flags=ALL_VARIANTS_FLAGS)
+
+    @classmethod
+    def default(cls) -> BuildSpec:
+        """This machine's build, or the portable one where ``MODELYARD_ENGINE_BUILD=all-variants`` (the image)."""
+        kind = os.environ.get(BUILD_KIND_ENV, "native")
+        if kind not in ("native", "all-variants"):
+            raise BuildError(f"{BUILD_KIND_ENV} must be native or all-variants, not {kind!r}")
+        return cls.all_variants() if kind == "all-variants" else cls()
+
+    @property
+    def portable(self) -> bool:
+        return "-DGGML_CPU_ALL_VARIANTS=ON" in self.flags
+
     def key(self) -> str:
-        """Everything that changes the produced machine code is part of the key."""
+        """Everything that changes the produced machine code is part of the key. A portable build does not depend
+        on this CPU, and is found again where no compiler is installed (the image's runtime stage); its compiler
+        is recorded in the manifest instead."""
+        identity = {} if self.portable else {"compiler": _compiler_identity(), "cpu": _cpu_identity()}
         material = json.dumps(
-            {
-                "version": self.pin.version,
-                "sha256": self.pin.sha256,
-                "flags": self.flags,
-                "tools": self.tools,
-                "compiler": _compiler_identity(),
-                "cpu": _cpu_identity(),
-            },
+            {"version": self.pin.version, "sha256": self.pin.sha256, "flags": self.flags, "tools": self.tools}
+            | identity,
             sort_keys=True,
         )
-        return f"llama.cpp-{self.pin.version}-{hashlib.sha256(material.encode()).hexdigest()[:12]}"
+        kind = "-all-variants" if self.portable else ""
+        return f"llama.cpp-{self.pin.version}{kind}-{hashlib.sha256(material.encode()).hexdigest()[:12]}"
 
 
 def _compiler_identity() -> str:
@@ -119,9 +154,13 @@ def load_cached(root: Path, spec: BuildSpec) -> EngineBuild | None:
     recorded = manifest.get("binaries", {})
     if set(recorded) != set(spec.tools):
         return None
-    for tool, digest in recorded.items():
-        path = root / "bin" / tool
-        if not path.is_file() or not os.access(path, os.X_OK) or file_sha256(path) != digest:
+    libraries = manifest.get("libraries", {})
+    if spec.portable and not any(name.startswith("libggml-cpu") for name in libraries):
+        return None
+    for name, digest in {**recorded, **libraries}.items():
+        path = root / "bin" / name
+        executable = name in recorded
+        if not path.is_file() or (executable and not os.access(path, os.X_OK)) or file_sha256(path) != digest:
             return None
     return EngineBuild(root=root, version=manifest["version"], key=manifest["key"])
 
@@ -133,7 +172,7 @@ def ensure_engine(
     log: Callable[[str], None] = print,
 ) -> EngineBuild:
     """Return a verified build, compiling it first if no valid cached one exists."""
-    spec = spec or BuildSpec()
+    spec = spec or BuildSpec.default()
     engines_dir = cache_root / "engines"
     engines_dir.mkdir(parents=True, exist_ok=True)
     final = engines_dir / spec.key()
@@ -188,12 +227,18 @@ def _check_toolchain() -> None:
         )
 
 
+def configure(source: Path, build_dir: Path, spec: BuildSpec) -> None:
+    """CMake's configure step of ``spec`` (the first half of a build; the tests run it alone for the portable
+    flags, whose full build is the image's business)."""
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    command = ["cmake", "-S", str(source), "-B", str(build_dir), *generator, *spec.flags]
+    _run_logged(command, build_dir.parent / "configure.log", "configure llama.cpp")
+
+
 def _compile(
     source: Path, build_dir: Path, spec: BuildSpec, progress: ProgressCallback | None, log: Callable[[str], None]
 ) -> None:
-    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    configure = ["cmake", "-S", str(source), "-B", str(build_dir), *generator, *spec.flags]
-    _run_logged(configure, build_dir.parent / "configure.log", "configure llama.cpp")
+    configure(source, build_dir, spec)
     build = ["cmake", "--build", str(build_dir), "-j", str(spec.jobs), "--target", *spec.tools]
     log(f"Compiling llama.cpp {spec.pin.version} ({', '.join(spec.tools)}) with {spec.jobs} jobs ...")
     started = time.monotonic()
@@ -234,6 +279,11 @@ def _install(build_dir: Path, staging: Path, spec: BuildSpec) -> None:
             raise BuildError(f"The build finished but produced no {tool} at {built}")
         shutil.copy2(built, bin_dir / tool)
         digests[tool] = file_sha256(bin_dir / tool)
+    libraries = {}
+    if spec.portable:  # libllama, libggml, libggml-base and every libggml-cpu-<variant>, beside the binaries
+        for library in sorted((build_dir / "bin").glob("lib*.so*")):
+            shutil.copy2(library, bin_dir / library.name, follow_symlinks=True)
+            libraries[library.name] = file_sha256(bin_dir / library.name)
     smoke = subprocess.run([str(bin_dir / "llama-server"), "--version"], capture_output=True, text=True, check=False)
     if smoke.returncode != 0:
         raise BuildError(f"The freshly built llama-server does not run: {smoke.stderr.strip()[-1000:]}")
@@ -242,6 +292,8 @@ def _install(build_dir: Path, staging: Path, spec: BuildSpec) -> None:
         "version": spec.pin.version,
         "flags": list(spec.flags),
         "binaries": digests,
+        "libraries": libraries,
+        "compiler": _compiler_identity(),
         "llama_server_version": (smoke.stdout + smoke.stderr).strip().splitlines()[-1:],
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

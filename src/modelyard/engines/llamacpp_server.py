@@ -49,6 +49,7 @@ class LlamaServerConfig:
     batch_size: int = 512
     embeddings: bool = False
     extra_args: tuple[str, ...] = ()
+    host: str = "127.0.0.1"  # loopback behind ``modelyard serve``; the Pod's interface for ``modelyard engine``
 
     def argv(self, binary: Path, port: int) -> list[str]:
         args = [
@@ -58,7 +59,7 @@ class LlamaServerConfig:
             "--alias",
             self.alias,
             "--host",
-            "127.0.0.1",
+            self.host,
             "--port",
             str(port),
             "--ctx-size",

@@ -77,8 +77,15 @@ class EngineSupervisor:
         policy: RestartPolicy | None = None,
         on_change: Callable[[EngineSupervisor], None] | None = None,
         pre_launch: Callable[[], Awaitable[None]] | None = None,
+        port: int | None = None,
+        kind: str = "llama.cpp",
     ) -> None:
+        """``port``: where the engine listens (``modelyard engine``: the Pod's port); None picks a free loopback
+        port at every launch (engines behind ``modelyard serve``)."""
         self.name = name
+        self._port = port
+        self.kind = kind  # the engine kind, for /ready and metrics
+        self.cold_start_s: float | None = None  # launch → first healthy answer, of the latest start
         self._command = command
         self._pre_launch = pre_launch
         self.failure: str | None = None  # why the engine is FAILED, for errors and /ready
@@ -136,7 +143,9 @@ class EngineSupervisor:
     def describe(self) -> dict[str, object]:
         return {
             "name": self.name,
+            "kind": self.kind,
             "state": self.state.value,
+            "cold_start_s": self.cold_start_s,
             "ready": self.ready,
             "pid": self.pid,
             "restarts": self.restarts,
@@ -210,8 +219,9 @@ class EngineSupervisor:
             await asyncio.sleep(delay)
 
     async def _launch_and_wait_ready(self) -> bool:
-        port = free_loopback_port()
+        port = self._port or free_loopback_port()
         argv = self._command(port)
+        launched_at = time.monotonic()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as sink:
             sink.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} launching: {' '.join(argv)}\n".encode())
@@ -235,7 +245,8 @@ class EngineSupervisor:
                 log.error("engine %s exited during start (code %s)", self.name, self.last_exit_code)
                 return False
             if await self._healthy():
-                log.info("engine %s ready at %s", self.name, self.base_url)
+                self.cold_start_s = round(time.monotonic() - launched_at, 3)
+                log.info("engine %s ready at %s after %.1f s", self.name, self.base_url, self.cold_start_s)
                 return True
             await asyncio.sleep(0.1)
         log.error("engine %s not ready after %.0f s", self.name, self.policy.ready_timeout_s)

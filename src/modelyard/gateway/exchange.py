@@ -69,6 +69,7 @@ class Exchange:
             endpoint=endpoint,
             received=time.perf_counter(),
             received_at=time.time(),
+            key_id=request.caller.id if request.caller is not None else "",
         )
         exchange = cls(record, request_id, request.caller)
         exchange.priority_asked = priority

@@ -31,6 +31,7 @@ from modelyard.gateway.upstream_call import AttemptFailed, OpenCall, UpstreamCal
 from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.routing.decide import RouteDecision
 from modelyard.routing.model import Replica, Route, RouteTarget
+from modelyard.routing.prefix import prompt_blocks
 from modelyard.security.guardrails.filters import OutputGuard
 from modelyard.security.layer import Admission
 
@@ -52,6 +53,7 @@ class Call:
     bodies: dict[str | None, bytes] | None = None  # encoded payload per upstream model name, made on first need
     adapter: Adapter | None = None  # tools, formats, logprobs, n, echo: rewritten per engine kind (adapt.py)
     n: int | None = None  # choices asked of the engine in this call (a part of a fan-out), else as the client said
+    blocks: tuple[int, ...] | None = None  # the prompt's prefix block names, made on first need (prefix_cache)
 
     @classmethod
     def prepare(
@@ -103,6 +105,12 @@ class Call:
                 payload = self.adapter.payload_for(payload, caps, self.n)
             body = self.bodies[key] = orjson.dumps(payload)
         return body
+
+    def prefix_blocks(self) -> tuple[int, ...]:
+        """The prompt's prefix block names for ``prefix_cache`` balancing, computed once per request."""
+        if self.blocks is None:
+            self.blocks = prompt_blocks(self.payload)
+        return self.blocks
 
     def shaper_for(self, target: RouteTarget, on_invalid: Invalid) -> AnswerShaper | None:
         if self.adapter is None:
@@ -202,7 +210,9 @@ class Forwarder:
         for target_index in call.order:
             target = route.targets[target_index]
             while exchange.record.attempts < state.budget and time.monotonic() < deadline:
-                replica = self._upstreams.pick(target, route.policy.balancing, tried, call.affinity_key)
+                balancing = route.policy.balancing
+                blocks = call.prefix_blocks() if balancing == "prefix_cache" and len(target.replicas) > 1 else None
+                replica = self._upstreams.pick(target, balancing, tried, call.affinity_key, blocks)
                 if replica is None:
                     break
                 tried.add(id(replica))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import orjson
 
@@ -22,6 +23,7 @@ from modelyard.observability.routing_metrics import RoutingMetrics
 from modelyard.routing.balancing import ReplicaView, pick_replica, updated_ewma
 from modelyard.routing.breaker import CLOSED, BreakerPolicy, after_failure, after_success
 from modelyard.routing.model import Replica, RouteTarget
+from modelyard.routing.prefix import PrefixIndex
 
 
 class AttemptFailed(Exception):
@@ -75,9 +77,16 @@ class UpstreamCaller:
         self._routing = routing
 
     def pick(
-        self, target: RouteTarget, balancing: str, tried: set[int] | None = None, affinity_key: str | None = None
+        self,
+        target: RouteTarget,
+        balancing: str,
+        tried: set[int] | None = None,
+        affinity_key: str | None = None,
+        blocks: Sequence[int] | None = None,
     ) -> Replica | None:
-        """A usable replica of ``target`` not in ``tried`` (ids), by the route's balancing policy."""
+        """A usable replica of ``target`` not in ``tried`` (ids), by the route's balancing policy. ``blocks``: the
+        prompt's prefix block names, for ``prefix_cache`` balancing (``routing/prefix.py``); the chosen replica is
+        then remembered as holding them."""
         replicas = target.replicas
         if len(replicas) == 1:  # the common case (one engine per version): nothing to balance
             only = replicas[0]
@@ -90,8 +99,17 @@ class UpstreamCaller:
         ]
         state = target.state
         state.turn += 1
-        index = pick_replica(balancing, views, state.turn, affinity_key)
-        return None if index is None else replicas[index]
+        if blocks is None:
+            index = pick_replica(balancing, views, state.turn, affinity_key)
+            return None if index is None else replicas[index]
+        prefixes = state.prefixes
+        if prefixes is None:
+            prefixes = state.prefixes = PrefixIndex()
+        index = pick_replica(balancing, views, state.turn, depths=prefixes.depths(blocks, len(replicas)))
+        if index is None:
+            return None
+        prefixes.record(blocks, index)
+        return replicas[index]
 
     async def open(
         self,

@@ -59,6 +59,7 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self._restarts_seen: dict[str, int] = {}
+        self._kinds: dict[str, str] = {}  # engine → its kind, for removing its cold-start series
         self._series: dict[LabelKey, _RequestSeries] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -153,6 +154,13 @@ class GatewayMetrics:
             ("engine", "model", "version"),
             registry=r,
         )
+        self.engine_cold_start = Gauge(
+            "modelyard_engine_cold_start_seconds",
+            "Seconds from launching the engine process to its first healthy answer, of its latest start; "
+            "kind = llama.cpp | vllm.",
+            ("engine", "model", "version", "kind"),
+            registry=r,
+        )
 
     @staticmethod
     def _fast_counter(
@@ -217,8 +225,20 @@ class GatewayMetrics:
             error = self.errors.labels(*key, status_class, record.error_type or "unknown")
         return self.requests.labels(*key, status_class), error
 
-    def engine_state_changed(self, engine: str, model: str, version: str, ready: bool, restarts: int) -> None:
+    def engine_state_changed(
+        self,
+        engine: str,
+        model: str,
+        version: str,
+        ready: bool,
+        restarts: int,
+        cold_start: tuple[str, float] | None = None,
+    ) -> None:
+        """``cold_start`` is (engine kind, seconds) once the engine has become ready."""
         self.engine_up.labels(engine, model, version).set(1 if ready else 0)
+        if cold_start is not None:
+            self.engine_cold_start.labels(engine, model, version, cold_start[0]).set(cold_start[1])
+            self._kinds[engine] = cold_start[0]
         counter = self.engine_restarts.labels(engine, model, version)  # exists from 0, so increase() sees the first
         missing = restarts - self._restarts_seen.get(engine, 0)
         if missing > 0:
@@ -231,6 +251,10 @@ class GatewayMetrics:
             with contextlib.suppress(KeyError):
                 metric.remove(engine, model, version)
         self._restarts_seen.pop(engine, None)
+        kind = self._kinds.pop(engine, None)
+        if kind is not None:
+            with contextlib.suppress(KeyError):
+                self.engine_cold_start.remove(engine, model, version, kind)
 
     def watch_engine_load(self, active_requests: Callable[[], Iterable[tuple[str, str, str, int]]]) -> None:
         """Per-engine in-flight requests, read at scrape time (the hot path only bumps a plain int)."""

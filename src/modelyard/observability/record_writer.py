@@ -21,6 +21,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -35,10 +36,12 @@ from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.request_row import RowBuilder
 from modelyard.store.database import Database, StoreUnavailable
+from modelyard.store.leases import Leases
 
 log = logging.getLogger("modelyard.request_log")
 
 READ_BYTES = 1 << 20  # many frames per read: the gateway writes a whole flush at once
+RETENTION_LEASE = "request-log-retention"
 DATABASE_URL_ENV = "MODELYARD_RECORD_WRITER_DATABASE_URL"  # passed in the environment: never in argv (ps)
 
 
@@ -64,6 +67,7 @@ class RecordWriter:
         self._codec = BatchCodec()
         self._formatter = RequestLineFormatter(config.log_format) if config.lines else None
         self._next_retention = time.monotonic()
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:writer"
         self._rows = RowBuilder(timestamp_as_text=store is None or store.database.is_sqlite)
         self._waiting_rows: list[tuple[Any, ...]] = []
         self._waiting_seqs: list[tuple[int, int]] = []  # (batch, its row count), in order
@@ -166,9 +170,15 @@ class RecordWriter:
             self._acks.flush()
 
     def _apply_retention(self) -> None:
+        """One retention pass, on one gateway process at a time: every gateway's writer tries every
+        ``retention_check_s``, and only the holder of the retention lease purges (its lease outlives two
+        passes, so it keeps it by passing; if its gateway dies, another writer takes the lease at a later pass)."""
         assert self._store is not None
         now = datetime.now(UTC)
         try:
+            leases = Leases(self._store.database)
+            if not leases.acquire(RETENTION_LEASE, self._holder, ttl_s=2 * self._config.retention_check_s):
+                return
             removed, blanked = self._store.purge(
                 now - timedelta(days=self._config.retention_days),
                 now - timedelta(days=self._config.body_retention_days),

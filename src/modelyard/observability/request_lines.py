@@ -21,7 +21,7 @@ from modelyard.observability.request_record import RequestRecord
 from modelyard.observability.request_row import COLUMNS, DURATION_MS, SHADOW_OF
 
 LOGGER = "modelyard.requests"
-_NOT_IN_LINE = frozenset(("received_at", "request_body", "response_body"))
+_NOT_IN_LINE = frozenset(("received_at", "request_body", "response_body", "key_id"))
 _SHADOW = ("shadow_of", "outputs_match", "similarity")
 _FIELDS = tuple((name, i) for i, name in enumerate(COLUMNS) if name not in _NOT_IN_LINE and name not in _SHADOW)
 _SHADOW_FIELDS = tuple((name, i) for i, name in enumerate(COLUMNS) if name in _SHADOW)
@@ -78,7 +78,7 @@ class RequestLineFormatter:
         wall = record.received_at + record.duration_s
         message = f"{record.endpoint} {record.route} {record.status} in {duration_ms:.1f} ms"
         if self._json:
-            shadow = () if row[SHADOW_OF] is None else row[-3:]
+            shadow = () if row[SHADOW_OF] is None else row[SHADOW_OF : SHADOW_OF + 3]
             line = JsonLine(self._stamp(wall), "info", LOGGER, message, *row[0:2], *row[3:19], *shadow)
             self._encoder.encode_into(line, buffer, -1)
             buffer += b"\n"

@@ -78,6 +78,17 @@ class RequestLogStore:
             if len(rows) < size:
                 return
 
+    def find(self, request_id: str) -> list[dict[str, Any]]:
+        """One request's rows, bodies included (as stored, redacted): the client's request, then its shadow copies.
+        Scans by request id (no index: this is the console's detail view, not a per-request path)."""
+        with self.database.transaction() as session:
+            statement = select(RequestLogRow).where(
+                (RequestLogRow.request_id == request_id) | (RequestLogRow.shadow_of == request_id)
+            )
+            rows = session.scalars(statement.order_by(RequestLogRow.id)).all()
+        found = [_as_dict(row, True) for row in rows]
+        return sorted(found, key=lambda row: row["shadow_of"] is not None)
+
     def shadow_pairs(self, query: RequestQuery) -> list[dict[str, Any]]:
         """Shadow copies with their primaries, side by side (newest first)."""
         shadows = self.query(replace(query, shadow=True))

@@ -42,6 +42,7 @@ class RequestRecord(msgspec.Struct, array_like=True, gc=False):
     shadow_of: str | None = None  # a shadow copy's primary request id
     outputs_match: bool | None = None  # shadow copies: whether the answer equals the primary's
     similarity: float | None = None  # shadow copies: 0..1 text similarity to the primary's answer
+    key_id: str = ""  # the caller's API key ("" when auth is off): only it may give feedback on the answer
 
     @property
     def duration_s(self) -> float:

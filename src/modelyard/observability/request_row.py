@@ -61,6 +61,7 @@ class RowBuilder:
             r.shadow_of,
             r.outputs_match,
             r.similarity,
+            r.key_id or None,
         )
 
     def _timestamp(self, epoch: float) -> str | datetime:

@@ -142,6 +142,8 @@ class EventRecord:
             if self.detail.get("forced"):
                 failed = ", ".join(g.get("gate", "?") for g in self.detail.get("failed_gates", []))
                 text += f" (FORCED past failed gates: {failed})"
+                if self.detail.get("reason"):
+                    text += f"; reason: {self.detail['reason']}"
             elif self.detail.get("gates"):
                 text += f" (passed {len(self.detail['gates'])} gate(s))"
             return text

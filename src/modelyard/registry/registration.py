@@ -1,6 +1,7 @@
-"""Turn a file on disk into a registry version: read its GGUF header, hash it, record what a person declares.
+"""Turn an artifact on disk into a registry version: a GGUF file (its header) or a Hugging Face-format directory
+(its ``config.json`` and safetensors headers), hashed, plus what a person declares.
 
-The header is read before the (slow) hash so that a file that is not a GGUF is refused in milliseconds.
+The header or config is read before the (slow) hash so that something that is neither is refused in milliseconds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from modelyard.hashing import BytesProgress, file_sha256
 from modelyard.registry.errors import InvalidRequest
 from modelyard.registry.gguf_header import GGUFHeaderError, read_gguf_header
+from modelyard.registry.hf_directory import HF_FORMAT, HFDirectoryError, describe_directory
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.records import VersionRecord
 from modelyard.registry.references import ModelRef
@@ -34,12 +36,19 @@ class Declared:
 
 
 def describe_artifact(path: Path, model: str, progress: BytesProgress | None = None) -> NewVersion:
-    """Measure a GGUF: header facts, size and sha256. Declared provenance is added by the caller."""
+    """Measure a GGUF (header facts, size, sha256) or an HF directory (config facts, total size, content digest).
+    Declared provenance is added by the caller."""
     path = path.expanduser().absolute()
     if not path.exists():
         raise InvalidRequest(f"No file at {path}.", param="path")
+    if path.is_dir():
+        try:
+            facts = describe_directory(path, progress)
+        except HFDirectoryError as exc:
+            raise InvalidRequest(str(exc), param="path") from None
+        return NewVersion(model=model, artifact_path=path, format=HF_FORMAT, **facts)
     if not path.is_file():
-        raise InvalidRequest(f"{path} is not a regular file.", param="path")
+        raise InvalidRequest(f"{path} is not a regular file or a model directory.", param="path")
     try:
         header = read_gguf_header(path)
     except GGUFHeaderError as exc:

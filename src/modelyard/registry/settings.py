@@ -13,8 +13,8 @@ class ModelSettings(Section):
     model_path: Path | None = option(
         None,
         flag="--model",
-        help="A local GGUF to register (if new) and serve instead of the default model; checked for the GGUF magic "
-        "before anything starts.",
+        help="A local GGUF (served by llama.cpp) or Hugging Face-format directory (served by vLLM) to register (if "
+        "new) and serve instead of the default model; checked before anything starts.",
     )
     model_name: str | None = option(
         None,

@@ -229,11 +229,13 @@ class RegistryStore:
         actor: str,
         expected: int | None = None,
         force: bool = False,
+        reason: str = "",
     ) -> AliasMove:
         """Point ``alias`` at a version. ``expected`` makes it a compare-and-set: refuse if the alias moved since.
 
         A gated alias (``production`` once the model declares gates) only moves when the target version's stored
-        evidence passes every gate; ``force`` overrides and the event records ``forced: true`` with the failed gates.
+        evidence passes every gate; ``force`` overrides and the event records ``forced: true`` with the failed gates
+        (and ``reason``, the operator's stated why, when given).
         """
         check_alias_name(alias)
         with self.database.transaction() as session:
@@ -253,6 +255,8 @@ class RegistryStore:
             detail = self._check_promotion(
                 session, model.id, model.name, alias, (version.id, version.number), current_pair, force
             )
+            if detail.get("forced") and reason:
+                detail = {**detail, "reason": reason}
             return _set_alias(session, model, alias, version, actor, utcnow(), detail=detail)
 
     def rollback(self, name: str, alias: str, actor: str) -> AliasMove:

@@ -4,16 +4,20 @@ APIs, run until told to stop."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 
 from modelyard import paths
 from modelyard.api.registry_admin import RegistryAdmin
+from modelyard.api.rollouts_admin import RolloutsAdmin
 from modelyard.audit.log import AuditLog
 from modelyard.deploy.control import EngineControl
 from modelyard.deploy.deployments import DeploymentsManager
+from modelyard.deploy.deployments_table import DeploymentsTable
 from modelyard.deploy.reconciler import Reconciler
 from modelyard.engines.llamacpp_build import EngineBuild
 from modelyard.engines.supervisor import RestartPolicy
+from modelyard.engines.vllm_install import installed as installed_vllm
 from modelyard.observability.metrics import GatewayMetrics
 from modelyard.observability.request_log_store import RequestLogStore
 from modelyard.observability.routing_metrics import RoutingMetrics
@@ -22,6 +26,7 @@ from modelyard.registry.store import RegistryStore
 from modelyard.roles.runtime import Runtime, StoredState
 from modelyard.roles.server import GatewayServer, bind_listener, serve_app
 from modelyard.roles.settings import ServeSettings
+from modelyard.rollouts.service import RolloutService
 from modelyard.security.layer import SecurityLayer
 from modelyard.store.database import describe_url
 
@@ -29,6 +34,10 @@ log = logging.getLogger("modelyard")
 
 
 def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStore, checker: IntegrityChecker) -> int:
+    if settings.server.worker_count > 1:
+        from modelyard.roles.workers import run_workers
+
+        return run_workers(settings, build, store, checker)
     server_settings, engine = settings.server, settings.engine
     listener = bind_listener(server_settings.host, server_settings.port)
     server_box: list[GatewayServer] = []
@@ -45,6 +54,8 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         actor=f"gateway@{socket.gethostname()}:{server_settings.port}",
         control=settings.control,
         on_nothing_servable=lambda reason: server_box[0].fail(f"nothing can be served: {reason}"),
+        vllm_settings=settings.vllm,
+        vllm=installed_vllm(paths.cache_dir(), settings.vllm.vllm_device),
     )
     deployments = DeploymentsManager(
         reconciler,
@@ -52,10 +63,15 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         settings.control.deployments_path,
         paths.data_dir() / "deployments.yaml",
         audit=AuditLog(store.database),
+        table=DeploymentsTable(store.database),
+        table_poll_s=settings.control.deployments_poll_s,
     )
-    deployments.load_initial()
+    deployments.load_initial(actor=f"start-up of gateway@{socket.gethostname()}")
     security = SecurityLayer(store.database, settings.security, metrics.registry, engine.slot_context)
     registry_admin = RegistryAdmin(store, checker, reconciler, RequestLogStore(store.database), deployments)
+    holder = f"{socket.gethostname()}:{os.getpid()}:{server_settings.port}"
+    rollouts = RolloutService(store.database, store, reconciler, holder, metrics.registry)
+    rollouts_admin = RolloutsAdmin(rollouts.store, store, rollouts.controller)
     runtime = Runtime(
         EngineControl(reconciler, deployments),
         metrics,
@@ -64,8 +80,10 @@ def run_gateway(settings: ServeSettings, build: EngineBuild, store: RegistryStor
         settings.observability,
         request_log=store.database.url,
         security=security,
-        admin=[registry_admin],
-        state=StoredState(store.database, settings.responses, settings.batches),
+        admin=[registry_admin, rollouts_admin],
+        state=StoredState(store.database, settings.responses, settings.batches, settings.rollouts),
+        rollouts=rollouts,
+        console=settings.console,
     )
     server = serve_app(runtime.app, server_settings, settings.observability.log_level)
     server_box.append(server)

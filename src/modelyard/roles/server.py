@@ -63,17 +63,27 @@ class PortInUseError(OSError):
     pass
 
 
-def bind_listener(host: str, port: int, backlog: int = 4096) -> socket.socket:
-    """Bind before starting anything else, so a taken port is a clear error and not a half-started server."""
+def bind_listener(
+    host: str, port: int, backlog: int = 4096, reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
+    """Bind before starting anything else, so a taken port is a clear error and not a half-started server.
+
+    ``reuse_port``: ``SO_REUSEPORT``, so the workers of ``serve --workers`` each listen on the same port and the
+    kernel spreads new connections over them; ``listen=False`` only reserves the port (the control process
+    holds it so that no other program takes it while workers restart; a socket that does not listen gets no
+    connections)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise PortInUseError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(backlog)
+    if listen:
+        sock.listen(backlog)
     return sock  # not inheritable: engines launched later must not hold the gateway's port open
 
 

@@ -6,6 +6,8 @@
   but busy is not buried under every request).
 - ``session_affinity``: the same conversation (or user, or header value) always reaches the same replica while it
   is usable, so the engine's prompt cache is reused; without a key it behaves like ``least_outstanding``.
+- ``prefix_cache``: the replica that was sent the longest prefix of this prompt (so probably still caches it),
+  within a bounded load; else ``least_outstanding`` (``prefix.py``).
 
 Only usable replicas are candidates (ready, not ejected, not already tried by this request).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from modelyard.routing.prefix import pick_by_prefix
 from modelyard.routing.weights import rendezvous_choice
 
 EWMA_ALPHA = 0.3  # weight of the newest sample in the latency average
@@ -30,14 +33,21 @@ class ReplicaView:
 
 
 def pick_replica(
-    policy: str, replicas: Sequence[ReplicaView], turn: int, affinity_key: str | None = None
+    policy: str,
+    replicas: Sequence[ReplicaView],
+    turn: int,
+    affinity_key: str | None = None,
+    depths: Sequence[int] | None = None,
 ) -> int | None:
-    """Index of the chosen replica, or None when none is usable. ``turn`` is a per-target counter."""
+    """Index of the chosen replica, or None when none is usable. ``turn`` is a per-target counter; ``depths``
+    (for ``prefix_cache``): per replica, how many leading blocks of the prompt it was sent before."""
     candidates = [i for i, r in enumerate(replicas) if r.usable]
     if not candidates:
         return None
     if len(candidates) == 1:
         return candidates[0]
+    if policy == "prefix_cache" and depths is not None:
+        return pick_by_prefix(candidates, [r.outstanding for r in replicas], depths, turn)[0]
     if policy == "round_robin":
         return candidates[turn % len(candidates)]
     if policy == "session_affinity" and affinity_key:

@@ -22,7 +22,7 @@ import yaml
 from modelyard.registry.errors import InvalidRequest
 from modelyard.registry.references import parse_ref
 
-Balancing = Literal["least_outstanding", "round_robin", "latency_ewma", "session_affinity"]
+Balancing = Literal["least_outstanding", "round_robin", "latency_ewma", "session_affinity", "prefix_cache"]
 _KEY_SOURCE = re.compile(r"^(user|conversation|header:[A-Za-z0-9-]{1,64})$")
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/@:-]{0,255}$")
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -44,7 +44,7 @@ class TargetSpec(_Spec, frozen=True):
     replicas: int = msgspec.field(default=1)
     weight: float = 1.0
     region: str | None = None
-    engine: Literal["openai-compatible", "llama.cpp"] = "openai-compatible"  # a remote target's engine kind
+    engine: Literal["openai-compatible", "llama.cpp", "vllm"] = "openai-compatible"  # a remote target's engine kind
     slots: int = msgspec.field(default=1)  # a remote llama.cpp's --parallel: the most choices (n) per call
     max_concurrency: int = 0  # a remote URL's requests at once; more wait in the gateway (fair queue); 0: no limit
 

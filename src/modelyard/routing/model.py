@@ -18,6 +18,7 @@ from typing import Protocol
 from modelyard.routing.breaker import CLOSED, BreakerPolicy, BreakerState
 from modelyard.routing.capabilities import OPENAI_COMPATIBLE, EngineCapabilities
 from modelyard.routing.complexity import ComplexityScorer
+from modelyard.routing.prefix import PrefixIndex
 
 
 class Upstream(Protocol):
@@ -115,12 +116,14 @@ class Replica:
 
 
 class TargetState:
-    """Per-target counter for round-robin and tie rotation (one int; races only skew the rotation)."""
+    """Per-target balancing state: the counter for round-robin and tie rotation (one int; races only skew the
+    rotation) and, for ``prefix_cache`` balancing, which replica was sent which prompt prefix (made on first use)."""
 
-    __slots__ = ("turn",)
+    __slots__ = ("prefixes", "turn")
 
     def __init__(self) -> None:
         self.turn = 0
+        self.prefixes: PrefixIndex | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,7 +206,14 @@ class Route:
                 "serves": t.served.key,
                 "weight": t.weight,
                 "replicas": [
-                    {"name": r.name, "ready": r.upstream.ready, "ejected": r.breaker.ejected} for r in t.replicas
+                    {
+                        "name": r.name,
+                        "ready": r.upstream.ready,
+                        "ejected": r.breaker.ejected,
+                        "failures": r.breaker.consecutive_failures,
+                        "in_flight": r.upstream.active_requests,
+                    }
+                    for r in t.replicas
                 ],
                 **({"region": t.region} if t.region else {}),
                 **({"unavailable": t.missing} if t.missing else {}),

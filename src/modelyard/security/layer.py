@@ -52,7 +52,7 @@ from modelyard.security.ratelimit import (
     ratelimit_headers,
 )
 from modelyard.security.redis_limiter import RedisLimiter
-from modelyard.security.request_limits import RouteLimits, check_request, clamp_to_context
+from modelyard.security.request_limits import NO_LIMITS, check_request, clamp_to_context
 from modelyard.security.settings import SecuritySettings
 from modelyard.security.snapshot import SnapshotPoller
 from modelyard.store.database import Database
@@ -225,7 +225,7 @@ class SecurityLayer:
                 self._auth_failures.labels(refusal.kind).inc()
                 raise refusal
         policy = self.guardrails.policy(route, model)
-        estimate = check_request(payload, policy.route_limits if policy else RouteLimits(), self.context_length, route)
+        estimate = check_request(payload, policy.route_limits if policy else NO_LIMITS, self.context_length, route)
         changed = bool(self.context_length) and clamp_to_context(payload, self.context_length or 0)
         if policy is not None and policy.guards_input:
             changed = InputGuard(policy, self._hit).apply(payload) or changed

@@ -15,6 +15,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from modelyard.security.keys import KeyLimits
 
@@ -31,17 +32,22 @@ REASONS = {
 LEASE_S = 600.0  # a concurrency slot held by a crashed replica frees itself after this
 
 
-@dataclass
+@dataclass(slots=True)
 class Bucket:
     tokens: float
     updated: float
 
 
 def refill(bucket: Bucket | None, now: float, capacity: float) -> Bucket:
+    """The bucket as of ``now``: refilled in place (it is one key's own state, and a new object per request and
+    bucket showed in profiles), or a full new one."""
     if bucket is None:
         return Bucket(capacity, now)
-    rate = capacity / 60.0
-    return Bucket(min(capacity, bucket.tokens + max(0.0, now - bucket.updated) * rate), now)
+    elapsed = now - bucket.updated
+    if elapsed > 0:
+        bucket.tokens = min(capacity, bucket.tokens + elapsed * (capacity / 60.0))
+    bucket.updated = now
+    return bucket
 
 
 def take(bucket: Bucket, cost: float, capacity: float) -> tuple[bool, float]:
@@ -87,9 +93,9 @@ def seconds_to_period_end(period: str, now: float) -> float:
     return max(1.0, end - now)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What the limiter decided for one request, with the numbers for the ``x-ratelimit-*`` headers."""
+class Outcome(NamedTuple):
+    """What the limiter decided for one request, with the numbers for the ``x-ratelimit-*`` headers (a named
+    tuple: immutable like a frozen dataclass, at a fifth of the cost to build, once per request)."""
 
     allowed: bool
     reason: int = OK
@@ -110,17 +116,13 @@ def ratelimit_headers(limits: KeyLimits, outcome: Outcome) -> list[tuple[bytes, 
     """OpenAI's header names; values in requests/tokens, resets as durations like ``1.500s``."""
     headers: list[tuple[bytes, bytes]] = []
     if limits.rpm:
-        headers += [
-            (b"x-ratelimit-limit-requests", b"%d" % limits.rpm),
-            (b"x-ratelimit-remaining-requests", b"%d" % max(0, outcome.rpm_remaining)),
-            (b"x-ratelimit-reset-requests", format_reset(outcome.rpm_reset_s)),
-        ]
+        headers.append((b"x-ratelimit-limit-requests", b"%d" % limits.rpm))
+        headers.append((b"x-ratelimit-remaining-requests", b"%d" % max(0, outcome.rpm_remaining)))
+        headers.append((b"x-ratelimit-reset-requests", format_reset(outcome.rpm_reset_s)))
     if limits.tpm:
-        headers += [
-            (b"x-ratelimit-limit-tokens", b"%d" % limits.tpm),
-            (b"x-ratelimit-remaining-tokens", b"%d" % max(0, outcome.tpm_remaining)),
-            (b"x-ratelimit-reset-tokens", format_reset(outcome.tpm_reset_s)),
-        ]
+        headers.append((b"x-ratelimit-limit-tokens", b"%d" % limits.tpm))
+        headers.append((b"x-ratelimit-remaining-tokens", b"%d" % max(0, outcome.tpm_remaining)))
+        headers.append((b"x-ratelimit-reset-tokens", format_reset(outcome.tpm_reset_s)))
     return headers
 
 

@@ -29,9 +29,12 @@ class RouteLimits:
     max_tokens: int = 0  # cap on max_tokens / max_completion_tokens; 0: none
 
 
+NO_LIMITS = RouteLimits()  # immutable: shared by every request of a route without limits
+
+
 @dataclass(frozen=True)
 class RequestShapeLimits:
-    default: RouteLimits = RouteLimits()
+    default: RouteLimits = NO_LIMITS
     routes: Mapping[str, RouteLimits] = field(default_factory=dict)  # route or model glob → limits
 
     def for_route(self, route: str, model: str) -> RouteLimits:

@@ -1,0 +1,82 @@
+"""How modelyard runs ``vllm serve``: the flags that make it an engine behind the gateway, like llama-server.
+
+Bound to loopback on a private port; the gateway does auth, limits and routing. The served model name is the
+version key (``gemma-3-270m:2``), as llama-server's ``--alias`` is. Environment variables that vLLM reads instead
+of flags (the CPU KV-cache size, thread binding, OpenMP runtime, no telemetry, no hub) are set through
+``env`` in front of the command, so the supervisor launches it like any other engine and its process group (the
+API server and its engine-core child) is stopped as one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelyard.engines.vllm_settings import VllmSettings
+
+
+@dataclass(frozen=True)
+class VllmServerConfig:
+    model_dir: Path
+    served_name: str
+    settings: VllmSettings
+    chat_template_file: Path | None = None
+    preload: tuple[Path, ...] = ()  # LD_PRELOAD (Intel OpenMP on CPU)
+    extra_args: tuple[str, ...] = ()
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "VLLM_LOGGING_LEVEL": "INFO",
+        }
+        if self.settings.vllm_device == "cpu":
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(self.settings.vllm_cpu_kv_cache_gib)
+            # Binding OpenMP threads to cores assumes the machine is ours alone; beside others, the OS places them.
+            env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
+            if self.preload:
+                env["LD_PRELOAD"] = ":".join(str(path) for path in self.preload)
+            if self.settings.vllm_cpu_threads is not None:
+                env["OMP_NUM_THREADS"] = str(self.settings.vllm_cpu_threads)
+        return env
+
+    def argv(self, vllm: Path, port: int) -> list[str]:
+        s = self.settings
+        env = [f"{name}={value}" for name, value in sorted(self.environment().items())]
+        args = [
+            "env",
+            *env,
+            str(vllm),
+            "serve",
+            str(self.model_dir),
+            "--served-model-name",
+            self.served_name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dtype",
+            s.vllm_dtype,
+            "--max-model-len",
+            str(s.vllm_max_model_len),
+            "--max-num-seqs",
+            str(s.vllm_max_num_seqs),
+            "--disable-uvicorn-access-log",
+        ]
+        args.append("--enable-prefix-caching" if s.vllm_prefix_caching else "--no-enable-prefix-caching")
+        if s.vllm_enforce_eager:
+            args.append("--enforce-eager")
+        if s.vllm_device == "gpu":
+            args += [
+                "--gpu-memory-utilization",
+                str(s.vllm_gpu_memory_utilization),
+                "--tensor-parallel-size",
+                str(s.vllm_tensor_parallel_size),
+            ]
+        if self.chat_template_file is not None:
+            args += ["--chat-template", str(self.chat_template_file)]
+        if s.vllm_tool_call_parser:
+            args += ["--enable-auto-tool-choice", "--tool-call-parser", s.vllm_tool_call_parser]
+        return [*args, *self.extra_args]
