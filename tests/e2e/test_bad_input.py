@@ -143,9 +143,8 @@ def test_parts_a_text_model_cannot_read_are_400_and_never_eject_the_engine(gatew
         error = _assert_error(response, 400)
         assert response.headers["x-modelyard-attempts"] == "1"  # not retried
         assert error["message"]
-    ok = httpx.post(
-        gateway.url + CHAT, json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}, timeout=60
-    )
+    plain = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+    ok = httpx.post(gateway.url + CHAT, json=plain, timeout=60)
     assert ok.status_code == 200
     metrics = httpx.get(gateway.url + "/metrics", timeout=10).text
     assert "modelyard_upstream_ejections_total{" not in metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -64,7 +65,7 @@ def test_killed_engine_loses_no_request(start_gateway: StartGateway) -> None:
         not_ready = httpx.get(gateway.url + "/ready").status_code == 503
         assert httpx.get(gateway.url + "/health").status_code == 200  # liveness is unaffected
         time.sleep(0.05)
-    load.join(600)
+    load.join(1200)  # seconds on an idle machine; minutes on a shared, overloaded one
     assert results, "the load did not finish"
     result = results[0]
     assert not_ready, "the engine's restart was not seen while the load ran"
@@ -80,6 +81,29 @@ def test_killed_engine_loses_no_request(start_gateway: StartGateway) -> None:
     assert held > 0
     assert _sample(metrics, f'modelyard_held_requests_waiting{{route="{MODEL}"}}') == 0
     assert len(gateway.engine_processes()) == 1
+
+
+def test_a_hung_engine_is_detected_killed_restarted_and_its_request_answered(start_gateway: StartGateway) -> None:
+    """SIGSTOP: the engine accepts connections but never answers. Its health checks fail, the supervisor kills and
+    restarts it within interval x failures, and the request that was waiting on it is answered by the new one."""
+    gateway = start_gateway(
+        "--engine-health-interval", "1", "--engine-health-failures", "2", "--restart-backoff", "0.5",
+        "--parallel", "2", "--ctx-size", "2048",
+    )  # fmt: skip
+    first_pid = gateway.engine_pid()
+    os.kill(first_pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        answer = httpx.post(gateway.url + "/v1/chat/completions", json={**CHAT, "max_tokens": 1}, timeout=120)
+        elapsed = time.monotonic() - started
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(first_pid, signal.SIGCONT)
+    assert answer.status_code == 200, answer.text
+    info = gateway.ready_info()["engines"][0]
+    assert info["restarts"] == 1 and info["pid"] != first_pid
+    assert _wait_gone(first_pid)
+    print(f"hung engine: answered after {elapsed:.1f} s")
 
 
 def _answered(gateway: GatewayProcess) -> float:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,12 +15,15 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from modelyard.audit.log import AuditLog
 from modelyard.registry.errors import Conflict, InvalidRequest, NotFound
 from modelyard.registry.integrity import IntegrityChecker
 from modelyard.registry.references import ModelRef
 from modelyard.registry.registration import Declared, register_file
-from modelyard.registry.store import RegistryStore
+from modelyard.registry.store import NewVersion, RegistryStore
+from modelyard.roles.stores import registry_store
 from modelyard.store import migrate
+from modelyard.store.database import Database
 
 GGUF = Callable[..., Path]
 
@@ -252,3 +259,44 @@ def test_model_details_change_with_an_event_while_versions_stay(
     assert event.detail["tags"]["from"] == {"team": "a"}
     with pytest.raises(NotFound):
         store.update_model("nope", ModelDetails(owner="x"), "eve")
+
+
+_WRITER = """
+import sys, itertools
+from pathlib import Path
+from modelyard.roles.stores import registry_store
+from modelyard.registry.store import NewVersion
+from modelyard.store.database import Database
+store = registry_store(Database(sys.argv[1]))
+for i in itertools.count(1):
+    store.register(NewVersion("crashy", Path(f"/nowhere/{i}.gguf"), f"{i:064x}", 1, "gguf", alias="canary"), "writer")
+    print(i, flush=True)
+"""
+
+
+def test_a_registry_writer_killed_mid_write_leaves_no_half_written_change(database: Database) -> None:
+    """``kill -9`` of a process in the middle of a stream of registrations (each one version, its events, an alias
+    move and its audit record, in one transaction): every committed change is whole, the audit chain verifies,
+    and the database takes the next write at once."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, database.url.render_as_string(hide_password=False)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and int((writer.stdout.readline() or "0 ").split()[0]) < 15:
+        pass
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(10)
+    store = registry_store(database)
+    versions = store.get_model("crashy").versions
+    numbers = [v.number for v in versions]
+    assert len(numbers) >= 15 and numbers == list(range(1, len(numbers) + 1))  # no gap, no half-written version
+    registered = [e for e in store.events("crashy", limit=10_000) if e.kind == "version_registered"]
+    assert len(registered) == len(numbers)
+    assert store.get_model("crashy").alias_map()["canary"] == numbers[-1]
+    verified = AuditLog(database).verify()
+    assert verified.ok, verified.problem
+    nxt = NewVersion("crashy", Path("/nowhere/next.gguf"), "f" * 64, 1, "gguf")
+    assert store.register(nxt, "after").number == numbers[-1] + 1

@@ -94,3 +94,15 @@ def test_audit_chain_names_a_deleted_record_and_a_deleted_tail(database: Databas
         connection.execute(text("DELETE FROM audit_log WHERE id >= 3"))
     tail = log.verify()
     assert not tail.ok and tail.record_id == 3 and "newest" in tail.problem
+
+
+def test_a_keys_priority_class_is_stored_with_its_limits(database: Database) -> None:
+    hasher = KeyHasher(b"pepper")
+    store = KeyStore(database, hasher)
+    _, secret = store.create(NewKey("nightly", ("inference",), limits=KeyLimits(priority="batch")), "tester")
+    _, plain = store.create(NewKey("app", ("inference",)), "tester")
+    _revision, grants, _ = store.grants()
+    assert grants[hasher(secret)].limits.priority == "batch"
+    assert grants[hasher(plain)].limits.priority == "interactive"
+    with pytest.raises(KeyRequestError, match="priority"):
+        store.create(NewKey("x", ("inference",), limits=KeyLimits(priority="urgent")), "tester")

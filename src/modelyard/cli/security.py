@@ -87,12 +87,15 @@ def create(
     token_budget: Annotated[int, typer.Option(help="Tokens per budget period (0: none).")] = 0,
     cost_budget: Annotated[float, typer.Option(help="USD per budget period (0: none).")] = 0.0,
     budget_period: Annotated[str, typer.Option(help=f"{' or '.join(BUDGET_PERIODS)} (UTC).")] = "month",
+    priority: Annotated[
+        str, typer.Option(help="interactive, or batch: the class its requests wait in for engine slots.")
+    ] = "interactive",
     expires_in: Annotated[str | None, typer.Option(help="e.g. 30d, 12h, 15m.")] = None,
     actor: ActorOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a key. The secret is printed once; only its keyed hash is stored."""
-    limits = KeyLimits(rpm, tpm, concurrency, token_budget, cost_budget, budget_period)
+    limits = KeyLimits(rpm, tpm, concurrency, token_budget, cost_budget, budget_period, priority)
     expires = datetime.now(UTC) + _duration(expires_in) if expires_in else None
     new = NewKey(name, tuple(scope), tuple(model), tuple(region), limits, expires)
     with _database() as database:

@@ -311,7 +311,9 @@ class Reconciler:
             kind=kind,
         )
         self.engines[name] = engine
-        self._replicas[name] = Replica(name, engine, max_concurrency=self._engine_settings.parallel)
+        # the engine's own slots: llama.cpp's --parallel, vLLM's --max-num-seqs (more wait in the gateway, fairly)
+        slots = self._vllm_settings.vllm_max_num_seqs if kind == VLLM else self._engine_settings.parallel
+        self._replicas[name] = Replica(name, engine, max_concurrency=slots)
         engine.start()
         return engine
 

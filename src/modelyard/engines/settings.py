@@ -38,6 +38,18 @@ class EngineSettings(Section):
         help="Seconds an engine may take to load before it counts as failed.",
         check=positive,
     )
+    engine_health_interval_s: float = option(
+        5.0,
+        flag="--engine-health-interval",
+        help="Seconds between health checks of a running engine (each waits at most this long, 5 s at most).",
+        check=positive,
+    )
+    engine_health_failures: int = option(
+        3,
+        flag="--engine-health-failures",
+        help="Failed health checks in a row after which a hung engine is killed (SIGKILL) and restarted.",
+        check=at_least(1),
+    )
 
     def check(self) -> None:
         if self.context_size // self.parallel < 128:

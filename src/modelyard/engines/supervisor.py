@@ -53,7 +53,12 @@ class RestartPolicy:
     @classmethod
     def of(cls, settings: EngineSettings) -> RestartPolicy:
         """The policy with the two knobs ``modelyard serve`` exposes taken from its engine settings."""
-        return cls(initial_backoff_s=settings.engine_restart_backoff_s, ready_timeout_s=settings.engine_ready_timeout_s)
+        return cls(
+            initial_backoff_s=settings.engine_restart_backoff_s,
+            ready_timeout_s=settings.engine_ready_timeout_s,
+            health_interval_s=settings.engine_health_interval_s,
+            health_failures_to_restart=settings.engine_health_failures,
+        )
 
 
 CommandFactory = Callable[[int], list[str]]
@@ -265,9 +270,10 @@ class EngineSupervisor:
                 continue
             failures += 1
             if failures >= self.policy.health_failures_to_restart:
+                # Hung (e.g. stopped, or stuck in a kernel): a graceful stop would only wait out its grace period.
                 log.error("engine %s failed %d health checks; killing it", self.name, failures)
                 self._set_state(EngineState.RESTARTING, ready=False)
-                await self._terminate()
+                await self._kill()
                 return
 
     async def scrape_metrics(self, timeout_s: float = 1.0) -> str | None:
@@ -283,11 +289,21 @@ class EngineSupervisor:
 
     async def _healthy(self) -> bool:
         assert self._session is not None
+        timeout = aiohttp.ClientTimeout(total=min(5.0, self.policy.health_interval_s))
         try:
-            async with self._session.get(f"{self.base_url}/health") as response:
+            async with self._session.get(f"{self.base_url}/health", timeout=timeout) as response:
                 return response.status == 200
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
+
+    async def _kill(self) -> None:
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+        self.last_exit_code = process.returncode
 
     async def _terminate(self) -> None:
         process = self._process

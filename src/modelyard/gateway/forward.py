@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -297,20 +297,33 @@ class Forwarder:
 _MAX_HOLDS = 4  # holds per request: a request that kills its engine each time is not retried forever
 
 
-@dataclass(slots=True)
 class _Attempts:
-    """What one request's attempts have learnt so far, across holds."""
+    """What one request's attempts have learnt so far, across holds (a plain slotted class: made per request)."""
 
-    budget: int  # attempts allowed in total until now (the route's, renewed after each hold)
-    deadline: float  # monotonic: the route's deadline for all attempts
-    tried: set[int] = field(default_factory=set)  # ids of the replicas tried since the last hold
-    suspects: list[tuple[Replica, int]] = field(default_factory=list)  # broken connections: (replica, generation)
-    last_error: APIError | None = None
-    previous: RouteTarget | None = None
-    holds: int = 0
-    hold_until: float | None = None
-    expired: bool = False  # held until the route's hold_s without a replica coming back
-    full: bool = False  # the route's hold was full
+    __slots__ = (
+        "budget",
+        "deadline",
+        "expired",
+        "full",
+        "hold_until",
+        "holds",
+        "last_error",
+        "previous",
+        "suspects",
+        "tried",
+    )
+
+    def __init__(self, budget: int, deadline: float) -> None:
+        self.budget = budget  # attempts allowed in total until now (the route's, renewed after each hold)
+        self.deadline = deadline  # monotonic: the route's deadline for all attempts
+        self.tried: set[int] = set()  # ids of the replicas tried since the last hold
+        self.suspects: list[tuple[Replica, int]] = []  # broken connections: (replica, its generation then)
+        self.last_error: APIError | None = None
+        self.previous: RouteTarget | None = None
+        self.holds = 0
+        self.hold_until: float | None = None
+        self.expired = False  # held until the route's hold_s without a replica coming back
+        self.full = False  # the route's hold was full
 
 
 def _unavailable_reason(target: RouteTarget) -> str:
