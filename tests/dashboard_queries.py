@@ -14,6 +14,9 @@ DASHBOARD = "dashboards/modelyard.json"
 ALERTS = "alerts/modelyard-alerts.yml"
 VARIABLES = ("instance", "model", "route", "version")  # the dashboard's query variables, besides the data source
 REQUEST_LOG_PREFIX = "modelyard_request_log_"  # metrics that exist only once the request log is in the gateway
+VLLM_PREFIX = "modelyard_engine_vllm_"  # metrics that exist only while a vLLM engine serves
+# Families a gateway exports only when it has that part: their panels are checked wherever the family is present.
+CONDITIONAL_PREFIXES = (REQUEST_LOG_PREFIX, VLLM_PREFIX)
 RATE_INTERVAL = "1m"  # what the tests put for Grafana's $__rate_interval (4 scrapes of 1 s is its floor)
 ALL = ".*"  # the dashboard's allValue: what Grafana sends when "All" is selected
 
@@ -54,6 +57,10 @@ class PanelQuery:
     @property
     def needs_request_log(self) -> bool:
         return any(name.startswith(REQUEST_LOG_PREFIX) for name in self.metrics())
+
+    def families(self) -> set[str]:
+        """The conditional families (``CONDITIONAL_PREFIXES``) this query reads."""
+        return {p for p in CONDITIONAL_PREFIXES for name in self.metrics() if name.startswith(p)}
 
 
 def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
