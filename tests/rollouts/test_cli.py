@@ -33,8 +33,10 @@ def database_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _run(*args: str) -> tuple[int, str]:
+    """Exit code and what the command printed: its stdout when it succeeded (what `--json` callers parse; log lines
+    go to stderr), everything when it failed (the error is on stderr)."""
     result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.output
 
 
 def test_start_status_history_and_manual_actions(database_url: str) -> None:

@@ -51,7 +51,7 @@ def database_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def _run(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.output  # logs go to stderr
 
 
 def test_an_experiment_splits_reports_and_stops(database_url: str, tmp_path: Path) -> None:
