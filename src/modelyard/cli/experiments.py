@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
+from modelyard.cli.plan_input import load_mapping, parse_guardrails
 from modelyard.registry.errors import RegistryError
 from modelyard.registry.store import RegistryStore
 from modelyard.roles.stores import open_database, registry_store
@@ -77,15 +77,7 @@ def create(
     """Create (and start) an experiment; nothing changes when it is refused."""
     raw: dict[str, Any] = {}
     if file is not None:
-        try:
-            loaded = yaml.safe_load(file.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            _err().print(f"[bold red]error:[/] {file}: {exc}")
-            raise typer.Exit(2) from None
-        if not isinstance(loaded, dict):
-            _err().print(f"[bold red]error:[/] {file}: an experiment is a mapping of keys")
-            raise typer.Exit(2)
-        raw.update(loaded)
+        raw.update(load_mapping(file, "an experiment"))
     flags: dict[str, Any] = {"name": name, "route": route, "control": control, "primary": primary,
                              "sticky": sticky, "min_sample": min_sample, "max_duration_s": max_duration,
                              "alpha": alpha}  # fmt: skip
@@ -99,14 +91,7 @@ def create(
             _err().print(f"[bold red]error:[/] --allocation {allocation!r}: expected percentages like 50,50")
             raise typer.Exit(2) from None
     if guardrail:
-        raw["guardrails"] = {}
-        for item in guardrail:
-            metric, _, allowed = item.partition("=")
-            try:
-                raw["guardrails"][metric] = float(allowed)
-            except ValueError:
-                _err().print(f"[bold red]error:[/] --guardrail {item!r}: expected METRIC=ALLOWED")
-                raise typer.Exit(2) from None
+        raw["guardrails"] = parse_guardrails(guardrail)
     with _stores() as (store, registry):
         experiment = store.create(
             parse_experiment(raw), registry, actor or f"{getpass.getuser()}@{socket.gethostname()}"

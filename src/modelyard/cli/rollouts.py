@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
+from modelyard.cli.plan_input import load_mapping, parse_guardrails
 from modelyard.registry.errors import RegistryError
 from modelyard.registry.store import RegistryStore
 from modelyard.roles.stores import open_database, registry_store
@@ -91,15 +91,7 @@ def start(
     """Start a rollout: the candidate gets the first step's share, then moves on as the statistics allow."""
     raw: dict[str, Any] = {}
     if plan_file is not None:
-        try:
-            loaded = yaml.safe_load(plan_file.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            _err().print(f"[bold red]error:[/] {plan_file}: {exc}")
-            raise typer.Exit(2) from None
-        if not isinstance(loaded, dict):
-            _err().print(f"[bold red]error:[/] {plan_file}: a plan is a mapping of keys")
-            raise typer.Exit(2)
-        raw.update(loaded)
+        raw.update(load_mapping(plan_file, "a plan"))
     flags = {"steps": steps, "min_sample": min_sample, "step_max_s": step_max, "look_s": look, "alpha": alpha}
     raw.update({key: value for key, value in flags.items() if value is not None})
     if webhook is not None:
@@ -107,25 +99,10 @@ def start(
     if live_eval is not None:
         raw["live_eval"] = {"suite": str(Path(live_eval).resolve())}
     if guardrail:
-        raw["guardrails"] = _guardrails(guardrail)
+        raw["guardrails"] = parse_guardrails(guardrail)
     with _stores() as (store, registry, _):
         rollout = operations.start_rollout(store, registry, route, candidate, parse_plan(raw), _actor(actor))
     _show(rollout, [], as_json)
-
-
-def _guardrails(items: list[str]) -> dict[str, float]:
-    result: dict[str, float] = {}
-    for item in items:
-        metric, sep, allowed = item.partition("=")
-        try:
-            result[metric.strip()] = float(allowed)
-        except ValueError:
-            _err().print(f"[bold red]error:[/] --guardrail {item!r}: expected METRIC=ALLOWED, e.g. latency=0.2")
-            raise typer.Exit(2) from None
-        if not sep:
-            _err().print(f"[bold red]error:[/] --guardrail {item!r}: expected METRIC=ALLOWED")
-            raise typer.Exit(2)
-    return result
 
 
 @rollout_app.command("status")
