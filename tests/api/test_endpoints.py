@@ -8,7 +8,8 @@ import asyncio
 from openapi_spec_validator import validate
 
 from inprocess import serving
-from modelyard.api.endpoints import CONSOLE, ENDPOINTS, METRICS, PARAMETERS, SERVICES, path_parameters
+from modelyard.api.endpoint import CONSOLE, METRICS, PARAMETERS, path_parameters
+from modelyard.api.endpoints import ENDPOINTS, SERVICES
 from modelyard.security.keys import SCOPES
 
 

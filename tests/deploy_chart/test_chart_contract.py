@@ -17,7 +17,8 @@ import yaml
 
 import modelyard
 from modelyard import paths
-from modelyard.api.endpoints import ENDPOINTS, Endpoint
+from modelyard.api.endpoint import Endpoint
+from modelyard.api.endpoints import ENDPOINTS
 from modelyard.api.operations import Operations
 from modelyard.engines.llamacpp_source import LLAMA_CPP_SOURCE, fetch_sdist
 from modelyard.observability.engine_metrics import exported_name

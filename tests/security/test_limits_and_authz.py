@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from modelyard.api.endpoints import ENDPOINTS, needed_scope
+from modelyard.api.endpoint import needed_scope
+from modelyard.api.endpoints import ENDPOINTS
 from modelyard.api.router import Router
 from modelyard.errors import APIError
 from modelyard.security.authz import authenticate, authorize_route, authorize_scope

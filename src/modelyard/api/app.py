@@ -21,7 +21,8 @@ from urllib.parse import urlencode
 import orjson
 
 from modelyard.api.console.context import AdminCall
-from modelyard.api.endpoints import ENDPOINTS, SERVICES, Endpoint, needed_scope
+from modelyard.api.endpoint import Endpoint, needed_scope
+from modelyard.api.endpoints import ENDPOINTS, SERVICES
 from modelyard.api.openapi import openapi_document
 from modelyard.api.operations import Operations, Serving
 from modelyard.api.problems import to_api_error

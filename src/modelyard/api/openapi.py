@@ -13,7 +13,8 @@ from typing import Any
 import msgspec
 
 from modelyard import __version__
-from modelyard.api.endpoints import CONSOLE, ENDPOINTS, METRICS, PARAMETERS, Endpoint, path_parameters
+from modelyard.api.endpoint import CONSOLE, METRICS, PARAMETERS, Endpoint, path_parameters
+from modelyard.api.endpoints import ENDPOINTS
 
 _REF = "#/components/schemas/{name}"
 _SSE = {"text/event-stream": {"schema": {"type": "string"}}}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
-from modelyard.api.endpoints import PARAMETERS
+from modelyard.api.endpoint import PARAMETERS
 from modelyard.errors import method_not_allowed, not_found_route
 
 T = TypeVar("T")
