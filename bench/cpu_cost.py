@@ -16,6 +16,7 @@ range. A feature's cost is the paired difference to the variant without it, repe
 - ``all on`` is the whole request with every feature on (what a user gets by default).
 
     nice .venv/bin/python -m bench.cpu_cost --requests 5000 --reps 5
+    nice .venv/bin/python -m bench.cpu_cost --baseline main   # + "all off" and "all on" of main, same run
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import uvloop
 
 from bench import report
-from bench.contenders import Endpoint, start_mock, start_modelyard
+from bench.contenders import Endpoint, export_source, start_mock, start_modelyard
 from bench.httpclient import ConnectionPool, encode_request
 from bench.options import run_dir
 from bench.overhead import BODY, PATH
@@ -49,10 +50,12 @@ DERIVED = {  # feature: (variant with it, variant without it)
 }
 
 
-def variants(logs: Path) -> dict[str, list[str]]:
+def variants(logs: Path, granian: bool = False) -> dict[str, list[str]]:
     auth = ["--auth-key", KEY, "--security-db", str(logs / "security.db")]
     lines = ["--log-level", "info", "--log-format", "json", "--log-requests"]
+    served_by_granian = {"all off, granian": ["--unobserved", "--server", "granian"]} if granian else {}
     return {
+        **served_by_granian,
         "all off": ["--unobserved"],
         "auth+limits": ["--unobserved", *auth],
         "metrics": [],
@@ -119,12 +122,18 @@ def measure(args: Any) -> dict[str, Any]:
         assert mock.service is not None
         started.append(mock.service)
         endpoints: dict[str, Endpoint] = {}
-        for name, extra in variants(logs).items():
+        for name, extra in variants(logs, args.granian).items():
             if args.only and name not in args.only.split(","):
                 continue
             endpoints[name] = start_modelyard(logs, pinning, mock, extra, name=name.replace(" ", "-").replace("+", "_"))
             assert endpoints[name].service is not None
             started.append(endpoints[name].service)
+            if args.baseline and name in args.baseline_variants.split(","):  # the same variant, earlier commit
+                source = export_source(args.baseline, logs.parent)
+                label = f"{name} @{args.baseline}"
+                endpoints[label] = start_modelyard(logs, pinning, mock, extra, name=f"base-{len(endpoints)}",
+                                                   source=source)  # fmt: skip
+                started.append(endpoints[label].service)  # type: ignore[arg-type]
         raws = {n: encode_request("POST", PATH, f"127.0.0.1:{e.port}", BODY, headers) for n, e in endpoints.items()}
         for name, endpoint in endpoints.items():  # warm-up: imports, pools, caches, the writer's first batch
             uvloop.run(fixed_requests(endpoint.port, raws[name], args.requests // 4, args.connections))
@@ -154,6 +163,11 @@ def summarize(measured: dict[str, Any]) -> dict[str, Any]:
         if with_it in runs and without in runs:
             pairs = zip(runs[with_it], runs[without], strict=True)
             derived[feature] = Spread.of([a - b for a, b in pairs])
+    for label in runs:  # before/after: the same variant now minus at the baseline revision, paired by repetition
+        name, _, revision = label.partition(" @")
+        if revision and name in runs:
+            pairs = zip(runs[name], runs[label], strict=True)
+            derived[f"{name}: now - {revision}"] = Spread.of([a - b for a, b in pairs])
     targets = []
     for name, target in TARGETS_US.items():
         spread = derived.get(name) if name != "all on" else absolute.get("all on")
@@ -186,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--settle-s", type=float, default=0.3, help="wait after each run before reading the CPU")
     parser.add_argument("--only", default="", help="comma-separated variants to run (default: all)")
     parser.add_argument("--pin", choices=("none", "split"), default="none")
+    parser.add_argument("--baseline", help="also run these variants of the gateway at this git revision (before/after)")
+    parser.add_argument("--granian", action="store_true", help="also the all-off gateway served by granian (ASGI)")
+    parser.add_argument("--baseline-variants", default="all off,all on", help="comma-separated, with --baseline")
     args = parser.parse_args(argv)
     summary = summarize(measure(args))
     show(summary)

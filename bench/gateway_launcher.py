@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--auth-key", help="require this API key (stored in --security-db with huge rpm/tpm limits)")
     parser.add_argument("--security-db", type=Path, help="SQLite file for the key table (with --auth-key)")
     parser.add_argument("--auth-no-limits", action="store_true", help="the --auth-key has no limits (auth only)")
+    parser.add_argument(
+        "--server", choices=("uvicorn", "granian"), default="uvicorn",
+        help="HTTP server: the product's uvicorn set-up, or granian (ASGI, embedded in this process's uvloop)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.upstream is None and args.deployments is None:
         parser.error("give --upstream, --deployments or both")
@@ -92,10 +96,25 @@ def main(argv: list[str] | None = None) -> int:
         security=security,
         watched=not args.unobserved,
     )
+    if args.server == "granian":
+        return _serve_granian(runtime.app, args.host, args.port)
     listener = bind_listener(args.host, args.port)
     server = serve_app(runtime.app, ServerSettings(host=args.host, port=args.port), args.log_level)
     server.run(sockets=[listener])
     return server.exit_code
+
+
+def _serve_granian(app: object, host: str, port: int) -> int:
+    """The same app under granian's embedded ASGI server (Rust HTTP/1 over hyper, one runtime thread), on uvloop.
+    Only for the HTTP-layer comparison (bench/http_layer.py): granian is not the product's server."""
+    import uvloop
+    from granian.constants import HTTPModes, Interfaces
+    from granian.server.embed import Server
+
+    server = Server(app, address=host, port=port, interface=Interfaces.ASGI, http=HTTPModes.http1, backlog=4096,
+                    log_enabled=False, websockets=False)  # fmt: skip
+    uvloop.run(server.serve())
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The server's client limits (roles/http_protocol.py) over a real socket: head size and field count, head and
-body read timeouts, conflicting Content-Length / Transfer-Encoding, and that kept-alive clients are unaffected."""
+body read timeouts, conflicting Content-Length / Transfer-Encoding, and that kept-alive clients are unaffected;
+whole responses in one socket write, streamed ones with their head at once."""
 
 from __future__ import annotations
 
@@ -38,11 +39,35 @@ class Echo:
         await send({"type": "http.response.body", "body": str(len(body)).encode()})
 
 
+class Counting:
+    """The server's real transport, with each write recorded (what reaches the socket, call by call)."""
+
+    def __init__(self, transport: asyncio.Transport, writes: list[bytes]) -> None:
+        self._transport = transport
+        self._writes = writes
+
+    def write(self, data: bytes) -> None:
+        self._writes.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def counting_protocol(writes: list[bytes]) -> type:
+    class CountingProtocol(guarded_protocol(LIMITS)):  # type: ignore[misc]
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(Counting(transport, writes))
+
+    return CountingProtocol
+
+
 @contextlib.asynccontextmanager
-async def server(app: Echo) -> AsyncIterator[int]:
+async def server(app: Any, protocol: type | None = None) -> AsyncIterator[int]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, http=guarded_protocol(LIMITS), lifespan="off", log_config=None, timeout_keep_alive=5)
+    http = protocol or guarded_protocol(LIMITS)
+    config = uvicorn.Config(app, http=http, lifespan="off", log_config=None, timeout_keep_alive=5)
     running = uvicorn.Server(config)
     task = asyncio.create_task(running.serve(sockets=[sock]))
     while not running.started:  # noqa: ASYNC110 - uvicorn offers no event for "started"
@@ -154,5 +179,61 @@ def test_kept_alive_connections_and_normal_requests_are_unaffected() -> None:
             answer = await exchange(port, request, request, pause=0.8, read_for=1.0)
             assert answer.count(b"HTTP/1.1 200 OK") == 2
             assert answer.count(b"\r\n5\r\n") == 2
+
+    run(scenario())
+
+
+async def whole(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers a whole response, with its Content-Length (as modelyard's JSON answers are sent)."""
+    if scope["type"] != "http":
+        return
+    await receive()
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"1")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"5"})
+
+
+def test_a_whole_response_leaves_in_one_write_and_a_head_request_gets_its_head() -> None:
+    writes: list[bytes] = []
+
+    async def scenario() -> None:
+        async with server(whole, counting_protocol(writes)) as port:
+            request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+            answer = await exchange(port, request, request, read_for=0.5)
+            assert answer.count(b"HTTP/1.1 200 OK") == 2
+            assert len(writes) == 2  # head and body together, per response
+            assert all(w.startswith(b"HTTP/1.1 200 OK\r\n") and w.endswith(b"\r\n\r\n5") for w in writes)
+            writes.clear()
+            answer = await exchange(port, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", read_for=0.5)
+            assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"\r\n\r\n")  # no body
+            assert len(writes) == 1
+            writes.clear()
+            answer = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", read_for=0.5)
+            assert len(writes) == 1 and answer.endswith(b"\r\n\r\n5")
+
+    run(scenario())
+
+
+def test_a_streamed_response_sends_its_head_before_the_first_chunk() -> None:
+    head_seen = asyncio.Event()
+
+    async def streaming(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await head_seen.wait()  # the client must have the head while no chunk was sent yet
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def scenario() -> None:
+        async with server(streaming) as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200 OK") and b"transfer-encoding: chunked" in head
+            head_seen.set()
+            rest = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
+            assert rest == b"9\r\ndata: 1\n\n\r\n0\r\n\r\n"
+            writer.close()
 
     run(scenario())

@@ -14,6 +14,11 @@ Conflicting ``Content-Length`` / ``Transfer-Encoding`` (request smuggling) is re
 (llhttp answers "Transfer-Encoding can't be present with Content-Length"): uvicorn then sends 400.
 
 The cost on the normal path is one timer armed and cancelled per request head and body.
+
+A whole response (one with a ``Content-Length``) leaves in one socket write instead of uvicorn's two (head, then
+body): :class:`CoalescingCycle` holds the head until the body comes. A write is a system call, and on loopback it
+also does the receiver's TCP work, so this is the cheapest saving per request the server layer has. Streamed
+(chunked) answers still send their head at once, so a client sees the status before the first token.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from modelyard.errors import error_body
 
@@ -99,6 +104,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         super().on_headers_complete()
+        # uvicorn has just built this request's cycle and scheduled its task (not started yet): same object, with
+        # the coalescing send (the class only adds behaviour, no state of its own beyond one attribute)
+        self.cycle.__class__ = CoalescingCycle
         if self._body_timer is None and not self.transport.is_closing():
             self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_too_slow)
 
@@ -146,3 +154,85 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if timer is not None:
                 timer.cancel()
         self._head_timer = self._body_timer = None
+
+
+class _Captured:
+    """Stands in for the transport while uvicorn formats a response head, to keep the head instead of writing it."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def close(self) -> None:  # not reached: uvicorn closes only after a body
+        raise RuntimeError("response head captured while closing")
+
+
+class _Prefixed:
+    """The transport, with the held head put in front of the body's (one) write."""
+
+    __slots__ = ("head", "transport")
+
+    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
+        self.transport = transport
+        self.head = head
+
+    def write(self, data: bytes) -> None:
+        head, self.head = self.head, b""
+        self.transport.write(head + data if head else data)
+
+    def close(self) -> None:
+        if self.head:  # a body that wrote nothing (empty): the head still goes
+            self.transport.write(self.head)
+            self.head = b""
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+
+class CoalescingCycle(RequestResponseCycle):
+    """uvicorn's request/response cycle whose whole responses go out in one write (head + body).
+
+    The head of a response that declares its ``Content-Length`` (not chunked, not to a HEAD request) is formatted by
+    uvicorn as usual but kept; the first body message writes both. uvicorn's own checks and framing run unchanged.
+    The transport is swapped only around a ``send`` that cannot yield (it yields only to wait for a paused writer,
+    and is then left to uvicorn as it is)."""
+
+    held_head = b""
+
+    async def send(self, message: Any) -> None:
+        transport = self.transport
+        if self.flow.write_paused or self.disconnected:
+            if self.held_head:  # rare: write the head first, keep uvicorn's order of events
+                transport.write(self.held_head)
+                self.held_head = b""
+            await super().send(message)
+            return
+        if not self.response_started and message["type"] == "http.response.start":
+            captured = _Captured()
+            self.transport = captured  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = transport
+            if self.chunked_encoding is False and self.scope["method"] != "HEAD":
+                self.held_head = captured.data
+            else:
+                transport.write(captured.data)
+            return
+        if self.held_head and message["type"] == "http.response.body":
+            prefixed = _Prefixed(transport, self.held_head)
+            self.held_head = b""
+            self.transport = prefixed  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = transport
+                if prefixed.head:  # uvicorn refused the body (e.g. longer than Content-Length) before writing
+                    transport.write(prefixed.head)
+            return
+        await super().send(message)
