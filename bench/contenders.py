@@ -5,16 +5,28 @@
   the same mock; gateway flags pass through (``--gateway-arg``) so features can be toggled as they arrive.
 - ``baseline``: the same gateway from another commit's source (``--baseline REV``), for before/after comparisons
   of hot-path changes in one interleaved run.
+- ``all-on``: the same gateway with the features a user gets by default: keys required (one key with rpm/tpm
+  limits charged), metrics, a JSON request line per request and the stored request log (SQLite).
+- ``granian``: the all-off gateway served by granian's ASGI server instead of uvicorn (the HTTP-layer comparison).
 - ``litellm``: LiteLLM's proxy from ``bench/.venv-litellm`` in front of the same mock, following its production
   guide: one uvicorn worker (same as modelyard's one process), no database (so no spend/error log writes), logging at
   ERROR, a master key (LiteLLM refuses to start without one; every request carries it), telemetry off.
+- ``litellm-db``: the same with a PostgreSQL database (``LITELLM_DATABASE_URL``, default database
+  ``litellm_bench`` on 127.0.0.1): requests carry a virtual key made through ``/key/generate`` and LiteLLM writes
+  its spend logs. LiteLLM reaches PostgreSQL through Prisma, whose engine binaries it downloads on first use.
+- ``portkey``: Portkey's open-source gateway (npm ``@portkey-ai/gateway``, Node, installed into
+  ``bench/node_modules`` by ``bench/setup.sh``), headless, pointed at the mock through its ``x-portkey-provider``
+  (openai) and ``x-portkey-custom-host`` request headers, as its docs show for self-hosted OpenAI-compatible servers.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
-from dataclasses import dataclass
+import urllib.request
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +35,10 @@ from bench.procs import BENCH, PRODUCT_PYTHON, REPO, Pinning, Service, free_port
 MOCK_MODEL = "mock-model"
 LITELLM_KEY = "sk-bench-0123456789abcdef0123456789abcdef"
 LITELLM_BIN = BENCH / ".venv-litellm" / "bin" / "litellm"
+PORTKEY_JS = BENCH / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+HARNESS = BENCH / ".venv" / "bin" / "python"
+MODELYARD_KEY = "my-benchbenchbenchbenchbenchbenchbenchbenchben"
+LITELLM_DATABASE = "postgresql://postgres@127.0.0.1:5432/litellm_bench"
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,7 @@ class Endpoint:
     name: str
     port: int
     service: Service | None = None
+    headers: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {LITELLM_KEY}"})
 
     @property
     def base(self) -> str:
@@ -110,15 +127,16 @@ def start_modelyard(
     extra_args: list[str],
     name: str = "modelyard",
     source: Path | None = None,
+    python: Path = PRODUCT_PYTHON,
 ) -> Endpoint:
     """modelyard's gateway; with ``source`` (a tree from :func:`export_source`), that tree's launcher and package
     run instead (e.g. a baseline)."""
-    if not PRODUCT_PYTHON.exists():
-        raise SystemExit(f"{PRODUCT_PYTHON} is missing: run `make setup` first")
+    if not python.exists():
+        raise SystemExit(f"{python} is missing: run `make setup` (or `make bench-setup`) first")
     port = free_port()
     command = [
         *pinning.prefix(pinning.servers),
-        str(PRODUCT_PYTHON),
+        str(python),
         "-m",
         "bench.gateway_launcher",
         "--port",
@@ -135,11 +153,26 @@ def start_modelyard(
     return Endpoint(name, port, service)
 
 
-def start_litellm(log_dir: Path, pinning: Pinning, upstream: Endpoint) -> Endpoint:
+def all_on_args(log_dir: Path) -> list[str]:
+    """The gateway's flags for every per-request feature on (what ``modelyard serve`` runs by default)."""
+    return [
+        *("--auth-key", MODELYARD_KEY, "--security-db", str(log_dir / "all-on-security.db")),
+        *("--log-level", "info", "--log-format", "json", "--log-requests"),
+        *("--request-log", str(log_dir / "all-on-requests.db")),
+    ]
+
+
+def start_litellm(log_dir: Path, pinning: Pinning, upstream: Endpoint, database: str | None = None) -> Endpoint:
     if not LITELLM_BIN.exists():
         raise SystemExit(f"{LITELLM_BIN} is missing: run `make bench-setup` first")
     port = free_port()
-    config = log_dir / "litellm-config.yaml"
+    name = "litellm-db" if database else "litellm"
+    config = log_dir / f"{name}-config.yaml"
+    storage = (
+        [f"  database_url: {database}", "  disable_spend_logs: false", "  disable_error_logs: true"]
+        if database
+        else ["  disable_spend_logs: true", "  disable_error_logs: true"]
+    )
     config.write_text(
         "\n".join(
             [
@@ -154,8 +187,7 @@ def start_litellm(log_dir: Path, pinning: Pinning, upstream: Endpoint) -> Endpoi
                 "  request_timeout: 600",
                 "  telemetry: false",
                 "general_settings:",
-                "  disable_spend_logs: true",
-                "  disable_error_logs: true",
+                *storage,
                 "",
             ]
         )
@@ -173,9 +205,52 @@ def start_litellm(log_dir: Path, pinning: Pinning, upstream: Endpoint) -> Endpoi
         "1",
     ]
     env = {"LITELLM_MASTER_KEY": LITELLM_KEY, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
-    service = Service("litellm", command, f"http://127.0.0.1:{port}/health/liveliness", log_dir, env=env, cwd=log_dir)
-    service.wait_ready(180)
-    return Endpoint("litellm", port, service)
+    if database:
+        _create_database(database)
+        env["DATABASE_URL"] = database
+    service = Service(name, command, f"http://127.0.0.1:{port}/health/liveliness", log_dir, env=env, cwd=log_dir)
+    service.wait_ready(300)
+    if not database:
+        return Endpoint(name, port, service)
+    try:
+        key = _virtual_key(port)
+    except BaseException:
+        service.stop(5)
+        raise
+    return Endpoint(name, port, service, {"Authorization": f"Bearer {key}"})
+
+
+def _create_database(url: str) -> None:
+    """The database LiteLLM migrates into (its own, not the tests'); an existing one is reused."""
+    host_and_db = url.rsplit("@", 1)[1]
+    database = host_and_db.rsplit("/", 1)[1]
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", database], capture_output=True, check=False)
+
+
+def _virtual_key(port: int) -> str:
+    """A LiteLLM virtual key for the mock model (stored in its database, checked and charged on every request)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/key/generate",
+        data=json.dumps({"models": [MOCK_MODEL], "key_alias": f"bench-{os.getpid()}"}).encode(),
+        headers={"Authorization": f"Bearer {LITELLM_KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return str(json.load(answer)["key"])
+
+
+def start_portkey(log_dir: Path, pinning: Pinning, upstream: Endpoint) -> Endpoint:
+    if not PORTKEY_JS.exists():
+        raise SystemExit(f"{PORTKEY_JS} is missing: run `make bench-setup` first")
+    port = free_port()
+    command = [*pinning.prefix(pinning.servers), "node", str(PORTKEY_JS), f"--port={port}", "--headless"]
+    service = Service("portkey", command, f"http://127.0.0.1:{port}/", log_dir, env={"NODE_ENV": "production"})
+    service.wait_ready(60)
+    headers = {
+        "Authorization": f"Bearer {LITELLM_KEY}",  # passed on to the provider (the mock ignores it)
+        "x-portkey-provider": "openai",
+        "x-portkey-custom-host": f"{upstream.base}/v1",
+    }
+    return Endpoint("portkey", port, service, headers)
 
 
 def start_on_mock(
@@ -204,6 +279,17 @@ def start_on_mock(
     if baseline:
         source = export_source(baseline, log_dir.parent)
         endpoints["baseline"] = keep(start_modelyard(log_dir, pinning, mock, gateway_args, "baseline", source))
+    if "all-on" in names:
+        all_on = start_modelyard(log_dir, pinning, mock, [*gateway_args, *all_on_args(log_dir)], "all-on")
+        endpoints["all-on"] = keep(replace(all_on, headers={"Authorization": f"Bearer {MODELYARD_KEY}"}))
+    if "granian" in names:
+        granian_args = [*gateway_args, "--server", "granian"]  # granian is a harness dependency, not the product's
+        endpoints["granian"] = keep(start_modelyard(log_dir, pinning, mock, granian_args, "granian", python=HARNESS))
     if "litellm" in names:
         endpoints["litellm"] = keep(start_litellm(log_dir, pinning, mock))
+    if "litellm-db" in names:
+        database = os.environ.get("LITELLM_DATABASE_URL", LITELLM_DATABASE)
+        endpoints["litellm-db"] = keep(start_litellm(log_dir, pinning, mock, database))
+    if "portkey" in names:
+        endpoints["portkey"] = keep(start_portkey(log_dir, pinning, mock))
     return endpoints

@@ -53,7 +53,7 @@ DERIVED = {  # feature: (variant with it, variant without it)
 def variants(logs: Path, granian: bool = False) -> dict[str, list[str]]:
     auth = ["--auth-key", KEY, "--security-db", str(logs / "security.db")]
     lines = ["--log-level", "info", "--log-format", "json", "--log-requests"]
-    served_by_granian = {"all off, granian": ["--unobserved", "--server", "granian"]} if granian else {}
+    served_by_granian = {"all off granian": ["--unobserved", "--server", "granian"]} if granian else {}
     return {
         **served_by_granian,
         "all off": ["--unobserved"],

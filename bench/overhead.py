@@ -20,7 +20,7 @@ from typing import Any
 import uvloop
 
 from bench import report
-from bench.contenders import LITELLM_KEY, MOCK_MODEL, start_on_mock
+from bench.contenders import MOCK_MODEL, start_on_mock
 from bench.httpclient import encode_request
 from bench.load import OpenLoopResult, open_loop
 from bench.options import common_parser, run_dir
@@ -33,6 +33,14 @@ BODY = (
     b'{"model":"' + MOCK_MODEL.encode() + b'","messages":[{"role":"system","content":"You are a helpful assistant."},'
     b'{"role":"user","content":"Write one short sentence about the sea."}],"max_tokens":16,"temperature":0.7}'
 )
+RATIOS = [  # throughput ratios shown, each paired per repetition, where both contenders ran
+    *((name, "direct") for name in ("modelyard", "all-on", "baseline", "granian", "litellm", "litellm-db", "portkey")),
+    ("modelyard", "baseline"),
+    ("granian", "modelyard"),
+    ("all-on", "modelyard"),
+    *(("modelyard", other) for other in ("litellm", "litellm-db", "portkey")),
+    *(("all-on", other) for other in ("litellm", "litellm-db", "portkey")),
+]
 TARGETS = {
     "rps_vs_litellm": 40.0,
     "rps_vs_direct": 0.25,
@@ -53,21 +61,23 @@ def measure(args: Any) -> dict[str, Any]:
             names.append("baseline")
         names = [n for n in names if n in endpoints]
         for name in names:  # warm-up: connection pools, lazy imports, caches
-            run_wrk(endpoints[name].base + PATH, BODY, 8, 1, prefix=wrk_prefix, headers=_auth())
+            run_wrk(endpoints[name].base + PATH, BODY, 8, 1, prefix=wrk_prefix, headers=endpoints[name].headers)
 
         saturation: dict[str, list[WrkResult]] = {n: [] for n in names}
         single: dict[str, list[WrkResult]] = {n: [] for n in names}
         for rep in range(args.reps):
             for name in rotated(names, rep):
                 url = endpoints[name].base + PATH
+                headers = endpoints[name].headers
                 saturation[name].append(
-                    run_wrk(url, BODY, args.connections, args.duration, prefix=wrk_prefix, headers=_auth())
+                    run_wrk(url, BODY, args.connections, args.duration, prefix=wrk_prefix, headers=headers)
                 )
                 _progress(f"rep {rep + 1} saturation {name}: {saturation[name][-1].rps:.0f} req/s")
         for rep in range(args.reps):
             for name in rotated(names, rep):
                 url = endpoints[name].base + PATH
-                single[name].append(run_wrk(url, BODY, 1, args.duration, prefix=wrk_prefix, headers=_auth()))
+                headers = endpoints[name].headers
+                single[name].append(run_wrk(url, BODY, 1, args.duration, prefix=wrk_prefix, headers=headers))
                 _progress(f"rep {rep + 1} one connection {name}: p50 {single[name][-1].p50_ms:.3f} ms")
 
         capacity = {n: Spread.of([r.rps for r in saturation[n]]).median for n in names}
@@ -77,18 +87,14 @@ def measure(args: Any) -> dict[str, Any]:
             reachable = [n for n in names if rate <= 0.9 * capacity[n]]
             for rep in range(args.reps):
                 for name in rotated(reachable, rep):
-                    raw = encode_request("POST", PATH, f"127.0.0.1:{endpoints[name].port}", BODY, _auth())
+                    host = f"127.0.0.1:{endpoints[name].port}"
+                    raw = encode_request("POST", PATH, host, BODY, endpoints[name].headers)
                     result = uvloop.run(open_loop("127.0.0.1", endpoints[name].port, raw, rate, args.duration))
                     opened[str(rate)][name].append(result)
                     _progress(
                         f"rep {rep + 1} open loop {rate:.0f}/s {name}: p50 {percentile(result.latencies_ms, 50):.3f} ms"
                     )
     return {"names": names, "capacity": capacity, "saturation": saturation, "single": single, "open_loop": opened}
-
-
-def _auth() -> dict[str, str]:
-    """Every contender gets the same header; only LiteLLM checks it (it will not start without a master key)."""
-    return {"Authorization": f"Bearer {LITELLM_KEY}"}
 
 
 def _progress(line: str) -> None:
@@ -117,10 +123,10 @@ def summarize(raw: dict[str, Any], args: Any) -> dict[str, Any]:
             "added_p50_ms": _paired(single, name, "p50_ms"),
             "added_p99_ms": _paired(single, name, "p99_ms"),
         }
-    for other in ("direct", "litellm", "baseline"):
-        if "modelyard" in names and other in names:
-            per_rep = [ratio(m.rps, o.rps) for m, o in zip(saturation["modelyard"], saturation[other], strict=True)]
-            summary["ratios"][f"modelyard/{other}"] = Spread.of(per_rep)
+    for one, other in RATIOS:
+        if one in names and other in names:
+            per_rep = [ratio(m.rps, o.rps) for m, o in zip(saturation[one], saturation[other], strict=True)]
+            summary["ratios"][f"{one}/{other}"] = Spread.of(per_rep)
     for rate, by_name in raw["open_loop"].items():
         summary["open_loop"][rate] = {}
         for name in names:
@@ -173,12 +179,23 @@ def _targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
     if "modelyard/direct" in ratios:
         value = ratios["modelyard/direct"].median
         checks.append(_check("throughput ≥ 0.25x direct", value, value >= TARGETS["rps_vs_direct"], "x"))
-    single = summary["single_connection"].get("modelyard")
+    for key, floor in (("all-on/modelyard", 0.6), ("all-on/litellm-db", 100.0), ("all-on/portkey", 10.0)):
+        if key in ratios:
+            value = ratios[key].median
+            checks.append(_check(f"throughput {key} ≥ {floor:g}x", value, value >= floor, "x"))
+    for name in ("modelyard", "all-on"):
+        checks.extend(_latency_checks(summary, name))
+    return checks
+
+
+def _latency_checks(summary: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    checks = []
+    single = summary["single_connection"].get(name)
     if single and single["added_p50_ms"].n:
         value = single["added_p50_ms"].median
-        checks.append(_check("added p50 ≤ 0.5 ms (1 conn)", value, value <= TARGETS["added_p50_ms"], " ms"))
+        checks.append(_check(f"{name} added p50 ≤ 0.5 ms (1 conn)", value, value <= TARGETS["added_p50_ms"], " ms"))
         value = single["added_p99_ms"].median
-        checks.append(_check("added p99 ≤ 1.5 ms (1 conn)", value, value <= TARGETS["added_p99_ms"], " ms"))
+        checks.append(_check(f"{name} added p99 ≤ 1.5 ms (1 conn)", value, value <= TARGETS["added_p99_ms"], " ms"))
     return checks
 
 
@@ -251,7 +268,8 @@ def plot(summary: dict[str, Any], names: list[str], publish: bool, scenario: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"direct": "#7f7f7f", "modelyard": "#2ca02c", "litellm": "#d62728", "baseline": "#1f77b4"}
+    colors = {"direct": "#7f7f7f", "modelyard": "#2ca02c", "all-on": "#98df8a", "litellm": "#d62728",
+              "litellm-db": "#ff9896", "baseline": "#1f77b4", "portkey": "#9467bd", "granian": "#ff7f0e"}  # fmt: skip
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.5))
     rps = [summary["saturation"][n]["rps"] for n in names]
     left.bar(names, [s.median for s in rps], color=[colors.get(n, "C0") for n in names])
@@ -309,11 +327,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--mock", choices=("raw", "aiohttp"), default="raw", help="mock upstream: raw asyncio+httptools, or aiohttp"
     )
+    parser.add_argument("--name", help="scenario name for the results and plot files (default: overhead[-MOCK-mock])")
     args = parser.parse_args(argv)
     raw = measure(args)
     summary = summarize(raw, args)
     show(summary, raw["names"])
-    scenario = "overhead" if args.mock == "raw" else f"overhead-{args.mock}-mock"
+    scenario = args.name or ("overhead" if args.mock == "raw" else f"overhead-{args.mock}-mock")
     plot(summary, raw["names"], args.publish, scenario)
     path = report.write_json(scenario, {"summary": summary, "runs": _runs_for_json(raw)})
     report.console().print(f"results: {path}")
