@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,49 @@ def show(summary: dict[str, Any]) -> None:
     out.print(report.table("Targets", ["target", "measured", ""], rows))
 
 
+def plot(summary: dict[str, Any], publish: bool) -> None:
+    """Left: CPU per request of each variant (median, min-max bars); right: what each feature adds (paired)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8))
+    for axis, spreads, title in (
+        (left, summary["absolute_us"], "CPU per request, gateway + record writer"),
+        (right, summary["feature_us"], "What each feature adds (paired difference)"),
+    ):
+        names = list(spreads)
+        values = [spreads[n] for n in names]
+        colors = ["#d62728" if "@" in n or "now -" in n else "#2ca02c" if "granian" not in n else "#ff7f0e"
+                  for n in names]  # fmt: skip
+        axis.barh(names, [v.median for v in values], color=colors)
+        lows = [v.median - v.low for v in values]
+        highs = [v.high - v.median for v in values]
+        axis.errorbar([v.median for v in values], names, xerr=[lows, highs], fmt="none", ecolor="black", capsize=3)
+        for index, value in enumerate(values):
+            axis.annotate(f"  {value.median:.0f}", (max(value.high, 0), index), va="center", fontsize=8)
+        axis.invert_yaxis()
+        axis.axvline(0, color="black", linewidth=0.6)
+        axis.set_xlabel("µs of CPU per request (kernel accounting), median and min-max over repetitions")
+        axis.set_title(title)
+    for name, value in TARGETS_US.items():
+        axis, spreads = (left, summary["absolute_us"]) if name == "all on" else (right, summary["feature_us"])
+        if name in spreads:
+            axis.plot([value], [list(spreads).index(name)], "b|", markersize=16, markeredgewidth=2)
+    figure.suptitle("bench.cpu_cost: fast raw mock upstream, 2 shared cores (blue | = the issue's target)")
+    figure.tight_layout()
+    report.save_plot(figure, "cpu_cost", publish)
+    plt.close(figure)
+
+
+def _loaded(path: Path) -> dict[str, Any]:
+    summary: dict[str, Any] = json.loads(path.read_text())["summary"]
+    for key in ("absolute_us", "feature_us"):
+        summary[key] = {name: Spread(**spread) for name, spread in summary[key].items()}
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -201,11 +245,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default="", help="comma-separated variants to run (default: all)")
     parser.add_argument("--pin", choices=("none", "split"), default="none")
     parser.add_argument("--baseline", help="also run these variants of the gateway at this git revision (before/after)")
+    parser.add_argument("--publish", action="store_true", help="also write the plot to docs/bench/")
     parser.add_argument("--granian", action="store_true", help="also the all-off gateway served by granian (ASGI)")
     parser.add_argument("--baseline-variants", default="all off,all on", help="comma-separated, with --baseline")
+    parser.add_argument("--from-json", type=Path, help="only show and plot an earlier run's results file")
     args = parser.parse_args(argv)
+    if args.from_json:
+        summary = _loaded(args.from_json)
+        show(summary)
+        plot(summary, args.publish)
+        return
     summary = summarize(measure(args))
     show(summary)
+    plot(summary, args.publish)
     path = report.write_json("cpu_cost", {"summary": summary, "settings": vars(args)})
     report.console().print(f"results: {path}")
 

@@ -165,7 +165,8 @@ async def run_until_disconnect(receive: Receive, send: Send, work: Callable[[Sen
             client_gone = True
             task.cancel()
 
-    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    # the task's own loop: ensure_future would look the running loop up again (a getpid() call on Python 3.11)
+    watcher = task.get_loop().create_task(_wait_for_disconnect(receive))
     watcher.add_done_callback(on_disconnect)
     try:
         return await work(tracking_send)

@@ -51,6 +51,9 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
+        # made by the loop's create_connection, so inside it: kept, because on Python 3.11 every
+        # get_running_loop() is a getpid() system call, and a waiter is made per request and per streamed chunk
+        self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.idle_since = 0.0
@@ -113,7 +116,7 @@ class _Connection(asyncio.Protocol):
 
     async def wait_headers(self) -> None:
         if self.status == 0 and self._error is None:
-            self._headers_waiter = asyncio.get_running_loop().create_future()
+            self._headers_waiter = self._loop.create_future()
             try:
                 await self._headers_waiter
             finally:
@@ -128,7 +131,7 @@ class _Connection(asyncio.Protocol):
                 return None
             if self._error is not None:
                 raise self._error
-            self._body_waiter = asyncio.get_running_loop().create_future()
+            self._body_waiter = self._loop.create_future()
             try:
                 await self._body_waiter
             finally:
