@@ -20,6 +20,7 @@ children; its CPU is in ``bench.cpu_cost``), and the kernel's own instructions (
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -185,6 +186,29 @@ def show(summary: dict[str, Any]) -> None:
     out.print(report.table("What each feature adds (instructions per request)", ["feature", "instructions"], rows))
 
 
+def plot(summary: dict[str, Any], publish: bool) -> None:
+    """Instructions per request per variant (bars) with system calls per request written beside each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary["instructions"])
+    values = [summary["instructions"][n] / 1e3 for n in names]
+    figure, axis = plt.subplots(figsize=(10, 0.5 * len(names) + 1.5))
+    axis.barh(names, values, color=["#d62728" if "@" in n else "#2ca02c" for n in names])
+    for index, name in enumerate(names):
+        calls = summary["syscalls"].get(name)
+        text = f"  {values[index]:,.0f} k" + (f", {calls:.2f} syscalls" if calls is not None else "")
+        axis.annotate(text, (values[index], index), va="center", fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlabel("thousand user-space instructions per request, gateway process (callgrind; background subtracted)")
+    axis.set_title("bench.instr_cost: counted, not timed (red: the baseline revision)")
+    figure.tight_layout()
+    report.save_plot(figure, "instr_cost", publish)
+    plt.close(figure)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -195,10 +219,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", help="also count these variants at this git revision (before/after)")
     parser.add_argument("--baseline-variants", default="all off,all on")
     parser.add_argument("--no-syscalls", dest="syscalls", action="store_false", help="skip the strace pass")
+    parser.add_argument("--publish", action="store_true", help="also write the plot to docs/bench/")
+    parser.add_argument("--from-json", type=Path, help="only show and plot an earlier run's results file")
     args = parser.parse_args(argv)
+    if args.from_json:
+        summary = json.loads(args.from_json.read_text())["summary"]
+        show(summary)
+        plot(summary, args.publish)
+        return
     os.environ.setdefault("PYTHONHASHSEED", "0")  # the same hashing work in every run
     summary = summarize(measure(args))
     show(summary)
+    plot(summary, args.publish)
     path = report.write_json("instr_cost", {"summary": summary, "settings": vars(args)})
     report.console().print(f"results: {path}")
 
