@@ -156,7 +156,9 @@ class MemoryLimiter:
         pass
 
     async def acquire(self, key_id: str, limits: KeyLimits, estimate: int, request_id: str, now: float) -> Outcome:
-        state = self._keys.setdefault(key_id, _KeyState())
+        state = self._keys.get(key_id)
+        if state is None:  # not setdefault: that would build a _KeyState (and its dict) on every request
+            state = self._keys[key_id] = _KeyState()
         if limits.budgeted:
             spent = self.spend.get((key_id, self._periods.name(limits.budget_period, now))) or Spend()
             if limits.token_budget and spent.tokens >= limits.token_budget:
