@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+from modelyard.engines.cache_lock import exclusive
 from modelyard.engines.llamacpp_source import LLAMA_CPP_SOURCE, extract_llama_cpp, fetch_sdist
 from modelyard.hashing import file_sha256
 
@@ -59,6 +60,11 @@ def requirements_file() -> Path:
 
 def ensure_embedding_model(cache_root: Path, log: Callable[[str], None] = print) -> Path:
     """The verified GGUF of the embedding model, converting it first when needed."""
+    with exclusive(cache_root / "models" / f".{EMBEDDING_MODEL.name}.lock"):
+        return _ensure_gguf(cache_root, log)
+
+
+def _ensure_gguf(cache_root: Path, log: Callable[[str], None]) -> Path:
     model = EMBEDDING_MODEL
     target = cache_root / "models" / model.file_name
     if _marker_matches(target, model.sha256):
@@ -99,8 +105,13 @@ def ensure_embedding_source(cache_root: Path, log: Callable[[str], None] = print
     environment holding the package is replaced whenever its requirements change.
     """
     target = cache_root / "models" / f"{EMBEDDING_MODEL.name}-hf"
-    if (target / "config.json").is_file():
-        return target
+    with exclusive(cache_root / "models" / f".{EMBEDDING_MODEL.name}.lock"):
+        if not (target / "config.json").is_file():
+            _copy_source(cache_root, target, log)
+    return target
+
+
+def _copy_source(cache_root: Path, target: Path, log: Callable[[str], None]) -> None:
     python = _convert_env(cache_root, log)
     located = subprocess.run([str(python), "-c", _LOCATE], capture_output=True, text=True, check=False)
     if located.returncode != 0:
@@ -109,13 +120,7 @@ def ensure_embedding_source(cache_root: Path, log: Callable[[str], None] = print
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(source, partial, ignore=shutil.ignore_patterns("__pycache__", "*.py", "*.pyc"))
-    try:
-        partial.rename(target)
-    except OSError:
-        shutil.rmtree(partial, ignore_errors=True)  # another process finished the same copy first
-        if not (target / "config.json").is_file():
-            raise
-    return target
+    partial.rename(target)
 
 
 def _convert_env(cache_root: Path, log: Callable[[str], None]) -> Path:
