@@ -141,6 +141,11 @@ def _convert_env(cache_root: Path, log: Callable[[str], None]) -> Path:
         result = subprocess.run([*pip, *args], capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise EmbeddingModelError(f"pip install {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+    # Marked complete only once what the converter imports does import: an install cut short stays unfinished.
+    probe = f"import torch, transformers, safetensors, {EMBEDDING_MODEL.module}"
+    result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise EmbeddingModelError(f"The conversion environment does not import:\n{result.stderr[-2000:]}")
     (root / ".complete").write_text(sys.version)
     return python
 
