@@ -64,8 +64,6 @@ class VllmServerConfig:
             str(port),
             "--dtype",
             s.vllm_dtype,
-            "--max-model-len",
-            str(min(s.vllm_max_model_len, self.context_length or s.vllm_max_model_len)),
             "--max-num-seqs",
             str(s.vllm_max_num_seqs),
             "--disable-uvicorn-access-log",
@@ -75,9 +73,12 @@ class VllmServerConfig:
             '{"backend": "xgrammar", "disable_any_whitespace": true}',
         ]
         if self.pooling:
-            # An encoder attends both ways, so a cached prefix says nothing about the rest: no prefix caching.
+            # An encoder attends both ways, so a cached prefix says nothing about the rest: no prefix caching. Its
+            # length is vLLM's to derive: a sentence-transformers model caps it below its positions
+            # (all-MiniLM-L6-v2: 256 of 512), and vLLM refuses a longer --max-model-len.
             args += ["--runner", "pooling", "--no-enable-prefix-caching"]
         else:
+            args += ["--max-model-len", str(min(s.vllm_max_model_len, self.context_length or s.vllm_max_model_len))]
             args.append("--enable-prefix-caching" if s.vllm_prefix_caching else "--no-enable-prefix-caching")
         if s.vllm_enforce_eager:
             args.append("--enforce-eager")
