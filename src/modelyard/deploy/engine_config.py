@@ -38,6 +38,8 @@ def vllm_server_config(version: VersionRecord, settings: VllmSettings) -> VllmSe
         served_name=version.key,
         settings=settings,
         chat_template_file=template,
+        pooling=is_embedding_model(version),
+        context_length=version.context_length or None,
     )
 
 

