@@ -49,6 +49,9 @@ class LlamaServerConfig:
     batch_size: int = 512
     embeddings: bool = False
     extra_args: tuple[str, ...] = ()
+    # LoRA adapter GGUFs loaded beside the model, at scale 0 until a request's ``lora`` field applies one; a
+    # request names them by their index in this tuple
+    lora_adapters: tuple[Path, ...] = ()
     host: str = "127.0.0.1"  # loopback behind ``modelyard serve``; the Pod's interface for ``modelyard engine``
 
     def argv(self, binary: Path, port: int) -> list[str]:
@@ -79,4 +82,8 @@ class LlamaServerConfig:
         if self.embeddings:
             # Generative GGUFs declare no pooling; OpenAI embeddings need one vector per input.
             args += ["--embeddings", "--pooling", "mean"]
+        if self.lora_adapters:
+            args.append("--lora-init-without-apply")
+            for adapter in self.lora_adapters:
+                args += ["--lora", str(adapter)]
         return [*args, *self.extra_args]
