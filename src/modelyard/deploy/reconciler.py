@@ -100,6 +100,7 @@ class Reconciler:
         self._registry_routes: dict[str, str] = {}  # registry id → version key, as last published
         self._adapter_sets: dict[str, tuple[str, ...]] = {}  # base key → adapter keys its engines hold, in id order
         self._lora_enabled: set[str] = set()  # vLLM bases launched with LoRA support
+        self._superseded: set[int] = set()  # ids of engines replaced by a relaunch (their successor has the name)
         self._snapshot: RegistrySnapshot | None = None
         self._apply_lock = asyncio.Lock()
         self.deployments = DeploymentsSpec()
@@ -381,6 +382,7 @@ class Reconciler:
 
     def _retire_replaced(self, name: str, engine: EngineSupervisor) -> None:
         key = f"{name} (replaced, pid {engine.pid})"
+        self._superseded.add(id(engine))
         self.draining[key] = engine
         task = asyncio.create_task(self._drain(key, engine, replaced=True), name=f"drain-{key}")
         self._drains.add(task)
@@ -448,6 +450,7 @@ class Reconciler:
                 self._drain_timeout_s,
             )
         await engine.stop()
+        self._superseded.discard(id(engine))  # stopped: it reports nothing more (and its id may be reused)
         if self.draining.get(key) is engine:
             del self.draining[key]
         if key not in self.engines and not replaced:  # not re-launched meanwhile
@@ -456,6 +459,8 @@ class Reconciler:
         log.info("engine %s drained and stopped", key)
 
     def _engine_changed(self, engine: EngineSupervisor) -> None:
+        if id(engine) in self._superseded:
+            return  # its successor, under the same name, is the one the metrics describe
         model, version = _labels(engine.name)
         cold_start = (engine.kind, engine.cold_start_s) if engine.ready and engine.cold_start_s is not None else None
         self._metrics.engine_state_changed(engine.name, model, version, engine.ready, engine.restarts, cold_start)
