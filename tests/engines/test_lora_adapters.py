@@ -86,7 +86,7 @@ def _complete(gateway: GatewayProcess, model: str, prompt: str) -> httpx.Respons
 
 
 def test_both_adapter_forms_are_registered_with_their_parents_and_the_training(lora_gateway) -> None:
-    gateway, report = lora_gateway
+    _, report = lora_gateway
     versions = {v["key"]: v for v in report["versions"]}
     assert (versions[PEFT]["format"], versions[PEFT]["parent"]) == ("lora-peft", HF)
     assert (versions[LORA]["format"], versions[LORA]["parent"]) == ("lora-gguf", BASE)
@@ -95,9 +95,8 @@ def test_both_adapter_forms_are_registered_with_their_parents_and_the_training(l
     assert (recorded["rank"], recorded["alpha"], recorded["base"]) == (8, 16.0, HF)
     assert recorded["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
     assert report["training"]["final_loss"] < report["training"]["first_loss"]
-    print(
-        f"\nfinetune: {report['wall_s']:.0f} s wall ({'cached' if report['cached'] else 'trained'}), {report['training']}"
-    )
+    how = "cached" if report["cached"] else "trained"
+    print(f"\nfinetune: {report['wall_s']:.0f} s wall ({how}), {report['training']}")
 
 
 def test_base_and_adapter_share_one_llama_server(lora_gateway) -> None:
