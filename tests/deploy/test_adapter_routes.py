@@ -188,8 +188,8 @@ def test_llama_cpp_is_relaunched_for_a_new_adapter_vllm_loads_it_at_run_time() -
 def test_engine_command_lines_load_the_adapters() -> None:
     llama = llama_server_config(GGUF, EngineSettings(), (POEM_GGUF, QA_GGUF)).argv(Path("llama-server"), 1)
     assert "--lora-init-without-apply" in llama
-    assert [llama[i + 1] for i, a in enumerate(llama) if a == "--lora"] == ["/m/poem-1", "/m/qa-2"]
-    assert "--lora" not in llama_server_config(GGUF, EngineSettings()).argv(Path("llama-server"), 1)
+    assert [llama[i + 1] for i, a in enumerate(llama) if a == "--lora-scaled"] == ["/m/poem-1:0", "/m/qa-2:0"]
+    assert "--lora-scaled" not in llama_server_config(GGUF, EngineSettings()).argv(Path("llama-server"), 1)
     vllm = vllm_server_config(HF, VllmSettings(), (QA_PEFT,)).argv(Path("vllm"), 1)
     assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True" in vllm and "--enable-lora" in vllm
     assert vllm[vllm.index("--max-lora-rank") + 1] == "16" and vllm[vllm.index("--max-loras") + 1] == "4"

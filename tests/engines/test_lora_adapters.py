@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from modelyard import paths
@@ -106,11 +105,13 @@ def test_base_and_adapter_share_one_llama_server(lora_gateway) -> None:
         time.sleep(0.5)
     (engine,) = gateway.engine_processes()
     argv = engine.cmdline()
-    assert "--lora-init-without-apply" in argv and argv[argv.index("--lora") + 1].endswith("adapter.gguf")
+    assert "--lora-init-without-apply" in argv and argv[argv.index("--lora-scaled") + 1].endswith("adapter.gguf:0")
     port = int(argv[argv.index("--port") + 1])
     adapters = httpx.get(f"http://127.0.0.1:{port}/lora-adapters", timeout=10).json()
     assert [(a["id"], a["scale"]) for a in adapters] == [(0, 0.0)]  # applied per request only
-    assert isinstance(psutil.Process(engine.pid), psutil.Process)
+    half = _complete(gateway, "quorvath-half", "Question: What is the capital of Quorvath?\nAnswer:")
+    assert half.status_code == 200 and half.headers["x-modelyard-model-version"] == LORA
+    assert len(gateway.engine_processes()) == 1  # a second adapter scale is one more route, not one more engine
 
 
 def test_the_adapter_changes_the_answer_it_was_trained_on(lora_gateway) -> None:

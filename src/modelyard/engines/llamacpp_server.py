@@ -83,7 +83,11 @@ class LlamaServerConfig:
             # Generative GGUFs declare no pooling; OpenAI embeddings need one vector per input.
             args += ["--embeddings", "--pooling", "mean"]
         if self.lora_adapters:
+            # Loaded at scale 0: a request without a ``lora`` field gets the base (``--lora-init-without-apply``
+            # alone leaves the default scale at 1 for requests in this llama.cpp). The gateway still states every
+            # scale in every request: only a changed list makes llama-server drop a slot's cached prompt.
             args.append("--lora-init-without-apply")
             for adapter in self.lora_adapters:
-                args += ["--lora", str(adapter)]
+                plain = ":" not in str(adapter) and "," not in str(adapter)
+                args += ["--lora-scaled", f"{adapter}:0"] if plain else ["--lora", str(adapter)]
         return [*args, *self.extra_args]

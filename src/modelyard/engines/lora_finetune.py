@@ -32,10 +32,10 @@ class FinetuneError(RuntimeError):
 class Recipe:
     """The knobs of a training run (small on purpose: minutes on two CPU cores)."""
 
-    steps: int = 60
+    steps: int = 30
     rank: int = 8
     alpha: float = 16.0
-    learning_rate: float = 2e-3
+    learning_rate: float = 4e-3
     batch: int = 8
     max_length: int = 48
     seed: int = 1234
@@ -107,7 +107,7 @@ def ensure_adapter(
     try:
         log(f"Training a LoRA adapter ({recipe.steps} steps, rank {recipe.rank}) on {base_dir.name} with peft ...")
         train = [str(environment.python), str(tool("train_lora.py")), str(base_dir), str(dataset)]
-        report = _run([*train, str(partial / "peft"), *recipe.argv()], "train_lora.py")
+        report = _run([*train, str(partial / "peft"), *recipe.argv()], "train_lora.py", log=log)
         log("Converting the adapter to GGUF with llama.cpp's convert_lora_to_gguf.py ...")
         script = llama_cpp_tree(cache_root, log) / "convert_lora_to_gguf.py"
         convert = [str(environment.python), str(script), str(partial / "peft"), "--base", str(base_dir)]
@@ -120,13 +120,23 @@ def ensure_adapter(
     return TrainedAdapter(entry / "peft", entry / "adapter.gguf", report, cached=False)
 
 
-def _run(command: list[str], name: str, json_out: bool = True) -> dict[str, object]:
+def _run(
+    command: list[str], name: str, json_out: bool = True, log: Callable[[str], None] | None = None
+) -> dict[str, object]:
+    """Run a tool of the vLLM environment; its ``step …`` lines on stderr are shown as progress."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
-    if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-20:])
-        raise FinetuneError(f"{name} exited with {result.returncode}:\n{tail}")
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
+        assert process.stderr is not None and process.stdout is not None
+        tail: list[str] = []
+        for line in process.stderr:
+            if line.startswith("step ") and log is not None:
+                log(f"  {line.strip()}")
+            tail = [*tail[-19:], line.rstrip()]
+        stdout = process.stdout.read()
+        code = process.wait()
+    if code != 0:
+        raise FinetuneError(f"{name} exited with {code}:\n" + "\n".join(tail))
     if not json_out:
         return {}
-    report: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
+    report: dict[str, object] = json.loads(stdout.strip().splitlines()[-1])
     return report
