@@ -112,6 +112,7 @@ def ensure_adapter(
         script = llama_cpp_tree(cache_root, log) / "convert_lora_to_gguf.py"
         convert = [str(environment.python), str(script), str(partial / "peft"), "--base", str(base_dir)]
         _run([*convert, "--outfile", str(partial / "adapter.gguf"), "--outtype", "f32"], script.name, json_out=False)
+        report.pop("output", None)  # the temporary directory's name; the entry is renamed below
         (partial / "report.json").write_text(json.dumps(report))
         shutil.rmtree(entry, ignore_errors=True)
         partial.rename(entry)
