@@ -26,3 +26,19 @@ def write_gguf(path: Path, seed: int = 1, name: str = "tiny", license: str = "ap
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_lora_gguf(path: Path, seed: int = 1, alpha: float = 16.0) -> Path:
+    """A LoRA adapter GGUF as ``convert_lora_to_gguf.py`` marks one: ``general.type = adapter``,
+    ``adapter.type = lora`` and ``adapter.lora.alpha``, with A/B tensors."""
+    writer = gguf.GGUFWriter(str(path), "gemma3")
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+    writer.add_tensor("blk.0.attn_q.weight.lora_a", np.full((8, 4), seed, dtype=np.float32))
+    writer.add_tensor("blk.0.attn_q.weight.lora_b", np.full((4, 8), seed, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -41,3 +41,13 @@ def write_hf_dir(root: Path, seed: float = 1.0, chat_template: bool = False) -> 
     (root / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
     (root / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE"}}))
     return root
+
+
+def write_peft_dir(root: Path, seed: float = 1.0, rank: int = 8) -> Path:
+    """A PEFT LoRA adapter directory as ``save_pretrained`` writes one."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = {"peft_type": "LORA", "r": rank, "lora_alpha": 16, "target_modules": ["v_proj", "q_proj"]}
+    (root / "adapter_config.json").write_text(json.dumps(config))
+    tensors = {"base_model.model.layers.0.self_attn.q_proj.lora_A.weight": ([rank, 4], seed)}
+    write_safetensors(root / "adapter_model.safetensors", tensors)
+    return root

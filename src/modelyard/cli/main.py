@@ -10,6 +10,7 @@ from modelyard import __version__, paths
 from modelyard.cli.deployments import deployments_app
 from modelyard.cli.evals import eval_app
 from modelyard.cli.experiments import experiments_app
+from modelyard.cli.finetune import finetune
 from modelyard.cli.gates import gates_app
 from modelyard.cli.models import models_app
 from modelyard.cli.requests import requests_app
@@ -29,6 +30,7 @@ app.add_typer(engine_app, name="engine")
 app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
 models_app.add_typer(gates_app, name="gates")
+models_app.command("finetune")(finetune)
 app.add_typer(requests_app, name="requests")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(experiments_app, name="experiments")

@@ -10,8 +10,9 @@ from pathlib import Path
 from modelyard.deploy.capabilities import is_embedding_model
 from modelyard.engines.llamacpp_server import LlamaServerConfig, builtin_chat_template
 from modelyard.engines.settings import EngineSettings
-from modelyard.engines.vllm_server import VllmServerConfig
+from modelyard.engines.vllm_server import VllmLora, VllmServerConfig
 from modelyard.engines.vllm_settings import VllmSettings
+from modelyard.registry.adapters import adapter_rank
 from modelyard.registry.hf_directory import HF_FORMAT
 from modelyard.registry.records import VersionRecord
 
@@ -27,7 +28,13 @@ def engine_kind(version: VersionRecord) -> str:
     return VLLM if version.format == HF_FORMAT else LLAMA_CPP
 
 
-def vllm_server_config(version: VersionRecord, settings: VllmSettings) -> VllmServerConfig:
+def vllm_server_config(
+    version: VersionRecord,
+    settings: VllmSettings,
+    adapters: tuple[VersionRecord, ...] = (),
+    lora: bool = False,
+) -> VllmServerConfig:
+    """``lora``: launch with LoRA support (``adapters`` loaded at launch under their version keys, more later)."""
     template = None
     if not version.has_chat_template:
         family = next((f for f in _BUILTIN_TEMPLATES if version.architecture.startswith(f)), None)
@@ -40,10 +47,19 @@ def vllm_server_config(version: VersionRecord, settings: VllmSettings) -> VllmSe
         chat_template_file=template,
         pooling=is_embedding_model(version),
         context_length=version.context_length or None,
+        lora=lora_support(adapters) if lora or adapters else None,
     )
 
 
-def llama_server_config(version: VersionRecord, settings: EngineSettings) -> LlamaServerConfig:
+def lora_support(adapters: tuple[VersionRecord, ...]) -> VllmLora:
+    ranks = tuple(rank for rank in (adapter_rank(a) for a in adapters) if rank is not None)
+    return VllmLora.fitting(tuple((a.key, a.artifact_path) for a in adapters), ranks)
+
+
+def llama_server_config(
+    version: VersionRecord, settings: EngineSettings, adapters: tuple[VersionRecord, ...] = ()
+) -> LlamaServerConfig:
+    """``adapters``: LoRA GGUFs loaded beside the model (request ``lora`` ids are their positions)."""
     template = None
     if not version.has_chat_template:
         family = next((f for f in _BUILTIN_TEMPLATES if version.architecture.startswith(f)), None)
@@ -56,6 +72,7 @@ def llama_server_config(version: VersionRecord, settings: EngineSettings) -> Lla
         context_size=settings.context_size,
         parallel=settings.parallel,
         embeddings=settings.embeddings or is_embedding_model(version),
+        lora_adapters=tuple(a.artifact_path for a in adapters),
     )
     # Without an explicit thread count the config keeps its own default (the CPU count).
     return dataclasses.replace(config, threads=settings.threads) if settings.threads else config

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 
+from modelyard.registry.adapters import is_adapter, standalone_reason
 from modelyard.registry.records import ModelRecord, RegistrySnapshot, VersionRecord
 from modelyard.registry.references import PRODUCTION
 
@@ -38,18 +39,29 @@ def _plan_model(
     model: ModelRecord, versions: dict[str, VersionRecord], routes: dict[str, str], unrouted: dict[str, str]
 ) -> None:
     served: dict[int, VersionRecord] = {}
+    adapters = {v.number: v for v in model.versions if is_adapter(v) and not v.archived}
     for alias, number in model.alias_map().items():
+        if number in adapters:
+            unrouted[f"{model.name}@{alias}"] = standalone_reason(adapters[number])
+            continue
         version = model.version(number)
         if version is not None and not version.archived:
             served[number] = version
             routes[f"{model.name}@{alias}"] = version.key
     active = model.active_versions()
     default = model.production
-    if default is None and len(active) == 1:
+    if default in adapters:
+        unrouted[model.name] = standalone_reason(adapters[default])
+        default = None
+    elif default is None and len(active) == 1 and active[0].number in adapters:
+        unrouted[model.name] = standalone_reason(active[0])
+    elif default is None and len(active) == 1:
         default = active[0].number
         served[default] = active[0]
     if default is not None and default in served:
         routes[model.name] = served[default].key
+    elif model.name in unrouted:
+        pass  # an adapter: said above
     else:
         unrouted[model.name] = (
             f"Model '{model.name}' has {len(active)} active versions and no '{PRODUCTION}' alias: promote one "
@@ -61,6 +73,8 @@ def _plan_model(
             versions[version.key] = version
         elif version.archived:
             unrouted[version.key] = f"Version {version.number} of '{model.name}' is archived."
+        elif version.number in adapters:
+            unrouted[version.key] = standalone_reason(version)
         else:
             unrouted[version.key] = (
                 f"Version {version.number} of '{model.name}' is registered but not deployed: give it an alias "

@@ -14,15 +14,17 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
+from modelyard.deploy.adapter_sets import after_unload, plan_adapters
 from modelyard.deploy.engine_config import VLLM, engine_kind, engine_log_path, llama_server_config, vllm_server_config
 from modelyard.deploy.plan import choose_routes, serving_plan
 from modelyard.deploy.rollout_split import TrafficSplit, with_splits
 from modelyard.deploy.routes import (
     CatalogInputs,
+    adapters_wanted,
     build_catalog,
     desired_instances,
     instance_index,
@@ -38,6 +40,7 @@ from modelyard.engines.remote import RemoteUpstream, bearer_header
 from modelyard.engines.settings import EngineSettings
 from modelyard.engines.supervisor import CommandFactory, EngineState, EngineSupervisor, LaunchRefused, RestartPolicy
 from modelyard.engines.vllm_install import VllmEnvironment
+from modelyard.engines.vllm_lora import LoraUpdateError, load_adapter, unload_adapter
 from modelyard.engines.vllm_settings import VllmSettings
 from modelyard.observability.engine_metrics import relabel
 from modelyard.observability.metrics import GatewayMetrics
@@ -95,6 +98,9 @@ class Reconciler:
         self._versions: dict[str, VersionRecord] = {}  # version key → record, for every engine instance
         self._replicas: dict[str, Replica] = {}  # engine instance name or remote URL → its replica
         self._registry_routes: dict[str, str] = {}  # registry id → version key, as last published
+        self._adapter_sets: dict[str, tuple[str, ...]] = {}  # base key → adapter keys its engines hold, in id order
+        self._lora_enabled: set[str] = set()  # vLLM bases launched with LoRA support
+        self._superseded: set[int] = set()  # ids of engines replaced by a relaunch (their successor has the name)
         self._snapshot: RegistrySnapshot | None = None
         self._apply_lock = asyncio.Lock()
         self.deployments = DeploymentsSpec()
@@ -243,12 +249,21 @@ class Reconciler:
         versions = {**plan.versions, **versions_of(resolved)}
         self._versions.update(versions)
         wanted = desired_instances(plan, resolved)
+        adapters = adapters_wanted(resolved)
+        self._versions.update({a.key: a for held in adapters.values() for a in held})
+        running = {version_key(name): engine.kind for name, engine in self.engines.items()}
+        keys = {base: tuple(a.key for a in held) for base, held in adapters.items()}
+        changes = plan_adapters(running, self._adapter_sets, keys, self._lora_enabled)
+        replaced = self._take_for_relaunch(changes.relaunch)
+        self._adapter_sets.update(changes.sets)
         launched = [
             self._launch(versions[key], instance_name(key, index))
             for key, count in wanted.items()
             for index in range(count)
             if instance_name(key, index) not in self.engines
         ]
+        if changes.load:
+            await self._load_adapters(changes.load)
         if launched and not initial:
             await self._settle(launched)
         ready = {version_key(name) for name, engine in self.engines.items() if engine.ready}
@@ -267,8 +282,13 @@ class Reconciler:
                 resolved=resolved,
                 parallel=self._engine_settings.parallel,
                 vllm_native_tools=bool(self._vllm_settings.vllm_tool_call_parser),
+                adapters_of=lambda key: self._adapter_sets.get(key, ()),
             )
         )
+        for name, engine in replaced:
+            self._retire_replaced(name, engine)
+        if changes.unload:
+            await self._unload_adapters(changes.unload)
         self._registry_routes = routes
         self.revision = snapshot.revision
         for name in instances_to_retire(self.engines, wanted, set(routes.values())):
@@ -317,19 +337,81 @@ class Reconciler:
         engine.start()
         return engine
 
+    def _adapters_of(self, key: str) -> tuple[VersionRecord, ...]:
+        return tuple(self._versions[a] for a in self._adapter_sets.get(key, ()))
+
     def _llama_command(self, version: VersionRecord) -> tuple[CommandFactory, RestartPolicy]:
-        config = llama_server_config(version, self._engine_settings)
+        """The adapters are read at every (re)launch: a restarted engine loads the set it holds now."""
         binary = self._build.binary("llama-server")
-        return (lambda port: config.argv(binary, port)), self._policy
+
+        def command(port: int) -> list[str]:
+            config = llama_server_config(version, self._engine_settings, self._adapters_of(version.key))
+            return config.argv(binary, port)
+
+        return command, self._policy
 
     def _vllm_command(self, version: VersionRecord) -> tuple[CommandFactory, RestartPolicy]:
-        """``vllm serve`` for an HF-format version; it loads for minutes, so it gets its own ready timeout."""
-        config = vllm_server_config(version, self._vllm_settings)
-        if self._vllm is not None:
-            config = dataclasses.replace(config, preload=self._vllm.preload())
+        """``vllm serve`` for an HF-format version; it loads for minutes, so it gets its own ready timeout. A base
+        that serves adapters is launched with LoRA support and the adapters it holds then (run-time loads after
+        that are loaded again at a restart)."""
         policy = dataclasses.replace(self._policy, ready_timeout_s=self._vllm_settings.vllm_ready_timeout_s)
         environment = self._vllm
-        return (lambda port: config.argv(environment.vllm if environment else Path("vllm"), port)), policy
+        if self._adapter_sets.get(version.key):
+            self._lora_enabled.add(version.key)
+        else:
+            self._lora_enabled.discard(version.key)
+        lora = version.key in self._lora_enabled
+
+        def command(port: int) -> list[str]:
+            config = vllm_server_config(version, self._vllm_settings, self._adapters_of(version.key), lora)
+            if environment is not None:
+                config = dataclasses.replace(config, preload=environment.preload())
+            return config.argv(environment.vllm if environment else Path("vllm"), port)
+
+        return command, policy
+
+    def _take_for_relaunch(self, keys: frozenset[str]) -> list[tuple[str, EngineSupervisor]]:
+        """Take the engines of bases that need another adapter set out of the running ones (the normal launch
+        path then starts their successors); they keep serving the current catalog until it is swapped."""
+        taken = []
+        for name in sorted(n for n in self.engines if version_key(n) in keys):
+            log.info("engine %s is relaunched with another set of LoRA adapters", name)
+            taken.append((name, self.engines.pop(name)))
+            self._replicas.pop(name, None)
+        return taken
+
+    def _retire_replaced(self, name: str, engine: EngineSupervisor) -> None:
+        key = f"{name} (replaced, pid {engine.pid})"
+        self._superseded.add(id(engine))
+        self.draining[key] = engine
+        task = asyncio.create_task(self._drain(key, engine, replaced=True), name=f"drain-{key}")
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
+
+    async def _load_adapters(self, load: Mapping[str, tuple[str, ...]]) -> None:
+        """vLLM: load new adapters into the running, ready engines of their base before routes reach them; an
+        adapter that fails to load is left out of the set (its target stays unavailable and says why)."""
+        for key, names in load.items():
+            for name in names:
+                adapter = self._versions[name]
+                try:
+                    await verify_artifact(self._store, self._checker, adapter, self._actor)
+                    for engine in (e for n, e in self.engines.items() if version_key(n) == key and e.ready):
+                        await load_adapter(engine.base_url, adapter.key, adapter.artifact_path)
+                    log.info("LoRA adapter %s loaded on %s", adapter.key, key)
+                except (LaunchRefused, LoraUpdateError) as exc:
+                    log.error("LoRA adapter %s not loaded on %s: %s", adapter.key, key, exc)
+                    self._adapter_sets[key] = tuple(a for a in self._adapter_sets.get(key, ()) if a != name)
+
+    async def _unload_adapters(self, unload: Mapping[str, tuple[str, ...]]) -> None:
+        for key, names in unload.items():
+            for engine in (e for n, e in self.engines.items() if version_key(n) == key and e.ready):
+                for name in names:
+                    try:
+                        await unload_adapter(engine.base_url, name)
+                    except LoraUpdateError as exc:
+                        log.warning("LoRA adapter %s not unloaded from %s: %s", name, engine.name, exc)
+        self._adapter_sets.update(after_unload(self._adapter_sets, unload))
 
     async def _settle(self, engines: list[EngineSupervisor]) -> None:
         """Wait until each new engine is ready or has given up (failed starts, refused artifact)."""
@@ -342,6 +424,8 @@ class Reconciler:
                 f"({self._vllm_settings.vllm_device}): run `make setup-vllm` or `modelyard engine install vllm`"
             )
         await verify_artifact(self._store, self._checker, version, self._actor)
+        for adapter in self._adapters_of(version.key):
+            await verify_artifact(self._store, self._checker, adapter, self._actor)
 
     def _retire(self, key: str) -> None:
         engine = self.engines.pop(key)
@@ -351,7 +435,7 @@ class Reconciler:
         self._drains.add(task)
         task.add_done_callback(self._drains.discard)
 
-    async def _drain(self, key: str, engine: EngineSupervisor) -> None:
+    async def _drain(self, key: str, engine: EngineSupervisor, replaced: bool = False) -> None:
         deadline = time.monotonic() + self._drain_timeout_s
         if self._min_drain_s:
             await asyncio.sleep(min(self._min_drain_s, self._drain_timeout_s))
@@ -366,14 +450,17 @@ class Reconciler:
                 self._drain_timeout_s,
             )
         await engine.stop()
+        self._superseded.discard(id(engine))  # stopped: it reports nothing more (and its id may be reused)
         if self.draining.get(key) is engine:
             del self.draining[key]
-        if key not in self.engines:  # not re-launched meanwhile
+        if key not in self.engines and not replaced:  # not re-launched meanwhile
             model, version = _labels(key)
             self._metrics.engine_retired(key, model, version)
         log.info("engine %s drained and stopped", key)
 
     def _engine_changed(self, engine: EngineSupervisor) -> None:
+        if id(engine) in self._superseded:
+            return  # its successor, under the same name, is the one the metrics describe
         model, version = _labels(engine.name)
         cold_start = (engine.kind, engine.cold_start_s) if engine.ready and engine.cold_start_s is not None else None
         self._metrics.engine_state_changed(engine.name, model, version, engine.ready, engine.restarts, cold_start)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from modelyard.deploy.capabilities import is_embedding_model, llama_cpp, remote, template_knows_tools, vllm
 from modelyard.deploy.plan import ServingPlan
+from modelyard.registry.adapters import is_adapter, serving_problem, standalone_reason
 from modelyard.registry.errors import InvalidRequest
 from modelyard.registry.hf_directory import HF_FORMAT
 from modelyard.registry.records import RegistrySnapshot, VersionRecord
@@ -38,6 +39,7 @@ class ResolvedTarget:
     spec: TargetSpec
     version: VersionRecord | None = None  # local targets, once the reference resolves
     missing: str | None = None  # why a local target has no version
+    adapter: VersionRecord | None = None  # the LoRA adapter served on ``version`` (its parent)
 
 
 def resolve_version(snapshot: RegistrySnapshot, reference: str) -> VersionRecord | str:
@@ -84,15 +86,44 @@ def resolve_deployments(
             if target.model is None:
                 targets.append(ResolvedTarget(name, target))
                 continue
+            at = f"routes.{route_name}.targets.{name}"
             version = resolve_version(snapshot, target.model)
-            if isinstance(version, str):
+            adapter: VersionRecord | str | None = None
+            if isinstance(version, VersionRecord):
+                if is_adapter(version):
+                    version = standalone_reason(version)
+                elif target.adapter is not None:
+                    adapter = _resolve_adapter(snapshot, version, target)
+            if isinstance(version, str) or isinstance(adapter, str):
+                key, problem = ("model", version) if isinstance(version, str) else ("adapter", adapter)
                 if strict:
-                    raise DeploymentsError(source, f"routes.{route_name}.targets.{name}.model", version)
-                targets.append(ResolvedTarget(name, target, missing=f"{target.model}: {version}"))
+                    raise DeploymentsError(source, f"{at}.{key}", str(problem))
+                reference = target.model if key == "model" else target.adapter
+                targets.append(ResolvedTarget(name, target, missing=f"{reference}: {problem}"))
             else:
-                targets.append(ResolvedTarget(name, target, version))
+                targets.append(ResolvedTarget(name, target, version, adapter=adapter))
         resolved[route_name] = targets
     return resolved
+
+
+def _resolve_adapter(snapshot: RegistrySnapshot, base: VersionRecord, target: TargetSpec) -> VersionRecord | str:
+    assert target.adapter is not None
+    adapter = resolve_version(snapshot, target.adapter)
+    if isinstance(adapter, str):
+        return adapter
+    kind = "vllm" if base.format == HF_FORMAT else "llama.cpp"
+    return serving_problem(base, adapter, target.adapter_scale, kind) or adapter
+
+
+def adapters_wanted(resolved: Mapping[str, list[ResolvedTarget]]) -> dict[str, tuple[VersionRecord, ...]]:
+    """Base version key → the adapters the declared targets serve on it (sorted by key: llama.cpp numbers its
+    ``--lora`` adapters in this order), so that every adapter of one base shares the base's engines."""
+    wanted: dict[str, dict[str, VersionRecord]] = {}
+    for targets in resolved.values():
+        for target in targets:
+            if target.version is not None and target.adapter is not None:
+                wanted.setdefault(target.version.key, {})[target.adapter.key] = target.adapter
+    return {key: tuple(adapters[k] for k in sorted(adapters)) for key, adapters in wanted.items()}
 
 
 def desired_instances(plan: ServingPlan, resolved: Mapping[str, list[ResolvedTarget]]) -> dict[str, int]:
@@ -146,6 +177,7 @@ class CatalogInputs:
     resolved: Mapping[str, list[ResolvedTarget]]
     parallel: int = 8  # the engines' slots: llama.cpp's most choices (n) in one call
     vllm_native_tools: bool = False  # vLLM engines run with a --tool-call-parser
+    adapters_of: Callable[[str], tuple[str, ...]] = lambda key: ()  # version key → adapters its engines loaded
 
 
 def build_catalog(inputs: CatalogInputs) -> ModelCatalog:
@@ -160,14 +192,22 @@ def build_catalog(inputs: CatalogInputs) -> ModelCatalog:
     return ModelCatalog(routes, unrouted)
 
 
-def _served_version(inputs: CatalogInputs, version: VersionRecord) -> ServedModel:
-    price_in, price_out = inputs.prices.get(version.model, (0.0, 0.0))
+def _served_version(
+    inputs: CatalogInputs, version: VersionRecord, adapter: VersionRecord | None = None, scale: float = 1.0
+) -> ServedModel:
+    """What a target serves: a version, or an adapter on it (named and priced as the adapter; the base's engine
+    capabilities). On vLLM an adapter is its own served name; on llama.cpp every request states each loaded
+    adapter's scale (the chosen one's, 0 for the others), so the base alone is the base."""
+    named = adapter or version
+    price_in, price_out = inputs.prices.get(named.model, (0.0, 0.0))
     encoder = is_embedding_model(version)
     on_vllm = version.format == HF_FORMAT
+    loaded = () if on_vllm else inputs.adapters_of(version.key)
+    chosen = adapter.key if adapter is not None else None
     return ServedModel(
-        name=version.model,
-        version=version.number,
-        created=int(version.created_at.timestamp()),
+        name=named.model,
+        version=named.number,
+        created=int(named.created_at.timestamp()),
         embeddings=inputs.embeddings or encoder,
         price_input_per_1k=price_in,
         price_output_per_1k=price_out,
@@ -175,16 +215,21 @@ def _served_version(inputs: CatalogInputs, version: VersionRecord) -> ServedMode
             vllm(inputs.vllm_native_tools) if on_vllm else llama_cpp(inputs.parallel, template_knows_tools(version))
         ),
         # vLLM answers only to its --served-model-name; llama-server ignores the name, so its bytes pass as sent.
-        upstream_model=version.key if on_vllm else None,
+        upstream_model=(chosen or version.key) if on_vllm else None,
         generates=not encoder,
+        lora=tuple((index, scale if key == chosen else 0.0) for index, key in enumerate(loaded)),
     )
 
 
 def _declared_target(inputs: CatalogInputs, route_name: str, target: ResolvedTarget) -> RouteTarget:
     spec = target.spec
     if target.version is not None:
-        served = _served_version(inputs, target.version)
+        served = _served_version(inputs, target.version, target.adapter, spec.adapter_scale)
         replicas = inputs.replicas_of(target.version.key)[: spec.replicas]
+        adapter = target.adapter
+        if adapter is not None and adapter.key not in inputs.adapters_of(target.version.key):
+            why = f"adapter {adapter.key} is not loaded on the engines of {target.version.key} yet"
+            return RouteTarget(target.name, served, (), spec.weight, spec.region, missing=why)
         return RouteTarget(target.name, served, replicas, spec.weight, spec.region)
     if target.missing is not None:
         return RouteTarget(

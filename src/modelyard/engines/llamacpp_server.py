@@ -49,6 +49,9 @@ class LlamaServerConfig:
     batch_size: int = 512
     embeddings: bool = False
     extra_args: tuple[str, ...] = ()
+    # LoRA adapter GGUFs loaded beside the model, at scale 0 until a request's ``lora`` field applies one; a
+    # request names them by their index in this tuple
+    lora_adapters: tuple[Path, ...] = ()
     host: str = "127.0.0.1"  # loopback behind ``modelyard serve``; the Pod's interface for ``modelyard engine``
 
     def argv(self, binary: Path, port: int) -> list[str]:
@@ -79,4 +82,12 @@ class LlamaServerConfig:
         if self.embeddings:
             # Generative GGUFs declare no pooling; OpenAI embeddings need one vector per input.
             args += ["--embeddings", "--pooling", "mean"]
+        if self.lora_adapters:
+            # Loaded at scale 0: a request without a ``lora`` field gets the base (``--lora-init-without-apply``
+            # alone leaves the default scale at 1 for requests in this llama.cpp). The gateway still states every
+            # scale in every request: only a changed list makes llama-server drop a slot's cached prompt.
+            args.append("--lora-init-without-apply")
+            for adapter in self.lora_adapters:
+                plain = ":" not in str(adapter) and "," not in str(adapter)
+                args += ["--lora-scaled", f"{adapter}:0"] if plain else ["--lora", str(adapter)]
         return [*args, *self.extra_args]

@@ -14,6 +14,32 @@ from pathlib import Path
 
 from modelyard.engines.vllm_settings import VllmSettings
 
+#: the ranks vLLM's --max-lora-rank accepts
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+@dataclass(frozen=True)
+class VllmLora:
+    """``--enable-lora`` with room for ``max_loras`` adapters of rank up to ``max_rank`` at once, ``modules``
+    (served name, PEFT directory) loaded at launch, and run-time loading allowed
+    (``VLLM_ALLOW_RUNTIME_LORA_UPDATING``: ``POST /v1/load_lora_adapter`` and ``/v1/unload_lora_adapter``)."""
+
+    modules: tuple[tuple[str, Path], ...] = ()
+    max_loras: int = 4
+    max_rank: int = 16
+
+    @classmethod
+    def fitting(cls, modules: tuple[tuple[str, Path], ...], ranks: tuple[int, ...], max_loras: int = 4) -> VllmLora:
+        need = max((16, *ranks))
+        rank = next((r for r in LORA_RANKS if r >= need), LORA_RANKS[-1])
+        return cls(modules, max(max_loras, len(modules)), rank)
+
+    def argv(self) -> list[str]:
+        args = ["--enable-lora", "--max-loras", str(self.max_loras), "--max-lora-rank", str(self.max_rank)]
+        if self.modules:
+            args += ["--lora-modules", *(f"{name}={path}" for name, path in self.modules)]
+        return args
+
 
 @dataclass(frozen=True)
 class VllmServerConfig:
@@ -28,6 +54,7 @@ class VllmServerConfig:
     pooling: bool = False
     # The model's own context when it is shorter than the setting: vLLM refuses a longer --max-model-len.
     context_length: int | None = None
+    lora: VllmLora | None = None  # LoRA serving on (adapters loaded at launch; more loaded at run time)
 
     def environment(self) -> dict[str, str]:
         env = {
@@ -37,6 +64,8 @@ class VllmServerConfig:
             "TRANSFORMERS_OFFLINE": "1",
             "VLLM_LOGGING_LEVEL": "INFO",
         }
+        if self.lora is not None:
+            env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
         if self.settings.vllm_device == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = str(self.settings.vllm_cpu_kv_cache_gib)
             # Binding OpenMP threads to cores assumes the machine is ours alone; beside others, the OS places them.
@@ -93,4 +122,6 @@ class VllmServerConfig:
             args += ["--chat-template", str(self.chat_template_file)]
         if s.vllm_tool_call_parser:
             args += ["--enable-auto-tool-choice", "--tool-call-parser", s.vllm_tool_call_parser]
+        if self.lora is not None:
+            args += self.lora.argv()
         return [*args, *self.extra_args]

@@ -91,16 +91,19 @@ class Call:
         return call
 
     def body_for(self, target: RouteTarget) -> bytes:
-        upstream_model = target.served.upstream_model
-        if upstream_model is None and self.body is not None:
+        served = target.served
+        upstream_model = served.upstream_model
+        if upstream_model is None and not served.lora and self.body is not None:
             return self.body  # the common case: the client's bytes, no allocation
         if self.bodies is None:
             self.bodies = {}
-        caps = target.served.capabilities
+        caps = served.capabilities
         key = upstream_model if self.adapter is None else f"{upstream_model}\0{caps.kind}"
+        if served.lora:
+            key = f"{key}\0{served.lora}"
         body = self.bodies.get(key)
         if body is None:
-            payload = self.payload if upstream_model is None else {**self.payload, "model": upstream_model}
+            payload = served.upstream_fields(self.payload)
             if self.adapter is not None:
                 payload = self.adapter.payload_for(payload, caps, self.n)
             body = self.bodies[key] = orjson.dumps(payload)

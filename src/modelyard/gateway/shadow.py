@@ -71,9 +71,9 @@ class ShadowMirror:
         if self._in_flight.get(route.name, 0) >= shadow.max_concurrent:
             self._metrics.shadow_outcome(route.name, target.name, "skipped")
             return None
-        payload = {k: v for k, v in call.payload.items() if k not in ("stream", "stream_options")}
-        if target.served.upstream_model is not None:
-            payload["model"] = target.served.upstream_model
+        payload = target.served.upstream_fields(
+            {k: v for k, v in call.payload.items() if k not in ("stream", "stream_options")}
+        )
         mirror = Mirror()
         self._in_flight[route.name] = self._in_flight.get(route.name, 0) + 1
         task = asyncio.create_task(

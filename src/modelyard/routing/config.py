@@ -38,6 +38,8 @@ class _Spec(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tru
 
 class TargetSpec(_Spec, frozen=True):
     model: str | None = None  # a registry reference: name, name@alias or name:N
+    adapter: str | None = None  # a LoRA adapter version (a registry reference) served on ``model``, its parent
+    adapter_scale: float = 1.0  # how strongly llama.cpp applies the adapter per request (vLLM: 1.0 only)
     url: str | list[str] | None = None  # remote OpenAI-compatible base URL(s), one replica each
     upstream_model: str | None = None  # the name a remote upstream knows the model by (default: the route name)
     api_key_env: str | None = None  # environment variable holding a bearer token for a remote upstream
@@ -237,6 +239,13 @@ def _check_target(fail: Fail, name: str, target: TargetSpec) -> None:
             raise fail(f"{at}.model", exc.message) from None
         if target.upstream_model is not None or target.api_key_env is not None:
             raise fail(at, "'upstream_model' and 'api_key_env' apply to remote 'url' targets only")
+        if target.adapter is not None:
+            try:
+                parse_ref(target.adapter)
+            except InvalidRequest as exc:
+                raise fail(f"{at}.adapter", exc.message) from None
+        if not 0 < target.adapter_scale <= 4:
+            raise fail(f"{at}.adapter_scale", f"must be above 0 and at most 4, got {target.adapter_scale}")
         if target.replicas < 1 or target.replicas > 64:
             raise fail(f"{at}.replicas", f"must be between 1 and 64, got {target.replicas}")
     else:
@@ -250,6 +259,8 @@ def _check_target(fail: Fail, name: str, target: TargetSpec) -> None:
                 raise fail(where, f"expected an http(s)://host[:port][/v1] URL, got {url!r}")
         if target.replicas != 1:
             raise fail(f"{at}.replicas", "a remote target has one replica per URL: list several URLs instead")
+        if target.adapter is not None:
+            raise fail(f"{at}.adapter", "an adapter is served on a registry 'model' (its base), not on a remote 'url'")
     if target.weight < 0:
         raise fail(f"{at}.weight", f"must be 0 or more, got {target.weight}")
     if target.region is not None and not target.region:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol
+from typing import Any, Protocol
 
 from modelyard.routing.breaker import CLOSED, BreakerPolicy, BreakerState
 from modelyard.routing.capabilities import OPENAI_COMPATIBLE, EngineCapabilities
@@ -63,6 +63,17 @@ class ServedModel:
     price_output_per_1k: float = 0.0
     capabilities: EngineCapabilities = OPENAI_COMPATIBLE  # what its engine kind can do (routing/capabilities.py)
     generates: bool = True  # False for an embedding-only model (chat and completions are refused)
+    # llama.cpp's per-request LoRA scales, (adapter id, scale) for every adapter its engine loaded: the request's
+    # ``lora`` field, so one engine serves its base and each adapter (vLLM picks an adapter by ``upstream_model``)
+    lora: tuple[tuple[int, float], ...] = ()
+
+    def upstream_fields(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``payload`` as this model's engine must receive it: its upstream name, its adapter scales."""
+        if self.upstream_model is not None:
+            payload = {**payload, "model": self.upstream_model}
+        if self.lora:
+            payload = {**payload, "lora": [{"id": index, "scale": scale} for index, scale in self.lora]}
+        return payload
 
     @property
     def key(self) -> str:
