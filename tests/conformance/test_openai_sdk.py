@@ -23,7 +23,7 @@ WEATHER = {
         "description": "Current weather for a city",
         "parameters": {
             "type": "object",
-            "properties": {"city": {"type": "string"}},
+            "properties": {"city": {"type": "string", "minLength": 1}},  # the engine may not answer ""
             "required": ["city"],
             "additionalProperties": False,
         },
