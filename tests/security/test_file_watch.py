@@ -73,8 +73,12 @@ def test_an_edited_guardrails_file_is_enforced_and_a_corrupt_one_refused(
             assert gateway.metric("modelyard_guardrails_reloads_total", result="applied") == 1
 
             caplog.clear()
-            for corrupt in ("routes:\n  '*':\n    input: {blocklist: {action: block, phrases: [",  # cut short
-                            'routes:\n  "*":\n    input: {blocklist: {acton: block}}\n'):  # fmt: skip
+            corrupt_files = (
+                "routes:\n  '*':\n    input: {blocklist: {action: block, phrases: [",  # cut short
+                'routes:\n  "*":\n    input: {blocklist: {acton: block}}\n',  # a misspelt key
+                "",  # emptied (what a reader sees mid-save): not "no guardrails"
+            )
+            for corrupt in corrupt_files:
                 path.write_text(corrupt)
                 before = gateway.metric("modelyard_guardrails_reloads_total", result="rejected")
                 await _until(
@@ -87,7 +91,7 @@ def test_an_edited_guardrails_file_is_enforced_and_a_corrupt_one_refused(
                 ready = (await gateway.client.get("/ready")).json()
                 assert str(path) in ready["security"]["guardrails_file_error"]
             refusals = [r.getMessage() for r in caplog.records if "guardrails file change refused" in r.getMessage()]
-            assert len(refusals) == 2
+            assert len(refusals) == 3
             assert all(r.levelno == logging.ERROR for r in caplog.records if "refused" in r.getMessage())
             assert "acton" in refusals[1]
 

@@ -39,11 +39,16 @@ def file_stamp(path: Path) -> Stamp:
 
 
 def read_file(path: Path) -> tuple[str, GuardrailConfig]:
-    """The file's text (for the digest that tells a real change from a touch) and its validated configuration."""
+    """The file's text (for the digest that tells a real change from a touch) and its validated configuration.
+
+    An empty file is refused here (not at start-up): it is what a reader sees between an in-place save's
+    truncation and its write, and taking it would drop every guardrail for a moment; ``routes: {}`` says "none"."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise GuardrailConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if not text.strip():
+        raise GuardrailConfigError(f"{path}: is empty (write `routes: {{}}` for no guardrails)")
     return text, load_config(path)
 
 
@@ -100,6 +105,10 @@ class GuardrailsFileWatcher:
             return
         try:
             text, config = await asyncio.to_thread(read_file, self.path)
+            if await asyncio.to_thread(file_stamp, self.path) != stamp:
+                return  # written to while being read: read it whole at the next poll
+        except OSError:
+            return
         except GuardrailConfigError as exc:
             self._stamp = stamp
             digest = _digest(_text_or_empty(self.path))
