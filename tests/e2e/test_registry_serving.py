@@ -229,6 +229,10 @@ def test_inference_keeps_serving_while_the_database_is_down(
     while httpx.get(gateway.url + "/admin/models", timeout=30).status_code != 200:
         assert time.monotonic() < deadline, "admin API did not recover with the database"
         time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while not gateway.ready_info()["registry"]["reachable"]:  # though nothing changed in the registry meanwhile
+        assert time.monotonic() < deadline, "/ready did not see the registry back"
+        time.sleep(0.5)
     proxy.stop()
 
 
@@ -279,6 +283,6 @@ def test_inference_keeps_serving_while_the_sqlite_database_is_locked_away(
         assert time.monotonic() < deadline, "admin API did not recover with the database"
         time.sleep(0.5)
     deadline = time.monotonic() + 30
-    while not gateway.ready_info()["registry"]["reachable"]:
+    while not gateway.ready_info()["registry"]["reachable"]:  # though nothing changed in the registry meanwhile
         assert time.monotonic() < deadline, "/ready did not see the registry back"
         time.sleep(0.5)
