@@ -153,4 +153,4 @@ def test_stateful_sequences_along_the_links_stay_within_the_document(api_schema:
     if scope == "admin":  # the links were followed: what was created was then read and changed
         assert {"GET /admin/keys/{id}", "POST /admin/keys/{id}/revoke"} <= followed
     if scope == "inference":
-        assert {"GET /v1/files/{id}", "GET /v1/responses/{id}"} <= followed
+        assert {"GET /v1/files/{id}", "POST /v1/batches", "GET /v1/batches/{id}"} <= followed
