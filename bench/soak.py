@@ -8,7 +8,10 @@ gateway's RSS, open file descriptors and ``modelyard_asyncio_tasks`` are read. V
 (``--warmup`` share of the run):
 
 - RSS and fds flat within ±5 %: the mean of the last third of samples against the first third;
-- asyncio tasks back to where they were after warm-up (± a few timers);
+- asyncio tasks back to where they were before the load once it stops: after the load, ``modelyard_asyncio_tasks``
+  is read every second until it holds still for ``--settle-quiet`` seconds (at most ``--settle-max``), because
+  connection tasks of the last requests end a moment after their answers (keep-alive, abandoned streams' clean-up);
+  reading it at once counts those as leaks;
 - the engine's ``/slots`` all idle once the load stops (no generation left running for a client that left);
 - no server error other than those the restart could explain (counted separately).
 
@@ -91,6 +94,26 @@ def _tasks(metrics: str) -> float:
     return -1.0
 
 
+def settled_tasks(read: Any, quiet: float, bound: float, step: float = 1.0) -> tuple[float, float, bool, list[float]]:
+    """Read the task count every ``step`` s until it has not changed for ``quiet`` s, or ``bound`` s have passed.
+
+    Returns the last count, the seconds it took, whether it held still and the counts read; a count that never
+    holds still within the bound is reported as it was at the bound (the caller says so), not waited on for ever.
+    """
+    started = time.monotonic()
+    seen: list[float] = [read()]
+    still_since = started
+    while time.monotonic() - started < bound:
+        time.sleep(step)
+        now = read()
+        if now != seen[-1]:
+            still_since = time.monotonic()
+        seen.append(now)
+        if time.monotonic() - still_since >= quiet:
+            return seen[-1], round(time.monotonic() - started, 1), True, seen
+    return seen[-1], round(time.monotonic() - started, 1), False, seen
+
+
 async def _worker(client: httpx.AsyncClient, stop: float, counts: dict[str, int], rng: random.Random) -> None:
     chat = {"model": MODEL, "messages": [{"role": "user", "content": "Tell me about the sea."}], "max_tokens": 8}
     while time.monotonic() < stop:
@@ -136,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=2, help="the engine's slots")
     parser.add_argument("--sample-every", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=0.2, help="share of the run before samples count")
+    parser.add_argument("--settle-quiet", type=float, default=10.0, help="s the task count must hold still")
+    parser.add_argument("--settle-max", type=float, default=120.0, help="at most this long waiting for it")
     args = parser.parse_args(argv)
     seconds = args.minutes * 60
     data_dir = Path(tempfile.mkdtemp(prefix="soak-"))
@@ -145,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         gateway.wait_ready()
         process = psutil.Process(gateway.proc.pid)
+
+        def read_tasks() -> float:
+            return _tasks(httpx.get(gateway.url + "/metrics", timeout=10).text)
+
+        tasks_idle_before = read_tasks()
         first_engine = gateway.engine()["pid"]
         load = threading.Thread(target=lambda: asyncio.run(_drive(gateway.url, seconds, args.concurrency, counts)))
         started = time.monotonic()
@@ -158,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(httpx.HTTPError):
                 metrics = httpx.get(gateway.url + "/metrics", timeout=10).text
                 samples.append({"t": round(elapsed, 1), "rss_mb": process.memory_info().rss / 2**20,
-                                "fds": process.num_fds(), "tasks": _tasks(metrics)})  # fmt: skip
+                                "fds": process.num_fds(), "tasks": _tasks(metrics),
+                                "load1": os.getloadavg()[0]})  # fmt: skip
             load.join(args.sample_every)
-        time.sleep(2)
+        tasks_end, settle_s, settled, settle_series = settled_tasks(read_tasks, args.settle_quiet, args.settle_max)
         slots = httpx.get(gateway.engine_url() + "/slots", timeout=10).json()
-        tasks_end = _tasks(httpx.get(gateway.url + "/metrics", timeout=10).text)
+        rss_idle_end, fds_idle_end = process.memory_info().rss / 2**20, process.num_fds()
         restarted = gateway.engine()["pid"] != first_engine
     finally:
         gateway.stop()
@@ -185,7 +216,23 @@ def main(argv: list[str] | None = None) -> int:
         "rss_drift_pct": drift("rss_mb") if counted else None,
         "fds_first_last": [counted[0]["fds"], counted[-1]["fds"]] if counted else None,
         "fds_drift_pct": drift("fds") if counted else None,
-        "tasks_after_warmup_and_end": [counted[0]["tasks"], tasks_end] if counted else None,
+        "rss_mb_idle_end": round(rss_idle_end, 1),
+        "fds_idle_end": fds_idle_end,
+        "tasks_idle_before_load": tasks_idle_before,
+        "tasks_under_load_min_max": [min(s["tasks"] for s in counted), max(s["tasks"] for s in counted)]
+        if counted
+        else None,
+        "tasks_idle_after_load": tasks_end,
+        "tasks_settled": settled,
+        "tasks_settle_seconds": settle_s,
+        "tasks_settle_series": sorted(set(settle_series), key=settle_series.index),
+        "load_average_1m_min_mean_max": [
+            round(min(s["load1"] for s in samples), 1),
+            round(statistics.mean(s["load1"] for s in samples), 1),
+            round(max(s["load1"] for s in samples), 1),
+        ]
+        if samples
+        else None,
         "slots_busy_at_end": busy,
         "server_errors": {k: v for k, v in counts.items() if k.split()[-1].startswith("5")},
     }

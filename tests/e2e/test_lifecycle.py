@@ -239,3 +239,23 @@ def test_an_engine_that_never_starts_stops_the_gateway_with_its_log(tmp_path: Pa
     assert "failed to become ready 3 times in a row" in result.stderr
     assert "failed to load model" in result.stderr  # the engine's own explanation is shown
     assert "nothing can be served" in result.stderr
+
+
+def test_watching_a_healthy_engine_leaves_no_task_behind(start_gateway: StartGateway) -> None:
+    """Each health interval the supervisor waits for the engine to exit or the interval to pass; that wait used to
+    be a new task every interval that lived until the engine exited (the soak's asyncio tasks grew by one every
+    5 s, idle or not). With a 0.2 s interval, 8 s idle are 40 intervals: the task count must stay put. (Slow
+    health answers on a busy machine must not get the engine killed meanwhile: hence the many failures allowed.)"""
+    gateway = start_gateway(
+        "--engine-health-interval", "0.2", "--engine-health-failures", "1000", "--parallel", "2", "--ctx-size", "2048"
+    )
+    assert httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, timeout=60).status_code == 200
+
+    def tasks() -> float:
+        return _sample(httpx.get(gateway.url + "/metrics", timeout=10).text, "modelyard_asyncio_tasks")
+
+    time.sleep(1.0)
+    before = tasks()
+    time.sleep(8.0)
+    after = tasks()
+    assert after - before <= 3, (before, after)

@@ -229,4 +229,60 @@ def test_inference_keeps_serving_while_the_database_is_down(
     while httpx.get(gateway.url + "/admin/models", timeout=30).status_code != 200:
         assert time.monotonic() < deadline, "admin API did not recover with the database"
         time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while not gateway.ready_info()["registry"]["reachable"]:  # though nothing changed in the registry meanwhile
+        assert time.monotonic() < deadline, "/ready did not see the registry back"
+        time.sleep(0.5)
     proxy.stop()
+
+
+def test_inference_keeps_serving_while_the_sqlite_database_is_locked_away(
+    serve: Callable[..., GatewayProcess], tmp_path: Path
+) -> None:
+    """SQLite cannot drop off a network; it goes away when another process holds its write lock (a stuck script, a
+    backup, a hung CLI) — every transaction of the gateway (each begins IMMEDIATE) then waits out the busy timeout
+    and fails. Inference keeps serving from memory, the admin API answers 503 registry_unavailable, /ready says
+    the registry is unreachable, and all of it recovers when the lock goes."""
+    import sqlite3
+
+    env = {"MODELYARD_DATA_DIR": str(tmp_path / "data")}
+    gateway = serve(env)
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+    assert httpx.get(gateway.url + "/admin/models", timeout=10).status_code == 200
+
+    lock = sqlite3.connect(tmp_path / "data" / "modelyard.db", isolation_level=None, timeout=60)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        admin: list[httpx.Response] = []
+        waiting = threading.Thread(
+            target=lambda: admin.append(httpx.get(gateway.url + "/admin/models", timeout=90)), daemon=True
+        )
+        started = time.monotonic()
+        waiting.start()
+        for _ in range(5):  # served while the admin call waits on the lock
+            answer = httpx.post(gateway.url + "/v1/chat/completions", json=chat, timeout=30)
+            assert answer.status_code == 200, answer.text
+        assert waiting.is_alive() or admin[0].status_code == 503
+        waiting.join(60)
+        assert admin and admin[0].status_code == 503, admin
+        assert admin[0].json()["error"]["code"] == "registry_unavailable"
+        assert "locked" in admin[0].json()["error"]["message"]
+        assert time.monotonic() - started < 45  # the busy timeout (30 s), then a clear answer
+        deadline = time.monotonic() + 45
+        while gateway.ready_info()["registry"]["reachable"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        ready = httpx.get(gateway.url + "/ready", timeout=10)
+        assert ready.status_code == 200 and ready.json()["registry"]["reachable"] is False
+        assert httpx.post(gateway.url + "/v1/chat/completions", json=chat, timeout=30).status_code == 200
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+
+    deadline = time.monotonic() + 60
+    while httpx.get(gateway.url + "/admin/models", timeout=60).status_code != 200:
+        assert time.monotonic() < deadline, "admin API did not recover with the database"
+        time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while not gateway.ready_info()["registry"]["reachable"]:  # though nothing changed in the registry meanwhile
+        assert time.monotonic() < deadline, "/ready did not see the registry back"
+        time.sleep(0.5)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
+import logging
 import os
+import resource
 import signal
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import psutil
 import pytest
 
 from metric_samples import metric_value
@@ -265,4 +271,216 @@ def test_a_row_the_database_refuses_is_dropped_and_counted_without_blocking_the_
     assert metric_value(metrics, "modelyard_request_log_dropped_total") == 1
     stored = {row["request_id"] for row in RequestLogStore(database).query(RequestQuery(limit=0))}
     assert stored == {f"req-{n}" for n in range(15) if n != 4}
+    database.dispose()
+
+
+class _SqliteAway:
+    """The SQLite database held by another connection's write transaction (a stuck CLI, a backup): every insert
+    waits out the busy timeout and fails "locked"; readers go on (WAL)."""
+
+    def __init__(self, database: Database) -> None:
+        self.url = database.url
+        self._path = database.url.database
+        self._lock: sqlite3.Connection | None = None
+
+    def away(self) -> None:
+        self._lock = sqlite3.connect(self._path, isolation_level=None)
+        self._lock.execute("BEGIN IMMEDIATE")
+
+    def back(self) -> None:
+        assert self._lock is not None
+        self._lock.execute("ROLLBACK")
+        self._lock.close()
+
+
+class _PostgresAway:
+    """PostgreSQL behind a relay the test cuts: connections reset, new ones refused, like a host off the network."""
+
+    def __init__(self, database: Database) -> None:
+        from tcp_proxy import TcpProxy
+
+        url = database.url
+        self._proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+        self.url = url.set(host="127.0.0.1", port=self._proxy.port)
+
+    def away(self) -> None:
+        self._proxy.stop()
+
+    def back(self) -> None:
+        self._proxy.start(port=self._proxy.port)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_rows_wait_while_the_database_is_away_the_excess_is_dropped_and_counted_and_the_rest_written(
+    backend: str, request: pytest.FixtureRequest, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bound covers everything not yet written: with the database away, ``capacity`` records wait (sent to the
+    writer, which retries), the ones beyond are dropped at once and counted, logged once; when the database is
+    back the waiting ones are written, and nothing else."""
+    from modelyard.store import migrate
+
+    if backend == "postgresql":
+        from conftest import postgres_schema_url
+
+        database = Database(postgres_schema_url(request.getfixturevalue("postgres_schema")))
+    else:
+        database = Database(f"sqlite:///{tmp_path / 'requests.db'}")
+    migrate.upgrade(database)
+    outage = _SqliteAway(database) if backend == "sqlite" else _PostgresAway(database)
+
+    async def scenario() -> GatewayMetrics:
+        metrics = GatewayMetrics()
+        shipper = RecordShipper(
+            ShipperTargets(lines=False, database=outage.url),
+            metrics,
+            ShipperTuning(capacity=50, batch_size=10, flush_interval_s=0.05),
+        )
+        await shipper.start()
+        for n in range(5):
+            shipper.offer(_record(n))
+        await _until(lambda: metric_value(metrics, "modelyard_request_log_written_total") == 5)
+        outage.away()
+        for n in range(5, 125):  # never waits, never raises: 50 wait, 70 are dropped
+            shipper.offer(_record(n))
+        assert shipper.depth() == 50
+        assert metric_value(metrics, "modelyard_request_log_dropped_total") == 70
+        await asyncio.sleep(3.0)  # the writer is retrying; nothing more is lost meanwhile
+        assert shipper.depth() == 50
+        assert metric_value(metrics, "modelyard_request_log_written_total") == 5
+        outage.back()
+        await _until(lambda: metric_value(metrics, "modelyard_request_log_written_total") == 55, 60)
+        assert shipper.depth() == 0
+        for n in range(125, 130):
+            shipper.offer(_record(n))
+        await _until(lambda: metric_value(metrics, "modelyard_request_log_written_total") == 60)
+        await shipper.stop()
+        return metrics
+
+    with caplog.at_level(logging.WARNING, logger="modelyard.request_log"):
+        metrics = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert metric_value(metrics, "modelyard_request_log_dropped_total") == 70
+    stored = sorted(row["request_id"] for row in RequestLogStore(database).query(RequestQuery(limit=0)))
+    assert stored == sorted(f"req-{n}" for n in [*range(55), *range(125, 130)])
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("dropping new records" in m for m in messages) == 1  # logged once, not 70 times
+    assert sum("70 records were dropped meanwhile" in m for m in messages) == 1
+    database.dispose()
+
+
+class _FullDisk:
+    """A file system with no room left: a 4 MiB tmpfs filled to the last byte (root), else — where mounting is
+    not allowed — the writer process's file-size limit (``RLIMIT_FSIZE``) lowered to the database's size, so its
+    writes fail the way they do on a full disk (SQLite: "database or disk is full" / "disk I/O error")."""
+
+    def __init__(self, root) -> None:
+        self.path = root / "disk"
+        self.path.mkdir()
+        self.mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(self.path)], capture_output=True
+        ).returncode == 0  # fmt: skip
+        self._filler = self.path / "filler"
+
+    def fill(self, writer_pid: int) -> None:
+        if self.mounted:
+            with self._filler.open("wb", buffering=0) as handle:
+                for size in (65536, 4096, 1):  # to the last byte
+                    with contextlib.suppress(OSError):
+                        while True:
+                            handle.write(b"\0" * size)
+        else:
+            _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+            psutil.Process(writer_pid).rlimit(psutil.RLIMIT_FSIZE, (1, hard))
+
+    def free(self, writer_pid: int) -> None:
+        if self.mounted:
+            self._filler.unlink()
+        else:
+            _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+            psutil.Process(writer_pid).rlimit(psutil.RLIMIT_FSIZE, (hard, hard))
+
+    def close(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.path)], check=False)
+
+
+def test_the_request_log_disk_full_drops_counted_logs_once_and_recovers(
+    tmp_path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk is an outage like the database going away (before: each row was "refused" one by one, dropped
+    and logged one line per row, though the same rows go in once there is room)."""
+    from modelyard.store import migrate
+
+    disk = _FullDisk(tmp_path)
+    try:
+        path = disk.path / "requests.db"
+        database = Database(f"sqlite:///{path}")
+        migrate.upgrade(database)
+        database.dispose()
+
+        async def scenario() -> GatewayMetrics:
+            metrics = GatewayMetrics()
+            shipper = RecordShipper(
+                ShipperTargets(lines=False, database=database.url),
+                metrics,
+                ShipperTuning(capacity=100, batch_size=10, flush_interval_s=0.05),
+            )
+            await shipper.start()
+            for n in range(10):
+                shipper.offer(_record(n))
+            await _until(lambda: metric_value(metrics, "modelyard_request_log_written_total") == 10)
+            writer = shipper._process
+            assert writer is not None
+            checkpoint = sqlite3.connect(path)  # an empty WAL: the next rows need new room on the disk
+            checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            checkpoint.close()
+            disk.fill(writer.pid)
+            for n in range(10, 160):
+                record = _record(n)
+                record.request_body = b"x" * 4096  # more than any page the database could reuse
+                shipper.offer(record)
+            assert shipper.depth() == 100
+            assert metric_value(metrics, "modelyard_request_log_dropped_total") == 50
+            await _until(lambda: metric_value(metrics, "modelyard_request_log_write_errors_total") >= 1)
+            await asyncio.sleep(2.0)
+            assert shipper.depth() == 100 and shipper._process is writer  # waiting, not crashing
+            assert metric_value(metrics, "modelyard_request_log_written_total") == 10
+            disk.free(writer.pid)
+            await _until(lambda: metric_value(metrics, "modelyard_request_log_written_total") == 110, 60)
+            await shipper.stop()
+            return metrics
+
+        with caplog.at_level(logging.WARNING, logger="modelyard.request_log"):
+            metrics = asyncio.run(asyncio.wait_for(scenario(), 120))
+        assert metric_value(metrics, "modelyard_request_log_dropped_total") == 50
+        stored = RequestLogStore(Database(database.url)).query(RequestQuery(limit=0))
+        assert sorted(row["request_id"] for row in stored) == sorted(f"req-{n}" for n in range(110))
+        writer_log = capfd.readouterr().err
+        failures = [line for line in writer_log.splitlines() if "rows failed, retrying until it works" in line]
+        assert len(failures) == 1, writer_log  # once for the outage, not once a row or a retry
+        assert "disk is full" in failures[0] or "disk I/O error" in failures[0]
+        assert "refused and dropped" not in writer_log
+        assert writer_log.count("writing again after") == 1
+        assert sum("dropping new records" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        disk.close()
+
+
+def test_request_lines_a_full_disk_refuses_are_lost_without_stopping_the_rows(tmp_path) -> None:
+    """The log lines' file descriptor on a full disk (``/dev/full``: every write fails ENOSPC): the writer keeps
+    storing rows and acknowledging batches instead of dying on every batch (and being restarted in a loop)."""
+    from modelyard.observability.record_writer import RecordWriter, WriterConfig
+    from modelyard.store import migrate
+
+    database = Database(f"sqlite:///{tmp_path / 'requests.db'}")
+    migrate.upgrade(database)
+    acks = io.BytesIO()
+    with open("/dev/full", "wb", buffering=0) as full:
+        writer = RecordWriter(WriterConfig(), RequestLogStore(database), acks, full.fileno())
+        writer.take(1, [_record(1), _record(2)])
+        writer.take(2, [_record(3)])
+        writer.flush()
+    assert writer.lost_lines == 3
+    frames = FrameBuffer().feed(acks.getvalue())
+    assert [BatchCodec().read_ack(frame) for frame in frames] == [Ack(1, ok=True), Ack(2, ok=True)]
+    assert len(RequestLogStore(database).query(RequestQuery(limit=0))) == 3
     database.dispose()

@@ -31,6 +31,14 @@ from modelyard.api.experiments_admin import ExperimentsAdmin
 from modelyard.api.feedback_api import FeedbackAPI
 from modelyard.api.operations import Operations
 from modelyard.api.registry_admin import RegistryAdmin
+from modelyard.api.request_bodies import (
+    BATCH_BODY,
+    DEPLOYMENTS_BODY,
+    FEEDBACK_BODY,
+    FILE_BODY,
+    RESPONSES_BODY,
+    ROLLOUT_BODY,
+)
 from modelyard.api.rollouts_admin import RolloutsAdmin
 from modelyard.api.security_admin import SecurityAdmin
 from modelyard.gateway.batches_api import BatchesAPI
@@ -59,39 +67,6 @@ def _security(method: str, path: str, handler: Callable[..., Any], summary: str,
     return Endpoint(method, path, READ if method == "GET" else ADMIN, handler, summary, "security", **extra)
 
 
-_FEEDBACK_BODY = {
-    "application/json": {
-        "schema": {
-            "type": "object",
-            "required": ["request_id", "score"],
-            "additionalProperties": False,
-            "properties": {
-                "request_id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "x-request-id"},
-                "score": {
-                    "oneOf": [{"type": "string", "enum": ["up", "down"]}, {"type": "number"}],
-                    "description": "a thumb, or a number within --feedback-min .. --feedback-max",
-                },
-                "comment": {"type": "string", "maxLength": 4000},
-            },
-        }
-    }
-}
-
-_ROLLOUT_BODY = {
-    "application/json": {
-        "schema": {
-            "type": "object",
-            "required": ["route", "candidate"],
-            "properties": {
-                "route": {"type": "string", "description": "the route (model id clients send) to move"},
-                "candidate": {"type": "string", "description": "MODEL:VERSION"},
-                "plan": {"type": "object", "description": "steps, guardrails, alpha, min_sample, ... (docs)"},
-            },
-        }
-    }
-}
-
-
 def _console(method: str, path: str, handler: Callable[..., Any], summary: str, **extra: Any) -> Endpoint:
     public = extra.pop("public", False)
     if method == "POST":
@@ -101,11 +76,6 @@ def _console(method: str, path: str, handler: Callable[..., Any], summary: str, 
 
 _FORM_BODY = {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}
 _REQUEST_FILTER_QUERY = ("route", "version", "key", "status", "since", "until", "limit")
-
-_DEPLOYMENTS_BODY = {
-    "application/yaml": {"schema": {"type": "string"}},
-    "application/json": {"schema": {"type": "object"}},
-}
 
 _API_ENDPOINTS: tuple[Endpoint, ...] = (
     # -- inference (OpenAI-compatible) ----------------------------------------------------------------------------
@@ -135,36 +105,41 @@ _API_ENDPOINTS: tuple[Endpoint, ...] = (
         "/v1/responses",
         ResponsesAPI.create,
         "Responses API: a response (typed SSE events when stream=true), stored per key unless store=false",
-        body_content={"application/json": {"schema": {"type": "object"}}},
+        body_content=RESPONSES_BODY,
+        response="Response",
         streams=True,
     ),
-    _inference("GET", "/v1/responses/{id}", ResponsesAPI.get, "A stored response"),
-    _inference("DELETE", "/v1/responses/{id}", ResponsesAPI.delete, "Delete a stored response"),
+    _inference("GET", "/v1/responses/{id}", ResponsesAPI.get, "A stored response", response="Response"),
+    _inference(
+        "DELETE", "/v1/responses/{id}", ResponsesAPI.delete, "Delete a stored response", response="DeletedResponse"
+    ),
     _inference(
         "POST",
         "/v1/files",
         BatchesAPI.create_file,
         "Upload a batch input file (multipart: file, purpose=batch; JSONL validated line by line)",
-        body_content={"multipart/form-data": {"schema": {"type": "object"}}},
+        body_content=FILE_BODY,
+        response="File",
     ),
-    _inference("GET", "/v1/files/{id}", BatchesAPI.get_file, "A file's metadata"),
+    _inference("GET", "/v1/files/{id}", BatchesAPI.get_file, "A file's metadata", response="File"),
     _inference("GET", "/v1/files/{id}/content", BatchesAPI.file_content, "A file's content (JSONL)"),
     _inference(
         "POST",
         "/v1/batches",
         BatchesAPI.create_batch,
         "Create a batch over an uploaded file (run in the background on spare capacity)",
-        body_content={"application/json": {"schema": {"type": "object"}}},
+        body_content=BATCH_BODY,
+        response="Batch",
     ),
-    _inference("GET", "/v1/batches/{id}", BatchesAPI.get_batch, "A batch and its request counts"),
-    _inference("POST", "/v1/batches/{id}/cancel", BatchesAPI.cancel_batch, "Cancel a batch"),
+    _inference("GET", "/v1/batches/{id}", BatchesAPI.get_batch, "A batch and its request counts", response="Batch"),
+    _inference("POST", "/v1/batches/{id}/cancel", BatchesAPI.cancel_batch, "Cancel a batch", response="Batch"),
     _inference(
         "POST",
         "/v1/feedback",
         FeedbackAPI.submit,
         "Rate an answer by its x-request-id (a second rating replaces the first; only the key that made the "
         "request, or an admin key, may rate it)",
-        body_content=_FEEDBACK_BODY,
+        body_content=FEEDBACK_BODY,
         response="Feedback",
     ),
     # -- operations -----------------------------------------------------------------------------------------------
@@ -307,7 +282,7 @@ _API_ENDPOINTS: tuple[Endpoint, ...] = (
         "/admin/deployments",
         RegistryAdmin.put_deployments,
         "Replace the whole deployments file: validated, applied atomically, then saved",
-        body_content=_DEPLOYMENTS_BODY,
+        body_content=DEPLOYMENTS_BODY,
     ),
     # -- rollouts -------------------------------------------------------------------------------------------------
     _admin(
@@ -322,7 +297,7 @@ _API_ENDPOINTS: tuple[Endpoint, ...] = (
         "/admin/rollouts",
         RolloutsAdmin.start,
         "Start a rollout of a candidate version on a route (steps, guardrails, statistics in 'plan')",
-        body_content=_ROLLOUT_BODY,
+        body_content=ROLLOUT_BODY,
         response="Rollout",
         status=201,
     ),

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document served at ``/openapi.json``, derived from the endpoint table.
 
 Every endpoint of ``api/endpoints.py`` appears here with its summary, tag, path and query parameters, request
-body and required scope (public endpoints declare ``security: []``). Request schemas are generated from the same
+body, required scope (public endpoints declare ``security: []``) and the links from its answer to the endpoints
+that take a value of it (``api/links.py``). Request schemas are generated from the same
 msgspec structs that validate the bodies, so the document cannot drift from what the gateway accepts; response
 shapes are written out below.
 """
@@ -15,6 +16,7 @@ import msgspec
 from modelyard import __version__
 from modelyard.api.endpoint import CONSOLE, METRICS, PARAMETERS, Endpoint, path_parameters
 from modelyard.api.endpoints import ENDPOINTS
+from modelyard.api.links import LINKS, check_links, link_objects
 
 _REF = "#/components/schemas/{name}"
 _SSE = {"text/event-stream": {"schema": {"type": "string"}}}
@@ -166,6 +168,70 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
             "last_decision": {"type": ["object", "null"]},
         },
     },
+    "Response": {
+        "type": "object",
+        "required": ["id", "object"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"type": "string", "enum": ["response"]},
+            "created_at": {"type": "integer"},
+            "status": {"type": "string"},
+            "model": {"type": "string"},
+            "output": {"type": "array"},
+            "previous_response_id": {"type": ["string", "null"]},
+        },
+    },
+    "DeletedResponse": {
+        "type": "object",
+        "required": ["id", "object", "deleted"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"type": "string", "enum": ["response"]},
+            "deleted": {"type": "boolean"},
+        },
+    },
+    "File": {
+        "type": "object",
+        "required": ["id", "object"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"type": "string", "enum": ["file"]},
+            "bytes": {"type": "integer"},
+            "created_at": {"type": "integer"},
+            "expires_at": {"type": "integer"},
+            "filename": {"type": "string"},
+            "purpose": {"type": "string"},
+            "status": {"type": "string"},
+        },
+    },
+    "Batch": {
+        "type": "object",
+        "required": ["id", "object", "status"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"type": "string", "enum": ["batch"]},
+            "endpoint": {"type": "string"},
+            "input_file_id": {"type": "string"},
+            "completion_window": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": [
+                    "validating",
+                    "in_progress",
+                    "finalizing",
+                    "completed",
+                    "failed",
+                    "expired",
+                    "cancelling",
+                    "cancelled",
+                ],
+            },
+            "output_file_id": {"type": ["string", "null"]},
+            "error_file_id": {"type": ["string", "null"]},
+            "request_counts": {"type": "object"},
+            "metadata": {"type": ["object", "null"]},
+        },
+    },
     "AuditVerify": {
         "type": "object",
         "properties": {
@@ -181,6 +247,7 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
 
 
 def openapi_document(metrics_public: bool = True) -> dict[str, Any]:
+    check_links(LINKS, ENDPOINTS)
     structs = []
     for endpoint in ENDPOINTS:
         if endpoint.body is not None and endpoint.body not in structs:
@@ -216,9 +283,12 @@ def openapi_document(metrics_public: bool = True) -> dict[str, Any]:
 def _operation(endpoint: Endpoint, metrics_public: bool) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "OK"}
     if endpoint.response is not None:
-        ok["content"] = _json(endpoint.response)
+        ok["content"] = {**_json(endpoint.response), **(_SSE if endpoint.streams else {})}
     elif endpoint.streams:
         ok["content"] = {"application/json": {"schema": {"type": "object"}}, **_SSE}
+    links = link_objects(LINKS, f"{endpoint.method} {endpoint.path}")
+    if links:
+        ok["links"] = links
     operation: dict[str, Any] = {
         "summary": endpoint.summary,
         "tags": [endpoint.tag],

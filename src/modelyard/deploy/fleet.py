@@ -202,7 +202,9 @@ class FleetControl:
                 await asyncio.wait_for(self._wake.wait(), self._registry_poll_s)
             self._wake.clear()
             try:
-                if await asyncio.to_thread(self._store.revision) == self.revision:
+                revision = await asyncio.to_thread(self._store.revision)
+                self.registry_error = None  # before the comparison: an outage that changed nothing ends here too
+                if revision == self.revision:
                     continue
                 snapshot = await asyncio.to_thread(self._store.snapshot)
             except StoreUnavailable as exc:
@@ -210,7 +212,6 @@ class FleetControl:
                     log.warning("registry unreachable; serving the last snapshot (revision %d): %s", self.revision, exc)
                 self.registry_error = str(exc)
                 continue
-            self.registry_error = None
             async with self._lock:
                 self._apply(snapshot)
 

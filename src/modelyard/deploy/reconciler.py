@@ -223,6 +223,7 @@ class Reconciler:
             self._wake.clear()
             try:
                 revision = await asyncio.to_thread(self._store.revision)
+                self._reachable()  # before the comparison: an outage that changed nothing ends here too
                 if revision == self.revision:
                     continue
                 snapshot = await asyncio.to_thread(self._store.snapshot)
@@ -231,14 +232,17 @@ class Reconciler:
                     log.warning("registry unreachable; serving the last snapshot (revision %d): %s", self.revision, exc)
                 self.registry_error = str(exc)
                 continue
-            if self.registry_error is not None:
-                log.info("registry reachable again")
-                self.registry_error = None
+            self._reachable()
             try:
                 async with self._apply_lock:
                     await self._apply(snapshot, initial=False)
             except Exception:
                 log.exception("applying registry revision %d failed; still serving the previous one", snapshot.revision)
+
+    def _reachable(self) -> None:
+        if self.registry_error is not None:
+            log.info("registry reachable again")
+            self.registry_error = None
 
     async def _apply(self, snapshot: RegistrySnapshot, initial: bool) -> None:
         self._snapshot = snapshot

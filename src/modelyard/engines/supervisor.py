@@ -256,25 +256,29 @@ class EngineSupervisor:
         """Return when the process exits, or after killing it because it stopped answering health checks."""
         assert self._process is not None
         failures = 0
-        while True:
-            try:
-                self.last_exit_code = await asyncio.wait_for(
-                    asyncio.shield(self._process.wait()), self.policy.health_interval_s
-                )
-                self._set_state(EngineState.RESTARTING, ready=False)
-                return
-            except TimeoutError:
-                pass
-            if await self._healthy():
-                failures = 0
-                continue
-            failures += 1
-            if failures >= self.policy.health_failures_to_restart:
-                # Hung (e.g. stopped, or stuck in a kernel): a graceful stop would only wait out its grace period.
-                log.error("engine %s failed %d health checks; killing it", self.name, failures)
-                self._set_state(EngineState.RESTARTING, ready=False)
-                await self._kill()
-                return
+        # One wait for the process's whole life. (A fresh ``shield(process.wait())`` per health interval left each
+        # timed-out wait running until the process exited: one asyncio task more every 5 s, for as long as the
+        # engine lived — 720 an hour, found by the soak.)
+        exited = asyncio.ensure_future(self._process.wait())
+        try:
+            while True:
+                await asyncio.wait((exited,), timeout=self.policy.health_interval_s)
+                if exited.done():
+                    self.last_exit_code = exited.result()
+                    self._set_state(EngineState.RESTARTING, ready=False)
+                    return
+                if await self._healthy():
+                    failures = 0
+                    continue
+                failures += 1
+                if failures >= self.policy.health_failures_to_restart:
+                    # Hung (e.g. stopped, or stuck in a kernel): a graceful stop would only wait out its grace.
+                    log.error("engine %s failed %d health checks; killing it", self.name, failures)
+                    self._set_state(EngineState.RESTARTING, ready=False)
+                    await self._kill()
+                    return
+        finally:
+            exited.cancel()  # done already, or the watch itself was cancelled (the gateway stopping)
 
     async def scrape_metrics(self, timeout_s: float = 1.0) -> str | None:
         """The engine's own Prometheus text, or None when it is not ready or does not answer in time."""

@@ -64,6 +64,7 @@ class RecordShipper:
         self._queue: collections.deque[RequestRecord] = collections.deque()
         self._unacked: dict[int, list[RequestRecord]] = {}
         self._pending = 0  # queued + sent but not acknowledged: what the capacity bounds
+        self._overflow = 0  # records dropped since the queue last filled up (0: not full)
         self._seq = 0
         self._wake = asyncio.Event()
         self._stopping = False
@@ -96,6 +97,15 @@ class RecordShipper:
     def offer(self, record: RequestRecord) -> None:
         if self._pending >= self._settings.capacity:
             self._dropped.inc()
+            if not self._overflow:  # logged once per overflow, not once per dropped record
+                self._overflow = 1
+                log.error(
+                    "request log: %d records wait for the writer (the database is slow or away); dropping new "
+                    "records until it catches up (counted in modelyard_request_log_dropped_total)",
+                    self._pending,
+                )
+            else:
+                self._overflow += 1
             return
         self._queue.append(record)
         self._pending += 1
@@ -229,6 +239,9 @@ class RecordShipper:
             if batch is None:
                 continue
             self._pending -= len(batch)
+            if self._overflow and self._pending < self._settings.capacity:
+                log.warning("request log: the writer caught up; %d records were dropped meanwhile", self._overflow)
+                self._overflow = 0
             if ack.refused:
                 self._dropped.inc(ack.refused)
             if self._targets.database is not None:

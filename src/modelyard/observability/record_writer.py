@@ -72,6 +72,8 @@ class RecordWriter:
         self._waiting_rows: list[tuple[Any, ...]] = []
         self._waiting_seqs: list[tuple[int, int]] = []  # (batch, its row count), in order
         self._waiting_since = 0.0
+        self.lost_lines = 0  # request lines the log's file descriptor refused (ENOSPC, EFBIG, EPIPE)
+        self._lines_failing = False
 
     def run(self, batches: int) -> None:
         """Until the gateway closes the pipe (file descriptor ``batches``): each batch's lines as it arrives; its
@@ -113,7 +115,15 @@ class RecordWriter:
             append = self._formatter.append
             for record, values in zip(records, rows, strict=True):
                 append(lines, record, values)
-            write_lines(self._lines_fd, lines)
+            try:
+                write_lines(self._lines_fd, lines)
+            except OSError as exc:  # the log's disk is full (or its reader gone): the lines are lost, not the rows
+                self.lost_lines += len(records)
+                if not self._lines_failing:
+                    self._lines_failing = True
+                    log.error("request log: request lines cannot be written (%s); storing rows only", exc)
+            else:
+                self._lines_failing = False
         if not self._waiting_seqs:
             self._waiting_since = time.monotonic()
         self._waiting_rows.extend(rows)
@@ -129,14 +139,22 @@ class RecordWriter:
             return
         refused: set[int] = set()  # indices into the waiting rows
         failures = 0
+        outage_since = 0.0
         while self._store is not None and self._waiting_rows:
             try:
                 self._store.insert_rows(self._waiting_rows)
+                if failures:
+                    waited = time.monotonic() - outage_since
+                    log.warning("request log: writing again after %d failed attempts (%.1f s)", failures, waited)
                 break
-            except StoreUnavailable as exc:  # the database is down or locked: report, keep the rows, try again
+            except StoreUnavailable as exc:  # down, locked or its disk full: report, keep the rows, try again
                 failures += 1
                 count = len(self._waiting_rows)
-                log.warning("request log: writing %d rows failed (attempt %d): %s", count, failures, exc)
+                if failures == 1:  # once per outage, not once per retry (each is counted as a write error)
+                    outage_since = time.monotonic()
+                    log.warning("request log: writing %d rows failed, retrying until it works: %s", count, exc)
+                else:
+                    log.debug("request log: writing %d rows failed (attempt %d): %s", count, failures, exc)
                 self._send(Ack(self._waiting_seqs[0][0], ok=False, message=_first_line(exc)))
                 time.sleep(min(self._config.max_backoff_s, 0.5 * 2 ** (failures - 1)))
             except Exception as exc:  # the rows themselves were refused

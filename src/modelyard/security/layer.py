@@ -36,6 +36,7 @@ from modelyard.errors import (
 from modelyard.security.authz import authenticate, authorize_route, authorize_scope
 from modelyard.security.budgets import SpendWriter
 from modelyard.security.guardrails.config import GuardrailConfig, load_config, parse_config
+from modelyard.security.guardrails.file_watch import GuardrailsFileWatcher
 from modelyard.security.guardrails.filters import InputGuard, OutputGuard
 from modelyard.security.key_store import KeyStore
 from modelyard.security.keys import KeyGrant, KeyHasher, load_pepper
@@ -88,6 +89,11 @@ class SecurityLayer:
         self._file_config = load_config(settings.guardrails_file) if settings.guardrails_file else GuardrailConfig()
         self.guardrails = self._file_config
         self.guardrails_source = str(settings.guardrails_file) if settings.guardrails_file else "none"
+        self.guardrails_watch = (
+            GuardrailsFileWatcher(settings.guardrails_file, self.set_file_config, registry)
+            if settings.guardrails_file
+            else None
+        )
         self.poller = SnapshotPoller(self.keys, hasher, settings.key_poll_s, on_guardrails=self._stored_guardrails)
         if settings.redis_url:
             self.limiter: MemoryLimiter | RedisLimiter = RedisLimiter(
@@ -142,6 +148,8 @@ class SecurityLayer:
                 sys.stderr.flush()
                 log.warning("created the bootstrap admin key (printed above, once)")
         await self.poller.start()
+        if self.guardrails_watch is not None:
+            await self.guardrails_watch.start()
         await self.limiter.start()
         await self.spend.start()
 
@@ -149,6 +157,8 @@ class SecurityLayer:
         if self._pending_releases:
             await asyncio.gather(*self._pending_releases, return_exceptions=True)
         await self.poller.stop()
+        if self.guardrails_watch is not None:
+            await self.guardrails_watch.stop()
         await self.spend.stop()
         await self.limiter.stop()
 
@@ -164,6 +174,8 @@ class SecurityLayer:
             info["warning"] = AUTH_OFF_WARNING
         if self.poller.error:
             info["key_snapshot_error"] = self.poller.error
+        if self.guardrails_watch is not None and self.guardrails_watch.last_error:
+            info["guardrails_file_error"] = f"{self.guardrails_watch.last_error} (enforcing the previous file)"
         last_error = getattr(self.limiter, "last_error", None)
         if last_error:
             info["rate_limiter_error"] = f"{last_error} (failing {self.settings.ratelimit_fail_mode})"
@@ -181,7 +193,11 @@ class SecurityLayer:
             log.error("ignoring stored guardrail config: %s", exc)
 
     def set_file_config(self, config: GuardrailConfig) -> None:
+        """A reloaded guardrails file: enforced at once, unless a configuration put through the admin API is in
+        force (that one wins until ``DELETE /admin/guardrails`` returns to the file)."""
         self._file_config = config
+        if self.guardrails_source != "admin-api":
+            self.guardrails = config
 
     # -- the door: who is calling, and may they reach this endpoint -------------------------------------------------
 

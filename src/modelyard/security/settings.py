@@ -41,7 +41,8 @@ class SecuritySettings(Section):
     guardrails_file: Path | None = option(
         None,
         flag="--guardrails",
-        help="YAML/JSON guardrails and request limits per route (docs/security.md#guardrails).",
+        help="YAML/JSON guardrails and request limits per route (docs/security.md#guardrails); reloaded when it "
+        "changes (a file that does not validate is refused, the running one kept).",
     )
     key_poll_s: float = option(
         0.25,

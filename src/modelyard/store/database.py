@@ -120,13 +120,27 @@ def _begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+_OUTAGE_WORDS = (
+    "connect",
+    "server",
+    "closed",
+    "timeout",
+    "locked",
+    "unable to open",
+    "disk is full",  # SQLite: SQLITE_FULL (the file system has no room)
+    "no space left",  # PostgreSQL: DiskFull, "could not extend file ...: No space left on device"
+    "disk i/o error",  # SQLite: SQLITE_IOERR (a write the file system refused, such as a file-size limit)
+)
+
+
 def _is_connectivity_error(exc: DBAPIError) -> bool:
     if exc.connection_invalidated:
         return True
     if isinstance(exc, OperationalError):
         text = str(exc.orig).lower()
-        # SQLite "locked" past busy_timeout and unreachable servers are both outages, not bad requests.
-        return any(word in text for word in ("connect", "server", "closed", "timeout", "locked", "unable to open"))
+        # SQLite "locked" past busy_timeout, unreachable servers and a full or failing disk are all outages, not
+        # bad requests: the same statement succeeds once they end.
+        return any(word in text for word in _OUTAGE_WORDS)
     return False
 
 
