@@ -58,6 +58,25 @@ class GatewayProcess:
     def ready_info(self) -> dict:
         return httpx.get(f"{self.url}/ready", timeout=5).json()
 
+    def engine(self, key: str) -> dict | None:
+        """The engine serving version ``key`` as ``/ready`` lists it (None while the gateway does not answer)."""
+        try:
+            return next((e for e in self.ready_info()["engines"] if e["name"] == key), None)
+        except httpx.HTTPError:
+            return None
+
+    def wait_engine(self, key: str, timeout: float, previous_pid: int | None = None) -> dict:
+        """Until the engine for ``key`` is ready (in a process other than ``previous_pid``); its failure raises."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            engine = self.engine(key)
+            if engine and engine["ready"] and engine["pid"] != previous_pid:
+                return engine
+            if engine and engine["state"] == "failed":
+                raise AssertionError(f"engine {key} failed: {engine}\n{self.log()}")
+            time.sleep(1)
+        raise TimeoutError(f"engine {key} not ready after {timeout} s:\n{self.log()}")
+
     def engine_pid(self) -> int:
         return self.ready_info()["engines"][0]["pid"]
 

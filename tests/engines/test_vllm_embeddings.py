@@ -15,7 +15,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,25 +34,6 @@ EMBEDDER = "all-minilm-l6-v2"
 ON_VLLM = f"{EMBEDDER}:1"
 ON_LLAMA = f"{EMBEDDER}:2"
 READY_LIMIT_S = 1500.0  # vLLM's cold start on a loaded 2-core machine
-
-
-def _engine(gateway: GatewayProcess, key: str) -> dict | None:
-    try:
-        return next((e for e in gateway.ready_info()["engines"] if e["name"] == key), None)
-    except httpx.HTTPError:
-        return None
-
-
-def _wait_engine(gateway: GatewayProcess, key: str) -> dict:
-    deadline = time.monotonic() + READY_LIMIT_S
-    while time.monotonic() < deadline:
-        engine = _engine(gateway, key)
-        if engine and engine["ready"]:
-            return engine
-        if engine and engine["state"] == "failed":
-            raise AssertionError(f"{key} failed: {engine}\n{gateway.log()}")
-        time.sleep(1)
-    raise TimeoutError(f"{key} not ready after {READY_LIMIT_S} s:\n{gateway.log()}")
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +62,11 @@ def embedders(tmp_path_factory: pytest.TempPathFactory, engine_build: object) ->
     )
     try:
         gateway.wait_ready(timeout=900)
-        _wait_engine(gateway, ON_VLLM)
+        gateway.wait_engine(ON_VLLM, READY_LIMIT_S)
         # The HF version keeps being served once a second version exists: it gets an alias of its own first.
         _cli(data_dir, "models", "alias", EMBEDDER, "vllm", "1")
         _cli(data_dir, "models", "register", str(gguf), "--name", EMBEDDER, "--alias", "gguf")
-        _wait_engine(gateway, ON_LLAMA)
+        gateway.wait_engine(ON_LLAMA, READY_LIMIT_S)
         yield gateway
     finally:
         gateway.stop()
@@ -105,7 +85,7 @@ def _cosine(a: list[float], b: list[float]) -> float:
 
 
 def test_the_hf_files_are_registered_and_served_by_the_pooling_runner(embedders: GatewayProcess) -> None:
-    engine = _engine(embedders, ON_VLLM)
+    engine = embedders.engine(ON_VLLM)
     assert engine is not None and engine["kind"] == "vllm"
     version = httpx.get(f"{embedders.url}/admin/models/{EMBEDDER}", timeout=10).json()["versions"]
     hf = next(v for v in version if v["number"] == 1)

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,23 +42,13 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _vllm_engine(gateway: GatewayProcess) -> dict:
-    engines = gateway.ready_info()["engines"]
-    return next(e for e in engines if e["name"] == HF)
+    engine = gateway.engine(HF)
+    assert engine is not None, gateway.ready_info()
+    return engine
 
 
 def _wait_vllm_ready(gateway: GatewayProcess, previous_pid: int | None = None) -> dict:
-    deadline = time.monotonic() + COLD_START_LIMIT_S
-    while time.monotonic() < deadline:
-        try:
-            engine = _vllm_engine(gateway)
-        except (StopIteration, httpx.HTTPError):
-            engine = None
-        if engine and engine["ready"] and engine["pid"] != previous_pid:
-            return engine
-        if engine and engine["state"] == "failed":
-            raise AssertionError(f"vLLM engine failed: {engine}\n{gateway.log()}")
-        time.sleep(1)
-    raise TimeoutError(f"vLLM engine not ready after {COLD_START_LIMIT_S} s:\n{gateway.log()}")
+    return gateway.wait_engine(HF, COLD_START_LIMIT_S, previous_pid)
 
 
 @pytest.fixture(scope="module")
