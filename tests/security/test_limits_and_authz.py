@@ -23,7 +23,13 @@ from modelyard.security.ratelimit import (
     refill,
     take,
 )
-from modelyard.security.request_limits import RouteLimits, check_request, clamp_to_context, prompt_chars
+from modelyard.security.request_limits import (
+    RouteLimits,
+    apply_route_cap,
+    check_request,
+    clamp_to_context,
+    prompt_chars,
+)
 
 
 def test_bucket_refills_at_limit_per_minute_and_never_above_capacity() -> None:
@@ -162,3 +168,17 @@ def test_max_tokens_above_the_whole_context_is_lowered_to_it() -> None:
     assert clamp_to_context(payload, 512) is True
     assert payload == {"max_tokens": 512, "max_completion_tokens": 300}
     assert clamp_to_context(payload, 512) is False
+
+
+def test_a_route_cap_is_the_max_tokens_of_a_request_that_gives_none() -> None:
+    """Without it a capped route still let a count-less request write until the context was full."""
+    capped = RouteLimits(max_tokens=8)
+    chat = {"messages": [{"role": "user", "content": "Hi"}]}
+    assert apply_route_cap(chat, capped) is True and chat["max_tokens"] == 8
+    completion = {"prompt": "Hi"}
+    assert apply_route_cap(completion, capped) is True and completion["max_tokens"] == 8
+    named = {"prompt": "Hi", "max_completion_tokens": 3}
+    assert apply_route_cap(named, capped) is False and "max_tokens" not in named  # the request's own count stays
+    embedding = {"input": "Hi"}
+    assert apply_route_cap(embedding, capped) is False and embedding == {"input": "Hi"}
+    assert apply_route_cap({"prompt": "Hi"}, RouteLimits()) is False  # no cap: the engine's default

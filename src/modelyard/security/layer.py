@@ -53,7 +53,7 @@ from modelyard.security.ratelimit import (
     ratelimit_headers,
 )
 from modelyard.security.redis_limiter import RedisLimiter
-from modelyard.security.request_limits import NO_LIMITS, check_request, clamp_to_context
+from modelyard.security.request_limits import NO_LIMITS, apply_route_cap, check_request, clamp_to_context
 from modelyard.security.settings import SecuritySettings
 from modelyard.security.snapshot import SnapshotPoller
 from modelyard.store.database import Database
@@ -241,8 +241,11 @@ class SecurityLayer:
                 self._auth_failures.labels(refusal.kind).inc()
                 raise refusal
         policy = self.guardrails.policy(route, model)
-        estimate = check_request(payload, policy.route_limits if policy else NO_LIMITS, self.context_length, route)
-        changed = bool(self.context_length) and clamp_to_context(payload, self.context_length or 0)
+        limits = policy.route_limits if policy else NO_LIMITS
+        estimate = check_request(payload, limits, self.context_length, route)
+        changed = apply_route_cap(payload, limits)
+        if self.context_length:
+            changed = clamp_to_context(payload, self.context_length) or changed
         if policy is not None and policy.guards_input:
             changed = InputGuard(policy, self._hit).apply(payload) or changed
         admission = Admission(grant, estimate, request_id, changed)

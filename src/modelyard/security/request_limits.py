@@ -3,7 +3,8 @@ prompt against the served model's context.
 
 Context is estimated, not tokenized: characters / 4 (rounded up). Only the prompt is held against it: like
 llama-server (and unlike OpenAI) a ``max_tokens`` beyond the remaining context is not an error, the answer just
-stops at the context (``finish_reason: length``); cap ``max_tokens`` per route to bound it. A ``max_tokens``
+stops at the context (``finish_reason: length``); cap ``max_tokens`` per route to bound it (the cap is also the
+``max_tokens`` of a request that gives none: ``apply_route_cap``). A ``max_tokens``
 above the whole context can never be used: the engine is sent the context instead (``clamp_to_context``), so no
 engine sees a count it cannot hold. Calling
 the engine's ``/tokenize`` would add a round trip to every request; the estimate errs on the safe side for
@@ -96,6 +97,21 @@ def check_request(payload: Mapping[str, Any], limits: RouteLimits, context_lengt
     if context_length and prompt > context_length:
         raise context_length_exceeded(context_length, prompt, "messages" if isinstance(messages, list) else "prompt")
     return prompt + wanted
+
+
+def apply_route_cap(payload: dict[str, Any], limits: RouteLimits) -> bool:
+    """A generation request that names no ``max_tokens`` gets the route's cap as its ``max_tokens``; True when the
+    payload changed.
+
+    A cap that only refused larger numbers would leave the unbounded case unbounded: without a count the engine
+    writes until the context is full (a thousand tokens and more), which is exactly what the cap is there to stop.
+    """
+    if not limits.max_tokens or requested_completion(payload) is not None:
+        return False
+    if "messages" not in payload and "prompt" not in payload:  # embeddings and the like generate nothing
+        return False
+    payload["max_tokens"] = limits.max_tokens
+    return True
 
 
 def clamp_to_context(payload: dict[str, Any], context_length: int) -> bool:
