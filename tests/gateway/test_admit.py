@@ -132,6 +132,24 @@ def test_model_allow_lists_and_rate_limits_refuse_before_the_engine(
     asyncio.run(scenario())
 
 
+def test_a_request_without_max_tokens_gets_the_route_cap(keys: Keys, mocks: Callable[..., MockUpstream]) -> None:
+    """The cap (64 on every route here) bounds the answer of a request that names no count: the engine (this one
+    writes 500 tokens when not told) is sent ``max_tokens: 64``."""
+    upstream = mocks("--tokens", "500")
+
+    async def scenario() -> None:
+        async with serving({"m": [upstream.url]}, security=keys.layer, metrics=keys.metrics) as gateway:
+            body = {"model": "m", "messages": [{"role": "user", "content": "Say hi."}]}
+            answer = await gateway.client.post("/v1/chat/completions", json=body, headers=_auth(keys.inference))
+            assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 64
+            named = await gateway.client.post(
+                "/v1/chat/completions", json={**body, "max_tokens": 5}, headers=_auth(keys.inference)
+            )
+            assert named.json()["usage"]["completion_tokens"] == 5  # a count under the cap is the request's own
+
+    asyncio.run(scenario())
+
+
 def test_input_guardrails_redact_before_the_engine_and_block_secrets(
     keys: Keys, mocks: Callable[..., MockUpstream], tmp_path: Path
 ) -> None:
