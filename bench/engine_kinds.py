@@ -2,11 +2,14 @@
 conversion, behind one ``modelyard serve`` — cold start, time to first token and decode tokens/s.
 
 The run is what an operator does: ``modelyard serve`` starts on the default GGUF (llama.cpp), ``modelyard models
-convert gemma-3-270m:1 --to hf`` registers the HF version while it runs, and the reconciler launches vLLM for it.
+convert gemma-3-270m:1 --to hf --alias staging`` registers the HF version while it runs (the alias puts it on a
+route), and the reconciler launches vLLM for it.
 Cold starts are the engines' own (launch → first healthy ``/health``, as ``/ready`` reports them). Then each
 version gets the same streamed completions (fixed prompts, ``max_tokens`` tokens each with the end of text
 suppressed by ``ignore_eos``, temperature 0) at concurrency 1 and at the configured slot count, one version at a
-time so they do not compete for the cores; the order alternates between repetitions.
+time; the order alternates between repetitions. llama.cpp is also measured before vLLM exists ("alone"): an idle
+vLLM CPU engine keeps cores busy (its worker threads spin), which a small machine feels, and the run reports how
+many cores each engine uses while it serves nothing.
 
 Run with the product's interpreter (vLLM installed by ``make setup-vllm``):
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from bench import report
 from bench.procs import PRODUCT_PYTHON, Service, free_port, services
@@ -100,6 +105,24 @@ def wait_engine(client: httpx.Client, key: str, timeout_s: float) -> dict[str, A
     raise TimeoutError(f"engine {key} not ready after {timeout_s:.0f} s")
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and its children (vLLM runs an API server and an engine core)."""
+    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def idle_cores(pid: int, seconds: float) -> float:
+    """Cores an engine keeps busy while it serves nothing (spinning worker threads take them from the other)."""
+    before = tree_cpu_s(pid)
+    time.sleep(seconds)
+    return (tree_cpu_s(pid) - before) / seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=64, help="completion tokens of each request")
@@ -121,15 +144,23 @@ def main(argv: list[str] | None = None) -> int:
         gateway = Service("modelyard", command, f"{url}/ready", data, env)
         started.append(gateway)
         gateway.wait_ready(900)
+        versions = {"llama.cpp": GGUF, "vllm": HF}
+        asyncio.run(load(url, GGUF, 1, 1, 8))
+        for concurrency in sorted({1, args.slots}):  # llama.cpp before vLLM exists: the engine alone on the cores
+            figures = asyncio.run(load(url, GGUF, concurrency, args.requests, args.tokens))
+            result["runs"].append({"kind": "llama.cpp alone", "concurrency": concurrency, "rep": 0, **figures})
+            print(f"llama.cpp alone c={concurrency}: {figures['tokens_per_s']:.1f} tokens/s, "
+                  f"TTFT p50 {figures['ttft_p50_ms']:.0f} ms", flush=True)  # fmt: skip
         with httpx.Client(base_url=url, timeout=30) as client:
             convert_started = time.monotonic()
-            convert = [str(PRODUCT_PYTHON), "-m", "modelyard", "models", "convert", GGUF, "--to", "hf"]
+            convert = [str(PRODUCT_PYTHON), "-m", "modelyard", "models", "convert", GGUF, "--to", "hf",
+                       "--alias", "staging"]  # fmt: skip
             subprocess.run(convert, env={**os.environ, **env}, check=True, capture_output=True)
             result["convert_s"] = time.monotonic() - convert_started
             vllm = wait_engine(client, HF, 1800)
             llama = wait_engine(client, GGUF, 60)
         result["cold_start_s"] = {"llama.cpp": llama["cold_start_s"], "vllm": vllm["cold_start_s"]}
-        versions = {"llama.cpp": GGUF, "vllm": HF}
+        result["idle_cores"] = {"llama.cpp": idle_cores(llama["pid"], 5), "vllm": idle_cores(vllm["pid"], 5)}
         for model in versions.values():
             asyncio.run(load(url, model, 1, 1, 8))  # warm-up: first-request costs stay out of the figures
         for rep in range(args.reps):
@@ -142,10 +173,11 @@ def main(argv: list[str] | None = None) -> int:
                           f"TTFT p50 {figures['ttft_p50_ms']:.0f} ms", flush=True)  # fmt: skip
     path = report.write_json("engine_kinds", result)
     print(f"\nconversion {result['convert_s']:.0f} s; cold start llama.cpp {result['cold_start_s']['llama.cpp']:.1f} s,"
-          f" vLLM {result['cold_start_s']['vllm']:.1f} s\n")  # fmt: skip
+          f" vLLM {result['cold_start_s']['vllm']:.1f} s; cores busy while idle: llama.cpp "
+          f"{result['idle_cores']['llama.cpp']:.2f}, vLLM {result['idle_cores']['vllm']:.2f}\n")  # fmt: skip
     print("| engine | concurrency | tokens/s (median of reps) | per-stream tokens/s p50 | TTFT p50 ms |")
     print("| --- | --- | --- | --- | --- |")
-    for kind in versions:
+    for kind in ("llama.cpp alone", *versions):
         for concurrency in sorted({1, args.slots}):
             runs = [r for r in result["runs"] if r["kind"] == kind and r["concurrency"] == concurrency]
             print(f"| {kind} | {concurrency} | {percentile([r['tokens_per_s'] for r in runs], 50):.1f} | "
