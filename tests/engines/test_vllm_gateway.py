@@ -14,6 +14,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -224,9 +227,8 @@ def test_vllm_metrics_carry_the_gateways_labels(vllm_gateway: GatewayProcess) ->
     assert float(ttft.rsplit(" ", 1)[1]) >= 1
 
 
-def test_a_canary_between_the_gguf_on_llama_cpp_and_the_hf_version_on_vllm(
-    vllm_gateway: GatewayProcess, tmp_path: Path
-) -> None:
+def _apply_canary(gateway: GatewayProcess, tmp_path: Path) -> None:
+    """Route ``chat``: 50/50 between the GGUF on llama.cpp and the HF version on vLLM."""
     spec = tmp_path / "canary.yaml"
     spec.write_text(
         "routes:\n"
@@ -235,8 +237,14 @@ def test_a_canary_between_the_gguf_on_llama_cpp_and_the_hf_version_on_vllm(
         f"      stable: {{model: {GGUF}, weight: 50}}\n"
         f"      candidate: {{model: {HF}, weight: 50}}\n"
     )
-    applied = _cli(vllm_gateway.log_path.parent, "deployments", "apply", str(spec), "--url", vllm_gateway.url)
+    applied = _cli(gateway.log_path.parent, "deployments", "apply", str(spec), "--url", gateway.url)
     assert applied.returncode == 0, applied.stdout + applied.stderr
+
+
+def test_a_canary_between_the_gguf_on_llama_cpp_and_the_hf_version_on_vllm(
+    vllm_gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    _apply_canary(vllm_gateway, tmp_path)
     client = _client(vllm_gateway)
     seen = set()
     for _ in range(12):
@@ -320,13 +328,51 @@ def test_an_eval_suite_compares_the_gguf_on_llama_cpp_with_the_hf_version_on_vll
     assert comparison["mcnemar"]["p_value"] >= 0.05, comparison
 
 
-def test_killed_vllm_is_restarted_without_orphans(vllm_gateway: GatewayProcess) -> None:
+def test_vllm_killed_under_load_on_the_canary_loses_no_request_and_restarts_without_orphans(
+    vllm_gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    """Four clients that do not retry keep the 50/50 canary busy while vLLM's whole process group is SIGKILLed
+    with requests in flight on it: those are answered by the GGUF target (the split's other target stands in for
+    a target whose engine died), new ones go there while vLLM restarts; none fails. vLLM then comes back in a new
+    process, with no orphans left by the old one."""
+    _apply_canary(vllm_gateway, tmp_path)
     before = _vllm_engine(vllm_gateway)
     process = psutil.Process(before["pid"])
     group = [process, *process.children(recursive=True)]
-    os.killpg(before["pid"], signal.SIGKILL)
-    psutil.wait_procs(group, timeout=30)
-    assert not [p for p in group if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    answered: list[tuple[int, str]] = []
+    stop = threading.Event()
+    chat = {"model": "chat", "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 24}
+
+    def client() -> None:
+        with httpx.Client(base_url=vllm_gateway.url, timeout=600) as http:
+            while not stop.is_set():
+                answer = http.post("/v1/chat/completions", json=chat)
+                answered.append((answer.status_code, answer.headers.get("x-modelyard-model-version", "")))
+
+    clients = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+    for thread in clients:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # vLLM has answered, and is answering now
+            served_by_vllm = any(version == HF for _, version in answered)
+            if served_by_vllm and (_vllm_engine(vllm_gateway)["active_requests"] or 0) >= 1:
+                break
+            time.sleep(0.05)
+        in_flight = _vllm_engine(vllm_gateway)["active_requests"]
+        os.killpg(before["pid"], signal.SIGKILL)
+        psutil.wait_procs(group, timeout=30)
+        assert not [p for p in group if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        killed_at = len(answered)
+        time.sleep(8)  # the load goes on while vLLM is down
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(600)
+    statuses = Counter(status for status, _ in answered)
+    assert in_flight >= 1 and statuses == {200: len(answered)}, (in_flight, statuses)
+    assert HF in {version for _, version in answered[:killed_at]}, answered  # vLLM answered before the kill
+    assert {version for _, version in answered[killed_at:]} == {GGUF}, answered[killed_at:]
     after = _wait_vllm_ready(vllm_gateway, previous_pid=before["pid"])
     assert after["restarts"] == before["restarts"] + 1
     answer = _client(vllm_gateway).chat.completions.create(

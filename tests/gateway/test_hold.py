@@ -153,3 +153,42 @@ def test_holding_is_off_with_hold_s_zero(mocks: Callable[..., MockUpstream]) -> 
             assert gateway.metric("modelyard_held_requests_total", route="m") == 0
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_request_whose_engine_died_under_it_goes_to_the_splits_other_target(
+    mocks: Callable[..., MockUpstream],
+) -> None:
+    """A 50/50 canary: the request went to the candidate (the stable engine was restarting then), the candidate's
+    engine dies under it and restarts for far longer than the hold; the stable version, back meanwhile, answers it
+    instead of a 503 after ``hold_s``."""
+    stable_mock, candidate_mock = mocks(), mocks("--latency-ms", "1500")
+    deployments = f"""
+routes:
+  m:
+    targets:
+      stable: {{url: "{stable_mock.url}", weight: 50}}
+      candidate: {{url: "{candidate_mock.url}", weight: 50}}
+    retry: {{hold_s: 1}}
+"""
+
+    async def scenario() -> None:
+        async with serving(deployments=deployments) as gateway:
+            engines = {}
+            for replica in gateway.runtime.catalog().replicas():
+                engines[replica.upstream.base_url.rstrip("/").removesuffix("/v1")] = replica.upstream = Restarting(
+                    replica.upstream
+                )
+            stable, candidate = (engines[m.url.removesuffix("/v1")] for m in (stable_mock, candidate_mock))
+            candidate.back()  # only the candidate is up when the request is routed
+            asked = asyncio.create_task(gateway.client.post("/v1/chat/completions", json=chat("m")))
+            await asyncio.sleep(0.4)
+            stable.back()
+            candidate_mock.stop()  # the engine dies mid-answer: the gateway's connection is reset
+            candidate.restarting()
+            candidate.ready = False
+            answer = await asyncio.wait_for(asked, 5)
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-modelyard-target"] == "stable"
+            assert gateway.metric("modelyard_held_requests_total", route="m") == 0  # answered without waiting
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

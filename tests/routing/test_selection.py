@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import random
 
-from modelyard.routing.selection import TargetView, attempt_targets, choose_target, in_region
+from modelyard.routing.selection import TargetView, attempt_targets, choose_target, in_region, split_alternates
 from modelyard.routing.weights import rendezvous_choice, stable_unit, weighted_choice
 
 
@@ -64,3 +64,17 @@ def test_regions_and_fallback_order() -> None:
     assert in_region(views, "eu") == [True, False, True]
     assert attempt_targets(0, [2, 1, 0], [True, False, True]) == [0, 2]
     assert attempt_targets(1, [], [True] * 3) == [1]
+
+
+def test_a_splits_alternates_are_its_other_weighted_allowed_targets_heaviest_first() -> None:
+    views = [
+        TargetView("stable", 90, True),
+        TargetView("candidate", 10, True),
+        TargetView("fallback-only", 0, True),
+        TargetView("elsewhere", 50, True, "us"),
+        TargetView("big", 30, True),
+    ]
+    allowed = [True, True, True, False, True]
+    assert split_alternates([1], views, allowed) == (0, 4)  # not the weight-0 one, nor the one out of region
+    assert split_alternates([1, 0], views, allowed) == (4,)  # a fallback already in the order is not repeated
+    assert split_alternates([0], [TargetView("only", 1, True)], [True]) == ()

@@ -42,6 +42,7 @@ class Call:
 
     route: Route
     order: list[int]  # target indices: the primary, then the fallback chain
+    alternates: tuple[int, ...]  # the split's other targets, tried when the whole order is down (decide.py)
     path: str  # upstream path, e.g. /v1/chat/completions
     payload: dict[str, Any]
     body: bytes | None  # the client's body, when it can be forwarded as is (saves re-encoding the payload)
@@ -76,6 +77,7 @@ class Call:
         call = cls(
             route=route,
             order=decision.order,
+            alternates=decision.alternates,
             path=parsed.kind.upstream_path,
             payload=payload,
             body=parsed.body if unchanged else None,
@@ -159,6 +161,8 @@ class Forwarder:
             status = await self._chain(send, exchange, call, state)
             if status is not None:
                 return status
+            if _stand_in(call, state, policy.attempts, exchange.record.attempts):
+                continue
             if policy.hold_s <= 0 or state.holds >= _MAX_HOLDS:
                 break
             candidates = coming_back(r for i in call.order for r in route.targets[i].replicas)
@@ -295,6 +299,20 @@ class Forwarder:
             raise
         opened.release()
         return status
+
+
+def _stand_in(call: Call, state: _Attempts, attempts: int, made: int) -> bool:
+    """When the request's whole chain is down (its engine died under it, say), the split's heaviest other target
+    that is up takes it, with a fresh attempt budget, before any hold: a canary whose candidate crashed loses
+    nothing while the stable version serves. True when a target was added to the order."""
+    if time.monotonic() >= state.deadline:
+        return False
+    for index in call.alternates:
+        if index not in call.order and call.route.targets[index].available:
+            call.order = [*call.order, index]  # a new list: a decision's order may be shared
+            state.budget = made + attempts
+            return True
+    return False
 
 
 _MAX_HOLDS = 4  # holds per request: a request that kills its engine each time is not retried forever

@@ -21,7 +21,7 @@ from typing import Any
 
 from modelyard.errors import no_target_in_region
 from modelyard.routing.model import Route
-from modelyard.routing.selection import TargetView, attempt_targets, choose_target, in_region
+from modelyard.routing.selection import TargetView, attempt_targets, choose_target, in_region, split_alternates
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class RouteDecision:
     order: list[int]  # target indices: primary first, then the fallback chain
     affinity_key: str | None = None  # for session-affinity balancing
     router: RouterChoice | None = None  # set on small/large routes
+    alternates: tuple[int, ...] = ()  # a split's other targets, for when the whole order is down
 
     @property
     def primary(self) -> int:
@@ -67,17 +68,16 @@ def decide(route: Route, facts: RequestFacts, uniform: float) -> RouteDecision:
         region = region or ", ".join(facts.key_regions)
     if not any(allowed):
         raise no_target_in_region(route.name, region, sorted({t.region for t in route.targets if t.region}))
-    router = None
-    if policy.router is not None:
+    affinity = request_key(policy.affinity, facts) if policy.balancing == "session_affinity" else None
+    if policy.router is not None:  # the router's choice is the answer's size: no other target stands in for it
         scored = policy.router.scorer.decide(facts.payload)
         primary = policy.router.large if scored.large else policy.router.small
-        router = RouterChoice(scored.choice, scored.score)
-    else:
-        sticky = request_key(policy.sticky_key, facts) if policy.sticky_key else None
-        chosen = choose_target(route.name, views, allowed, sticky, uniform)
-        primary = chosen if chosen is not None else 0
-    affinity = request_key(policy.affinity, facts) if policy.balancing == "session_affinity" else None
-    return RouteDecision(attempt_targets(primary, policy.fallbacks, allowed), affinity, router)
+        order = attempt_targets(primary, policy.fallbacks, allowed)
+        return RouteDecision(order, affinity, RouterChoice(scored.choice, scored.score))
+    sticky = request_key(policy.sticky_key, facts) if policy.sticky_key else None
+    chosen = choose_target(route.name, views, allowed, sticky, uniform)
+    order = attempt_targets(chosen if chosen is not None else 0, policy.fallbacks, allowed)
+    return RouteDecision(order, affinity, None, split_alternates(order, views, allowed))
 
 
 def request_key(source: str | None, facts: RequestFacts) -> str | None:

@@ -51,3 +51,11 @@ def attempt_targets(primary: int, fallbacks: Sequence[int], allowed: Sequence[bo
     order = [primary]
     order.extend(f for f in fallbacks if f != primary and allowed[f] and f not in order)
     return order
+
+
+def split_alternates(order: Sequence[int], targets: Sequence[TargetView], allowed: Sequence[bool]) -> tuple[int, ...]:
+    """The split's other targets (weighted, allowed, not already in the attempt order), heaviest first: where a
+    request goes when every replica of its own chain is down, as a request arriving then would."""
+    pairs = enumerate(zip(targets, allowed, strict=True))
+    others = [i for i, (t, ok) in pairs if ok and t.weight > 0 and i not in order]
+    return tuple(sorted(others, key=lambda i: -targets[i].weight))
