@@ -11,6 +11,7 @@ from collections.abc import Callable
 from inprocess import Gateway, chat, raw_call, serving
 from mock_upstreams import MockUpstream
 from modelyard.routing.model import Upstream
+from modelyard.routing.weights import rendezvous_choice
 
 
 class Restarting:
@@ -190,5 +191,34 @@ routes:
             assert answer.status_code == 200, answer.text
             assert answer.headers["x-modelyard-target"] == "stable"
             assert gateway.metric("modelyard_held_requests_total", route="m") == 0  # answered without waiting
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_candidate_that_answers_errors_keeps_its_errors(mocks: Callable[..., MockUpstream]) -> None:
+    """Only a target that is down is stood in for: a candidate that is up but answers 500 gives its client the
+    error (moving those requests to the stable target would hide a bad canary from the analysis judging it)."""
+    stable_mock, candidate_mock = mocks(), mocks("--fail-status", "500")
+    deployments = f"""
+routes:
+  m:
+    targets:
+      stable: {{url: "{stable_mock.url}", weight: 50}}
+      candidate: {{url: "{candidate_mock.url}", weight: 50}}
+    sticky: {{key: user}}
+    breaker: {{failures: 1000}}
+"""
+    # a user the split sends to the candidate (the same hash the gateway uses)
+    user = next(f"u{n}" for n in range(100) if rendezvous_choice(f"u{n}", ["stable", "candidate"], [50, 50], "m") == 1)
+
+    async def scenario() -> None:
+        async with serving(deployments=deployments) as gateway:
+            answer = await gateway.client.post("/v1/chat/completions", json=chat("m", user=user))
+            assert answer.status_code >= 500, answer.text
+            assert answer.headers["x-modelyard-target"] == "candidate"
+            other = next(
+                f"v{n}" for n in range(100) if rendezvous_choice(f"v{n}", ["stable", "candidate"], [50, 50], "m") == 0
+            )
+            assert (await gateway.client.post("/v1/chat/completions", json=chat("m", user=other))).status_code == 200
 
     asyncio.run(asyncio.wait_for(scenario(), 60))

@@ -304,11 +304,19 @@ class Forwarder:
 def _stand_in(call: Call, state: _Attempts, attempts: int, made: int) -> bool:
     """When the request's whole chain is down (its engine died under it, say), the split's heaviest other target
     that is up takes it, with a fresh attempt budget, before any hold: a canary whose candidate crashed loses
-    nothing while the stable version serves. True when a target was added to the order."""
-    if time.monotonic() >= state.deadline:
+    nothing while the stable version serves. True when a target was added to the order.
+
+    Only *down*: every replica of the chain unusable or broken under this request. A candidate that answers
+    errors is still up, and its client gets the error: moving those requests to the stable target would hide a
+    bad canary from the analysis that judges it."""
+    if not call.alternates or time.monotonic() >= state.deadline:
+        return False
+    broken = {id(replica) for replica, _ in state.suspects}
+    targets = call.route.targets
+    if any(r.usable and id(r) not in broken for i in call.order for r in targets[i].replicas):
         return False
     for index in call.alternates:
-        if index not in call.order and call.route.targets[index].available:
+        if index not in call.order and targets[index].available:
             call.order = [*call.order, index]  # a new list: a decision's order may be shared
             state.budget = made + attempts
             return True
