@@ -156,6 +156,24 @@ def test_holding_is_off_with_hold_s_zero(mocks: Callable[..., MockUpstream]) -> 
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
+def _canary(stable: MockUpstream, candidate: MockUpstream, *policy: str) -> str:
+    """Route ``m``: 50/50 between ``stable`` and ``candidate``, with the given policy lines."""
+    lines = "".join(f"    {line}\n" for line in policy)
+    return (
+        f'routes:\n  m:\n    targets:\n      stable: {{url: "{stable.url}", weight: 50}}\n'
+        f'      candidate: {{url: "{candidate.url}", weight: 50}}\n{lines}'
+    )
+
+
+def _user_for(target: int) -> str:
+    """A ``user`` the 50/50 split of route ``m`` sticks to target ``target`` (the hash the gateway uses)."""
+    return next(
+        u
+        for u in (f"u{n}" for n in range(100))
+        if rendezvous_choice(u, ["stable", "candidate"], [50, 50], "m") == target
+    )
+
+
 def test_a_request_whose_engine_died_under_it_goes_to_the_splits_other_target(
     mocks: Callable[..., MockUpstream],
 ) -> None:
@@ -163,14 +181,7 @@ def test_a_request_whose_engine_died_under_it_goes_to_the_splits_other_target(
     engine dies under it and restarts for far longer than the hold; the stable version, back meanwhile, answers it
     instead of a 503 after ``hold_s``."""
     stable_mock, candidate_mock = mocks(), mocks("--latency-ms", "1500")
-    deployments = f"""
-routes:
-  m:
-    targets:
-      stable: {{url: "{stable_mock.url}", weight: 50}}
-      candidate: {{url: "{candidate_mock.url}", weight: 50}}
-    retry: {{hold_s: 1}}
-"""
+    deployments = _canary(stable_mock, candidate_mock, "retry: {hold_s: 1}")
 
     async def scenario() -> None:
         async with serving(deployments=deployments) as gateway:
@@ -199,26 +210,14 @@ def test_a_candidate_that_answers_errors_keeps_its_errors(mocks: Callable[..., M
     """Only a target that is down is stood in for: a candidate that is up but answers 500 gives its client the
     error (moving those requests to the stable target would hide a bad canary from the analysis judging it)."""
     stable_mock, candidate_mock = mocks(), mocks("--fail-status", "500")
-    deployments = f"""
-routes:
-  m:
-    targets:
-      stable: {{url: "{stable_mock.url}", weight: 50}}
-      candidate: {{url: "{candidate_mock.url}", weight: 50}}
-    sticky: {{key: user}}
-    breaker: {{failures: 1000}}
-"""
-    # a user the split sends to the candidate (the same hash the gateway uses)
-    user = next(f"u{n}" for n in range(100) if rendezvous_choice(f"u{n}", ["stable", "candidate"], [50, 50], "m") == 1)
+    deployments = _canary(stable_mock, candidate_mock, "sticky: {key: user}", "breaker: {failures: 1000}")
+    user, other = _user_for(1), _user_for(0)  # sent to the candidate, to stable
 
     async def scenario() -> None:
         async with serving(deployments=deployments) as gateway:
             answer = await gateway.client.post("/v1/chat/completions", json=chat("m", user=user))
             assert answer.status_code >= 500, answer.text
             assert answer.headers["x-modelyard-target"] == "candidate"
-            other = next(
-                f"v{n}" for n in range(100) if rendezvous_choice(f"v{n}", ["stable", "candidate"], [50, 50], "m") == 0
-            )
             assert (await gateway.client.post("/v1/chat/completions", json=chat("m", user=other))).status_code == 200
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
