@@ -115,7 +115,11 @@ def test_two_real_engines_behind_one_route(
     )
     assert result.failed == 0, (result.statuses, result.errors, result.error_bodies)
     assert sum(result.statuses.values()) == 500
-    assert result.targets["q2"] > 0 and result.targets["q4"] > result.targets["q2"]
+    # The requests in flight on Q2_K when it died were retried (on q4, the fallback). How many more q4 then serves
+    # depends on how long Q2_K takes to come back (about 2 s on a quiet machine: the split stays near 50/50), so
+    # the shares are not compared.
+    assert result.targets["q2"] > 0 and result.targets["q4"] > 0
+    assert sum(count for attempts, count in result.attempts.items() if attempts > 1) >= 1, result.attempts
     metrics = httpx.get(f"{gateway.url}/metrics", timeout=10).text
     assert 'modelyard_route_retries_total{route="resilient"' in metrics
 
